@@ -1,0 +1,153 @@
+"""Decode an uploaded audio file into mono float32 samples at one sample rate.
+
+PyAV (FFmpeg) opens the bytes as one of a fixed list of audio containers, decodes
+the first audio stream, mixes it down to one channel and resamples it. Every
+failure becomes ``UnsupportedAudioFormatError``, and input longer than the
+caller's limit becomes ``AudioTooLongError``, raised as soon as the limit is
+passed rather than after decoding everything. This module does not know HTTP,
+base64, which format names the API lets a client declare, or what the samples
+are for.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+
+import av
+import numpy as np
+
+from omnivox.audio import INPUT_SAMPLE_RATE
+from omnivox.errors import AudioTooLongError, OmnivoxError, UnsupportedAudioFormatError
+
+# FFmpeg demuxer names we open. Without a list FFmpeg would also probe playlist and
+# concat demuxers (hls, concat), which open other files and URLs named in the input.
+INPUT_CONTAINERS = ("wav", "mp3", "flac", "ogg", "matroska", "webm", "mov", "mp4", "m4a", "aac")
+UNSUPPORTED_MESSAGE = "This model does not support the format you provided."
+UNSUPPORTED_PARAM = "messages"
+
+
+def decode_audio(
+    data: bytes,
+    *,
+    sample_rate: int = INPUT_SAMPLE_RATE,
+    max_duration_s: float | None = None,
+) -> np.ndarray:
+    """Decode ``data`` to float32 mono samples in [-1, 1] at ``sample_rate`` Hz.
+
+    Raises ``AudioTooLongError`` once more than ``max_duration_s`` seconds have been
+    decoded, and ``UnsupportedAudioFormatError`` for anything that is not audio
+    FFmpeg can read or that holds no samples.
+    """
+    try:
+        samples = _decode(data, sample_rate, max_duration_s)
+    except OmnivoxError:
+        raise
+    except Exception as exc:
+        # On hostile input PyAV raises FFmpegError subclasses but also ValueError,
+        # UnicodeDecodeError (metadata), IndexError and others; the set is not
+        # documented, so every failure inside it is the client's unreadable file.
+        raise _unsupported() from exc
+    if samples.size == 0:
+        raise _unsupported()
+    return samples
+
+
+def _decode(data: bytes, sample_rate: int, max_duration_s: float | None) -> np.ndarray:
+    options = {"format_whitelist": ",".join(INPUT_CONTAINERS)}
+    # Tags are never used; a badly encoded one must not make the audio unreadable.
+    with av.open(
+        io.BytesIO(data), "r", container_options=options, metadata_errors="replace"
+    ) as container:
+        if not container.streams.audio:
+            raise _unsupported()
+        stream = container.streams.audio[0]
+        mixer = _MonoMixer(sample_rate)
+        decoded_s = 0.0
+        for frame in _decoded_frames(container, stream):
+            # Counted at the source rate, so the limit does not depend on the resampler.
+            decoded_s += frame.samples / frame.sample_rate
+            if max_duration_s is not None and decoded_s > max_duration_s:
+                raise _too_long(max_duration_s)
+            mixer.push(frame)
+        return mixer.finish()
+
+
+def _decoded_frames(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> Iterator[av.AudioFrame]:
+    """Yield the stream's frames the way the ffmpeg command line reads a damaged file.
+
+    A packet that fails to decode is skipped, and a read error ends the input, so a
+    truncated upload still gives the audio it holds.
+    """
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, av.FFmpegError):
+            break
+        yield from _usable(_decode_packet(stream, packet))
+    # After a read error the decoder still holds frames; after a clean end this is a no-op.
+    yield from _usable(_decode_packet(stream, None))
+
+
+def _decode_packet(stream: av.AudioStream, packet: av.Packet | None) -> list[av.AudioFrame]:
+    try:
+        return list(stream.decode(packet))
+    except av.FFmpegError:
+        return []
+
+
+def _usable(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    return (frame for frame in frames if frame.samples > 0 and frame.sample_rate > 0)
+
+
+class _MonoMixer:
+    """Turns decoded frames of any layout, sample format and rate into one float32 array.
+
+    PyAV's resampler is fixed to the first frame's input parameters; a stream whose
+    parameters change midway (chained mp3 or ogg) gets a fresh resampler per run.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._resampler: av.AudioResampler | None = None
+        self._input_key: tuple[str, str, int] | None = None
+        self._chunks: list[np.ndarray] = []
+
+    def push(self, frame: av.AudioFrame) -> None:
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._resampler is None or key != self._input_key:
+            self._drain()
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+            self._input_key = key
+        self._collect(self._resampler.resample(frame))
+
+    def finish(self) -> np.ndarray:
+        self._drain()
+        if not self._chunks:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(self._chunks)
+
+    def _drain(self) -> None:
+        if self._resampler is not None:
+            self._collect(self._resampler.resample(None))
+
+    def _collect(self, frames: Iterable[av.AudioFrame | None]) -> None:
+        # A pass-through resampler answers a flush with [None].
+        for frame in frames:
+            if frame is not None:
+                self._chunks.append(frame.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+
+
+def _unsupported() -> UnsupportedAudioFormatError:
+    return UnsupportedAudioFormatError(UNSUPPORTED_MESSAGE, param=UNSUPPORTED_PARAM)
+
+
+def _too_long(max_duration_s: float) -> AudioTooLongError:
+    limit = f"{max_duration_s:g} s"
+    return AudioTooLongError(
+        f"Input audio is too long: more than {limit}. "
+        f"The longest input this server accepts is {limit}."
+    )

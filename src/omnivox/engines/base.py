@@ -1,0 +1,166 @@
+"""What every engine receives and the small Protocol it implements.
+
+A request reaches an engine as a ``GenerationRequest``: the conversation as
+``Turn`` objects whose parts are plain text or decoded ``AudioClip`` s, the
+sampling parameters, the tools, and whether (and in which voice) to speak.
+The engine first ``prepare`` s it (recognise speech, apply the chat template,
+count tokens; errors raised here reach the client as ordinary HTTP errors),
+then ``generate`` s typed events from the prepared prompt.
+
+This module knows nothing of HTTP or of OpenAI's wire models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from omnivox.engines.events import EngineEvent
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioClip:
+    """Decoded mono audio as float32 samples in [-1, 1].
+
+    ``transcript`` is set when the words are already known (an earlier
+    assistant answer referenced by its audio id); ``sha256`` identifies the
+    clip's content for caches.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    sha256: str
+    transcript: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+Part = str | AudioClip
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: Role
+    parts: tuple[Part, ...] = ()
+    name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The turn's text parts joined (audio parts are not included)."""
+        return "".join(p for p in self.parts if isinstance(p, str))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str | None = None
+    parameters_schema: Mapping[str, Any] | None = None
+    strict: bool = False
+
+
+ToolChoice = (
+    Literal["none", "auto", "required"] | str
+)  # a str other than the three names a function
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """``kind`` is "text", "json_object" or "json_schema"."""
+
+    kind: Literal["text", "json_object", "json_schema"] = "text"
+    schema: Mapping[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_output_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    def with_seed(self, seed: int | None) -> SamplingParams:
+        return replace(self, seed=seed)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechOutput:
+    """Speak the answer. ``voice`` is an OpenAI voice name; each engine maps it."""
+
+    voice: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    turns: tuple[Turn, ...]
+    sampling: SamplingParams = SamplingParams()
+    speech: SpeechOutput | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "none"
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat = ResponseFormat()
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedGeneration:
+    """A request made ready to generate.
+
+    ``context_tokens`` is what the prompt occupies in the model's context;
+    ``prompt_text_tokens`` the part of it billed as text (transcripts of audio
+    the client sent are billed as audio instead). ``payload`` is the engine's own.
+    """
+
+    request: GenerationRequest
+    context_tokens: int
+    prompt_text_tokens: int
+    payload: Any = None
+
+
+Capability = Literal["tools", "response_format", "logprobs", "speech"]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A model back end. Implementations live in ``omnivox.engines.<name>``."""
+
+    name: str
+    context_window_tokens: int
+    capabilities: frozenset[Capability]
+
+    def voice_table(self) -> Mapping[str, str]:
+        """OpenAI voice name -> a description of the engine's voice it maps to."""
+        ...
+
+    async def start(self) -> None:
+        """Load models; raise ``ModelUnavailableError`` with a clear message."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration: ...
+
+    def generate(self, prepared: PreparedGeneration) -> AsyncIterator[EngineEvent]:
+        """Yield events; the last is ``Finished``. Cancelling the iterator stops the work."""
+        ...

@@ -1,0 +1,233 @@
+"""The cascade engine: speech recognition -> text chat model -> speech synthesis.
+
+``prepare`` transcribes the audio of the conversation (once per clip, see
+``transcripts``), builds chat messages (``prompt``), renders them with the
+model's chat template and counts the tokens. ``generate`` streams the answer:
+
+    chat model thread ── TextDelta ───────────────────────────┐
+          │ segmenter cuts units                               ├─> events, in order made
+          └─> unit queue ─> synthesis thread ── AudioDelta ───┘
+
+Text deltas never wait for audio; each unit is synthesized as soon as it is cut
+while the chat model keeps writing, and its PCM leaves as soon as it is ready.
+Closing or cancelling the event iterator sets a cancel event that both threads
+check between tokens and between audio pieces, and waits for them to end.
+
+This module wires the parts together; it knows nothing of HTTP or of how each
+part computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omnivox.engines.base import AudioClip, Capability, GenerationRequest, PreparedGeneration
+from omnivox.engines.cascade import assets
+from omnivox.engines.cascade.generator import (
+    DEFAULT_CONTEXT_TOKENS,
+    GenerationEnd,
+    LlamaGenerator,
+    TokenPiece,
+)
+from omnivox.engines.cascade.prompt import build_messages, client_audio_transcripts
+from omnivox.engines.cascade.recogniser import WhisperRecogniser
+from omnivox.engines.cascade.segmenter import SpeechSegmenter
+from omnivox.engines.cascade.speaker import UnitSpeaker
+from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer
+from omnivox.engines.cascade.transcripts import TranscriptBook
+from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
+from omnivox.engines.worker import ThreadBridge
+from omnivox.errors import ContextLengthExceededError, ServerError
+from omnivox.settings import Settings
+
+UNIT_POLL_S = 0.05
+DEFAULT_LLM_INSTANCES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CascadePrompt:
+    """The engine's payload in a ``PreparedGeneration``."""
+
+    text: str
+    tokens: tuple[int, ...]
+
+
+class CascadeEngine:
+    name = "cascade"
+    capabilities: frozenset[Capability] = frozenset({"speech", "logprobs"})
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        n_ctx: int = DEFAULT_CONTEXT_TOKENS,
+        llm_instances: int = DEFAULT_LLM_INSTANCES,
+    ) -> None:
+        self.settings = settings
+        self.context_window_tokens = n_ctx
+        self._llm_instances = llm_instances
+        self._generator: LlamaGenerator | None = None
+        self._synthesizer: PiperSynthesizer | None = None
+        self._transcripts: TranscriptBook | None = None
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        models_dir = self.settings.models_dir
+        # Find every file first, so that a missing one fails before anything loads.
+        whisper_dir = assets.whisper_files(self.settings.asr, models_dir)
+        gguf_path = assets.gguf_file(self.settings.llm, models_dir)
+        voice_files = assets.piper_files(self.settings.tts, models_dir)
+        threads = self.settings.threads
+        recogniser = WhisperRecogniser(whisper_dir, cpu_threads=threads)
+        self._transcripts = TranscriptBook(recogniser)
+        self._generator = LlamaGenerator(
+            gguf_path,
+            n_threads=threads,
+            n_ctx=self.context_window_tokens,
+            max_instances=self._llm_instances,
+        )
+        self.context_window_tokens = self._generator.context_window_tokens
+        self._synthesizer = PiperSynthesizer(voice_files)
+
+    async def close(self) -> None:
+        if self._generator is not None:
+            self._generator.close()
+        self._generator = self._synthesizer = self._transcripts = None
+
+    def voice_table(self) -> Mapping[str, str]:
+        if self._synthesizer is not None:
+            return self._synthesizer.voice_table()
+        return {voice: f"Piper voice {self.settings.tts!r}: {s.character}" for voice, s in VOICES.items()}
+
+    @property
+    def transcripts(self) -> TranscriptBook:
+        if self._transcripts is None:
+            raise ServerError("the cascade engine is not started")
+        return self._transcripts
+
+    @property
+    def generator(self) -> LlamaGenerator:
+        if self._generator is None:
+            raise ServerError("the cascade engine is not started")
+        return self._generator
+
+    @property
+    def synthesizer(self) -> PiperSynthesizer:
+        if self._synthesizer is None:
+            raise ServerError("the cascade engine is not started")
+        return self._synthesizer
+
+    # -- prepare ------------------------------------------------------------------
+
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
+        await asyncio.to_thread(self._transcribe_all, request)
+        transcript_of = self.transcripts.transcript  # all cached now: no blocking work
+        generator = self.generator
+        prompt_text = generator.render(build_messages(request, transcript_of))
+        tokens = generator.tokenize_prompt(prompt_text)
+        if len(tokens) >= self.context_window_tokens:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.context_window_tokens} tokens. "
+                f"However, your messages resulted in {len(tokens)} tokens. "
+                "Please reduce the length of the messages.",
+                param="messages",
+            )
+        audio_tokens = sum(
+            generator.count_tokens(text)
+            for text in client_audio_transcripts(request, transcript_of)
+        )
+        return PreparedGeneration(
+            request=request,
+            context_tokens=len(tokens),
+            prompt_text_tokens=max(0, len(tokens) - audio_tokens),
+            payload=CascadePrompt(prompt_text, tuple(tokens)),
+        )
+
+    def _transcribe_all(self, request: GenerationRequest) -> None:
+        for turn in request.turns:
+            for part in turn.parts:
+                if isinstance(part, AudioClip):
+                    self.transcripts.transcript(part)
+
+    # -- generate -----------------------------------------------------------------
+
+    async def generate(self, prepared: PreparedGeneration) -> AsyncIterator[EngineEvent]:
+        payload = prepared.payload
+        if not isinstance(payload, CascadePrompt):
+            raise ServerError("this generation was not prepared by the cascade engine")
+        request = prepared.request
+        units: queue.SimpleQueue[str | None] | None = None
+        bridge: ThreadBridge[Any] = ThreadBridge(name="omnivox-cascade")
+        if request.speech is not None:
+            units = queue.SimpleQueue()
+            speaker = UnitSpeaker(self.synthesizer, request.speech.voice)
+            bridge.spawn(lambda cancel: _speech_work(speaker, units, cancel), name="tts")
+        bridge.spawn(lambda cancel: self._text_work(prepared, payload, units, cancel), name="llm")
+        end: GenerationEnd | None = None
+        async with contextlib.aclosing(bridge.items()) as items:
+            async for item in items:
+                if isinstance(item, GenerationEnd):
+                    end = item
+                else:
+                    yield item
+        if end is None:
+            raise ServerError()
+        yield Finished(end.reason, end.n_tokens)
+
+    def _text_work(
+        self,
+        prepared: PreparedGeneration,
+        payload: CascadePrompt,
+        units: queue.SimpleQueue[str | None] | None,
+        cancel: threading.Event,
+    ) -> Iterator[TextDelta | GenerationEnd]:
+        """Runs in the chat model's thread: text deltas, and units for the synthesizer."""
+        segmenter = SpeechSegmenter()
+        try:
+            sampling = prepared.request.sampling
+            for item in self.generator.stream(payload.tokens, sampling, cancel):
+                if isinstance(item, TokenPiece):
+                    yield TextDelta(item.text, item.logprobs)
+                    if units is not None:
+                        for unit in segmenter.feed(item.text):
+                            units.put(unit)
+                else:
+                    if units is not None:
+                        for unit in segmenter.flush():
+                            units.put(unit)
+                    yield item
+        finally:
+            if units is not None:
+                units.put(None)  # no more units: the synthesis thread may end
+
+
+def _speech_work(
+    speaker: UnitSpeaker, units: queue.SimpleQueue[str | None], cancel: threading.Event
+) -> Iterator[AudioDelta]:
+    """Runs in the synthesis thread: speak each unit as soon as it is cut."""
+    while not cancel.is_set():
+        try:
+            unit = units.get(timeout=UNIT_POLL_S)
+        except queue.Empty:
+            continue
+        if unit is None:
+            tail = speaker.flush()
+            if tail:
+                yield AudioDelta(tail)
+            return
+        for pcm in speaker.speak(unit, cancel):
+            yield AudioDelta(pcm)
+
+
+def create_engine(settings: Settings) -> CascadeEngine:
+    return CascadeEngine(settings)

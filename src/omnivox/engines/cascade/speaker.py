@@ -1,0 +1,64 @@
+"""Speak units of text, one after another, as one continuous 24 kHz PCM stream.
+
+A ``UnitSpeaker`` serves one answer in one voice. ``speak(unit)`` removes what
+should not be read aloud (``speakable_text``), synthesizes the rest, resamples
+it to ``OUTPUT_SAMPLE_RATE`` through one stream resampler (so unit borders do
+not click, and the voice's pitch factor applies), and returns s16le pieces of
+at most ``PIECE_S`` seconds as soon as each is ready. A short pause separates
+units. ``flush`` returns the samples still in the resampler at the end.
+
+This module knows nothing of threads, events or of the chat model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+
+from omnivox.audio import OUTPUT_SAMPLE_RATE
+from omnivox.audio.pcm import StreamResampler, float_to_s16le
+from omnivox.engines.cascade.speakable import speakable_text
+from omnivox.engines.cascade.synthesizer import SpeechPiece
+
+PIECE_S = 0.2
+UNIT_GAP_S = 0.1
+
+
+class Synthesizer(Protocol):
+    def play_rate(self, voice: str) -> int: ...
+
+    def synthesize(self, text: str, voice: str) -> Iterator[SpeechPiece]: ...
+
+
+class UnitSpeaker:
+    def __init__(self, synthesizer: Synthesizer, voice: str) -> None:
+        self._synthesizer = synthesizer
+        self._voice = voice
+        self._play_rate = synthesizer.play_rate(voice)
+        self._resampler = StreamResampler(self._play_rate, OUTPUT_SAMPLE_RATE)
+        self._piece_samples = round(PIECE_S * OUTPUT_SAMPLE_RATE)
+        self._units_spoken = 0
+
+    def speak(self, unit: str, cancel: threading.Event) -> Iterator[bytes]:
+        """PCM pieces of ``unit``; stops early once ``cancel`` is set."""
+        text = speakable_text(unit)
+        if not text:
+            return
+        if self._units_spoken:
+            gap = np.zeros(round(UNIT_GAP_S * self._play_rate), dtype=np.float32)
+            yield from self._pieces(self._resampler.process(gap))
+        self._units_spoken += 1
+        for piece in self._synthesizer.synthesize(text, self._voice):
+            if cancel.is_set():
+                return
+            yield from self._pieces(self._resampler.process(piece.samples))
+
+    def flush(self) -> bytes:
+        return float_to_s16le(self._resampler.flush())
+
+    def _pieces(self, samples: np.ndarray) -> Iterator[bytes]:
+        for start in range(0, len(samples), self._piece_samples):
+            yield float_to_s16le(samples[start : start + self._piece_samples])

@@ -1,0 +1,39 @@
+"""Identifiers in the shapes OpenAI uses.
+
+``chatcmpl-`` + 29 alphanumerics, ``audio_`` + 32 hex, ``call_`` + 24
+alphanumerics, ``req_`` + 32 hex, ``fp_`` + 10 hex. Random, from ``secrets``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def _alphanumeric(n_chars: int) -> str:
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(n_chars))
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + _alphanumeric(29)
+
+
+def audio_id() -> str:
+    return "audio_" + secrets.token_hex(16)
+
+
+def tool_call_id() -> str:
+    return "call_" + _alphanumeric(24)
+
+
+def request_id() -> str:
+    return "req_" + secrets.token_hex(16)
+
+
+def system_fingerprint(*parts: str) -> str:
+    """Stable for one configuration: the same models give the same fingerprint."""
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return "fp_" + digest[:10]

@@ -1,0 +1,167 @@
+"""The HTTP face: an app factory that receives its collaborators.
+
+``create_app(settings, engine, store)`` wires routes, the OpenAI error shape
+for every failure (invalid JSON, validation, unknown routes, internal errors),
+and the headers middleware. HTTP only: requests are parsed into protocol
+models and handed to ``serving``; nothing here knows about models or audio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from omnivox import ids
+from omnivox.engines.base import Engine
+from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
+from omnivox.protocol.requests import CreateChatCompletionRequest
+from omnivox.protocol.responses import Model, ModelList
+from omnivox.protocol.validation import to_openai_error
+from omnivox.server.middleware import OpenAIHeadersMiddleware
+from omnivox.serving import fold, sse
+from omnivox.serving.catalog import OWNER, ModelCatalog
+from omnivox.serving.chat import ChatService, ServiceOptions
+from omnivox.serving.inputs import InputLimits
+from omnivox.settings import Settings
+from omnivox.store.audio import AudioStore
+
+log = logging.getLogger("omnivox.server")
+
+INVALID_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
+    "contact us through our help center at help.openai.com.)"
+)
+KNOWN_PARAMETERS = frozenset(CreateChatCompletionRequest.model_fields)
+SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
+
+
+def json_response(body: str, status: int = 200) -> Response:
+    return Response(content=body, status_code=status, media_type="application/json")
+
+
+def error_response(exc: OmnivoxError) -> Response:
+    response = json_response(json.dumps(exc.body()), exc.status)
+    response.headers.update(exc.headers)
+    return response
+
+
+def create_app(
+    settings: Settings, engine: Engine, store: AudioStore, *, start_engine: bool = True
+) -> FastAPI:
+    """The app; with ``start_engine`` its lifespan loads the engine's models first."""
+    catalog = ModelCatalog(settings.model_id, settings.model_snapshot_date, settings.openai_aliases)
+    service = ChatService(
+        engine,
+        store,
+        catalog,
+        ServiceOptions(settings.audio_ttl_s, InputLimits(settings.max_input_audio_s)),
+        system_fingerprint=ids.system_fingerprint(
+            engine.name, catalog.snapshot, settings.asr, settings.llm, settings.tts
+        ),
+    )
+    state: dict[str, bool] = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_engine:
+            await engine.start()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await engine.close()
+            store.close()
+
+    app = FastAPI(
+        title="omnivox",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        req = await _parse_chat_request(request, settings.strict_parameters)
+        run = await service.start(req)
+        if req.streaming:
+            return StreamingResponse(sse.render(run), media_type=SSE_MEDIA_TYPE)
+        completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
+        return json_response(completion.dump())
+
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        models = [
+            Model(id=e.model_id, created=e.created, owned_by=OWNER) for e in catalog.entries()
+        ]
+        return json_response(ModelList(data=models).dump())
+
+    @app.get("/v1/models/{model_id:path}")
+    async def retrieve_model(model_id: str) -> Response:
+        entry = catalog.get(model_id)
+        return json_response(Model(id=entry.model_id, created=entry.created, owned_by=OWNER).dump())
+
+    @app.get("/health")
+    async def health() -> Response:
+        status = 200 if state["ready"] else 503
+        body = {
+            "status": "ok" if state["ready"] else "starting",
+            "engine": engine.name,
+            "model": catalog.snapshot,
+        }
+        return json_response(json.dumps(body), status)
+
+    app.add_middleware(OpenAIHeadersMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompletionRequest:
+    raw = await request.body()
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError(INVALID_JSON_MESSAGE) from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(INVALID_JSON_MESSAGE)
+    if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
+        data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
+    try:
+        return CreateChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise to_openai_error(exc, data) from None
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OmnivoxError)
+    async def omnivox_error(request: Request, exc: OmnivoxError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (404, 405):
+            path = request.url.path
+            return error_response(
+                UnknownURLError(
+                    f"Unknown request URL: {request.method} {path}. Please check the URL for "
+                    "typos, or see the docs at https://platform.openai.com/docs/api-reference/.",
+                )
+            )
+        return error_response(InvalidRequestError(str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(InvalidRequestError("Invalid request."))

@@ -1,0 +1,118 @@
+"""ASGI middleware: OpenAI's response headers, the body cap, and the last-resort 500.
+
+Pure ASGI (no ``BaseHTTPMiddleware``) so that streaming passes through untouched
+and the per-request cost stays in microseconds. Every response, errors
+included, carries ``x-request-id`` and ``openai-processing-ms`` (time until the
+response started, which for a stream is its first byte).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from omnivox import ids
+from omnivox.errors import OmnivoxError, RequestTooLargeError, ServerError
+
+log = logging.getLogger("omnivox.server")
+
+OPENAI_VERSION = b"2020-10-01"
+
+
+def too_large(max_body_bytes: int) -> RequestTooLargeError:
+    return RequestTooLargeError(
+        f"Request body too large: the limit is {max_body_bytes} bytes. Send shorter audio or "
+        "raise the server's --max-body-bytes.",
+        param=None,
+    )
+
+
+class OpenAIHeadersMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_ns = time.perf_counter_ns()
+        request_id = ids.request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                elapsed_ms = (time.perf_counter_ns() - started_ns) // 1_000_000
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-request-id", request_id.encode()),
+                    (b"openai-processing-ms", str(elapsed_ms).encode()),
+                    (b"openai-version", OPENAI_VERSION),
+                    (b"access-control-expose-headers", b"X-Request-ID"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await _send_error(send_with_headers, too_large(self.max_body_bytes))
+            return
+        try:
+            await self.app(scope, _capped(receive, self.max_body_bytes), send_with_headers)
+        except Exception as exc:
+            if response_started:
+                raise
+            if isinstance(exc, OmnivoxError):
+                await _send_error(send_with_headers, exc)
+                return
+            log.exception("unhandled error in request %s", request_id)
+            await _send_error(send_with_headers, ServerError())
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _capped(receive: Receive, max_body_bytes: int) -> Receive:
+    """A receive that fails as soon as a chunked body passes the cap."""
+    n_bytes = 0
+
+    async def capped_receive() -> Message:
+        nonlocal n_bytes
+        message = await receive()
+        if message["type"] == "http.request":
+            n_bytes += len(message.get("body", b""))
+            if n_bytes > max_body_bytes:
+                raise too_large(max_body_bytes)
+        return message
+
+    return capped_receive
+
+
+async def _send_error(send: Send, exc: OmnivoxError) -> None:
+    body = json.dumps(exc.body()).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    start: dict[str, Any] = {
+        "type": "http.response.start",
+        "status": exc.status,
+        "headers": headers,
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,230 @@
+"""One chat completion from request to a stream of output events.
+
+``ChatService.start`` does everything that can fail before the first byte
+(model name, request rules, audio decoding, audio ids, the engine's prepare,
+the context window) so such failures are ordinary HTTP errors. It returns a
+``CompletionRun`` whose ``events`` are the one stream both answers are made
+from: ``sse.render`` writes it as chunks, ``fold.fold`` into one completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+from omnivox import ids
+from omnivox.engines.base import Engine, PreparedGeneration
+from omnivox.engines.events import AudioDelta, Finished, TextDelta, ToolCallDelta
+from omnivox.errors import ContextLengthExceededError
+from omnivox.protocol.requests import CreateChatCompletionRequest
+from omnivox.serving.catalog import ModelCatalog
+from omnivox.serving.inputs import (
+    InputLimits,
+    build_generation_request,
+    check_request_rules,
+)
+from omnivox.serving.outputs import (
+    AudioDone,
+    AudioStarted,
+    ChoiceAudio,
+    ChoiceFinish,
+    ChoiceText,
+    ChoiceToolCall,
+    OutputEvent,
+    UsageReady,
+)
+from omnivox.serving.usage import UsageCounter, input_audio_tokens, output_audio_tokens
+from omnivox.store.audio import AudioStore, StoredAudio
+
+OUTPUT_SAMPLE_RATE = 24_000
+SERVICE_TIER = "default"
+
+
+@dataclass(slots=True)
+class CompletionRun:
+    completion_id: str
+    created: int
+    model: str
+    system_fingerprint: str
+    service_tier: str
+    n_choices: int
+    audio_format: str | None
+    include_usage: bool
+    events: AsyncIterator[OutputEvent]
+    usage: UsageCounter
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    audio_ttl_s: int
+    limits: InputLimits
+
+
+class ChatService:
+    def __init__(
+        self,
+        engine: Engine,
+        store: AudioStore,
+        catalog: ModelCatalog,
+        options: ServiceOptions,
+        system_fingerprint: str,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.catalog = catalog
+        self.options = options
+        self.system_fingerprint = system_fingerprint
+
+    async def start(self, req: CreateChatCompletionRequest) -> CompletionRun:
+        model = self.catalog.resolve(req.model)
+        check_request_rules(req, self.engine)
+        generation, audio_s = await build_generation_request(req, self.store, self.options.limits)
+        prepared = await self.engine.prepare(generation)
+        self._check_context(prepared)
+        usage = UsageCounter(
+            prompt_text_tokens=prepared.prompt_text_tokens,
+            prompt_audio_tokens=input_audio_tokens(audio_s.user_s, audio_s.assistant_s),
+        )
+        created = int(time.time())
+        n_choices = req.n or 1
+        audio_format = req.audio.format if req.wants_audio and req.audio else None
+        run = CompletionRun(
+            completion_id=ids.completion_id(),
+            created=created,
+            model=model,
+            system_fingerprint=self.system_fingerprint,
+            service_tier=SERVICE_TIER,
+            n_choices=n_choices,
+            audio_format=audio_format,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            events=self._events(prepared, n_choices, audio_format is not None, created, usage),
+            usage=usage,
+        )
+        return run
+
+    def _check_context(self, prepared: PreparedGeneration) -> None:
+        window = self.engine.context_window_tokens
+        prompt = prepared.context_tokens
+        wanted = prepared.request.sampling.max_output_tokens
+        if wanted is not None and prompt + wanted > window:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {window} tokens. However, you "
+                f"requested {prompt + wanted} tokens ({prompt} in the messages, {wanted} in "
+                "the completion). Please reduce the length of the messages or completion.",
+                param="messages",
+            )
+        if prompt >= window:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {window} tokens. However, your "
+                f"messages resulted in {prompt} tokens. Please reduce the length of the "
+                "messages.",
+                param="messages",
+            )
+
+    async def _events(
+        self,
+        prepared: PreparedGeneration,
+        n_choices: int,
+        speak: bool,
+        created: int,
+        usage: UsageCounter,
+    ) -> AsyncIterator[OutputEvent]:
+        if n_choices == 1:
+            async for event in self._choice(0, prepared, speak, created, usage):
+                yield event
+        else:
+            seed = prepared.request.sampling.seed
+            streams = [
+                self._choice(i, _with_seed(prepared, seed, i), speak, created, usage)
+                for i in range(n_choices)
+            ]
+            async for event in _merge(streams):
+                yield event
+        yield UsageReady(usage.to_wire())
+
+    async def _choice(
+        self,
+        index: int,
+        prepared: PreparedGeneration,
+        speak: bool,
+        created: int,
+        usage: UsageCounter,
+    ) -> AsyncIterator[OutputEvent]:
+        transcript: list[str] = []
+        pcm: list[bytes] = []
+        made_tool_call = False
+        audio_id = ids.audio_id() if speak else ""
+        if speak:
+            yield AudioStarted(index, audio_id)
+        async for event in self.engine.generate(prepared):
+            if isinstance(event, TextDelta):
+                transcript.append(event.text)
+                yield ChoiceText(index, event.text, event.logprobs)
+            elif isinstance(event, AudioDelta):
+                pcm.append(event.pcm_s16le)
+                yield ChoiceAudio(index, event.pcm_s16le)
+            elif isinstance(event, ToolCallDelta):
+                made_tool_call = True
+                call_id = event.call_id or (ids.tool_call_id() if event.name else None)
+                yield ChoiceToolCall(index, event.index, call_id, event.name, event.arguments)
+            elif isinstance(event, Finished):
+                usage.completion_text_tokens += event.completion_text_tokens
+                if speak:
+                    yield await self._store_audio(
+                        AudioDone(index, audio_id, created + self.options.audio_ttl_s),
+                        "".join(transcript),
+                        b"".join(pcm),
+                        usage,
+                    )
+                reason = "tool_calls" if made_tool_call else event.reason
+                yield ChoiceFinish(index, reason)
+
+    async def _store_audio(
+        self, done: AudioDone, transcript: str, pcm: bytes, usage: UsageCounter
+    ) -> AudioDone:
+        usage.completion_audio_tokens += output_audio_tokens(len(pcm))
+        stored = StoredAudio(done.audio_id, transcript, pcm, OUTPUT_SAMPLE_RATE, done.expires_at)
+        await asyncio.to_thread(self.store.put, stored)
+        return done
+
+
+def _with_seed(prepared: PreparedGeneration, seed: int | None, index: int) -> PreparedGeneration:
+    """Choice ``i`` of ``n`` samples with seed + i, so choices differ yet stay reproducible."""
+    if seed is None:
+        return prepared
+    sampling = prepared.request.sampling.with_seed(seed + index)
+    return replace(prepared, request=replace(prepared.request, sampling=sampling))
+
+
+async def _merge(streams: list[AsyncIterator[OutputEvent]]) -> AsyncIterator[OutputEvent]:
+    """Interleave several choice streams as their events arrive."""
+    queue: asyncio.Queue[OutputEvent | BaseException | None] = asyncio.Queue(maxsize=64)
+
+    async def pump(stream: AsyncIterator[OutputEvent]) -> None:
+        try:
+            async for event in stream:
+                await queue.put(event)
+            await queue.put(None)
+        except Exception as exc:
+            await queue.put(exc)
+
+    tasks = [asyncio.create_task(pump(s)) for s in streams]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,160 @@
+"""Render a completion's events as Server-Sent Events, in the order of §3.3.
+
+A role chunk per choice first; then transcript (or content) deltas, pcm16
+``data`` deltas whose byte length is a multiple of 6, tool-call fragments; the
+audio ``id`` exactly once, on the choice's first audio delta; ``expires_at``
+exactly once, in an audio-only delta; one ``finish_reason`` chunk per choice;
+with ``include_usage`` a last chunk with ``choices: []``; then ``[DONE]``.
+An error after the first byte becomes an SSE error event and ends the stream.
+
+Chunks share a pre-rendered head (``id``, ``created``, ``model`` ...) and only
+the per-event part is serialised, which keeps the streaming loop cheap; the
+shapes are those of ``protocol.responses.ChatCompletionChunk``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from omnivox.audio.chunk import PcmChunker
+from omnivox.errors import OmnivoxError, ServerError
+from omnivox.serving.chat import CompletionRun
+from omnivox.serving.outputs import (
+    AudioDone,
+    AudioStarted,
+    ChoiceAudio,
+    ChoiceFinish,
+    ChoiceText,
+    ChoiceToolCall,
+    UsageReady,
+    wire_logprobs,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_AUDIO_PIECE_BYTES = 48_000  # 1 s of 24 kHz s16le per data delta at most
+DONE = b"data: [DONE]\n\n"
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+class ChunkWriter:
+    def __init__(self, run: CompletionRun) -> None:
+        head = {
+            "id": run.completion_id,
+            "object": "chat.completion.chunk",
+            "created": run.created,
+            "model": run.model,
+            "service_tier": run.service_tier,
+            "system_fingerprint": run.system_fingerprint,
+        }
+        self._head = "data: " + _dumps(head)[:-1] + ',"choices":['
+        self._tail = '],"usage":null}\n\n' if run.include_usage else "]}\n\n"
+        self._include_usage = run.include_usage
+
+    def choice(
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:
+        body = _dumps(
+            {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+        )
+        return (self._head + body + self._tail).encode()
+
+    def usage(self, usage_json: str) -> bytes:
+        return (self._head + '],"usage":' + usage_json + "}\n\n").encode()
+
+
+class _ChoiceState:
+    __slots__ = ("audio_id", "chunker")
+
+    def __init__(self) -> None:
+        self.audio_id: str | None = None  # set until the id has been sent once
+        self.chunker = PcmChunker(max_bytes=MAX_AUDIO_PIECE_BYTES)
+
+    def audio(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if self.audio_id is not None:
+            fields = {"id": self.audio_id, **fields}
+            self.audio_id = None
+        return {"audio": fields}
+
+
+async def render(run: CompletionRun) -> AsyncIterator[bytes]:
+    writer = ChunkWriter(run)
+    speaking = run.audio_format is not None
+    states = [_ChoiceState() for _ in range(run.n_choices)]
+    for index in range(run.n_choices):
+        yield writer.choice(index, {"role": "assistant", "content": None, "refusal": None})
+    try:
+        async for event in run.events:
+            if isinstance(event, ChoiceText):
+                if not event.text and not event.logprobs:
+                    continue
+                state = states[event.index]
+                delta = (
+                    state.audio({"transcript": event.text}) if speaking else {"content": event.text}
+                )
+                lp = wire_logprobs(event.logprobs).model_dump() if event.logprobs else None
+                yield writer.choice(event.index, delta, logprobs=lp)
+            elif isinstance(event, ChoiceAudio):
+                state = states[event.index]
+                for piece in state.chunker.push(event.pcm_s16le):
+                    data = base64.b64encode(piece).decode()
+                    yield writer.choice(event.index, state.audio({"data": data}))
+            elif isinstance(event, ChoiceToolCall):
+                yield writer.choice(event.index, {"tool_calls": [_tool_call_fragment(event)]})
+            elif isinstance(event, AudioStarted):
+                states[event.index].audio_id = event.audio_id
+            elif isinstance(event, AudioDone):
+                for chunk in _audio_end(writer, states[event.index], event):
+                    yield chunk
+            elif isinstance(event, ChoiceFinish):
+                yield writer.choice(event.index, {}, finish_reason=event.reason)
+            elif isinstance(event, UsageReady) and run.include_usage:
+                yield writer.usage(event.usage.dump())
+    except OmnivoxError as exc:
+        yield _error_event(exc)
+        return
+    except Exception:
+        log.exception("generation failed after the stream had started")
+        yield _error_event(ServerError())
+        return
+    yield DONE
+
+
+def _tool_call_fragment(event: ChoiceToolCall) -> dict[str, Any]:
+    fragment: dict[str, Any] = {"index": event.call_index}
+    function: dict[str, str] = {"arguments": event.arguments}
+    if event.call_id is not None:
+        fragment["id"] = event.call_id
+        fragment["type"] = "function"
+    if event.name is not None:
+        function = {"name": event.name, **function}
+    fragment["function"] = function
+    return fragment
+
+
+def _audio_end(writer: ChunkWriter, state: _ChoiceState, event: AudioDone) -> list[bytes]:
+    chunks = []
+    rest = state.chunker.flush()
+    if rest:
+        chunks.append(
+            writer.choice(event.index, state.audio({"data": base64.b64encode(rest).decode()}))
+        )
+    if state.audio_id is not None:  # a silent, empty answer still names its audio once
+        chunks.append(writer.choice(event.index, state.audio({"transcript": ""})))
+    chunks.append(writer.choice(event.index, {"audio": {"expires_at": event.expires_at}}))
+    return chunks
+
+
+def _error_event(exc: OmnivoxError) -> bytes:
+    return ("data: " + _dumps(exc.body()) + "\n\n").encode()
