@@ -33,10 +33,10 @@ class PcmChunker:
         n_ready_bytes = _align_down(len(self._pending))
         if n_ready_bytes == 0:
             return []
-        step = self._piece_bytes or n_ready_bytes
-        pieces = [bytes(self._pending[i : i + step]) for i in range(0, n_ready_bytes, step)]
+        ready = bytes(self._pending[:n_ready_bytes])
         del self._pending[:n_ready_bytes]
-        return pieces
+        step = self._piece_bytes or n_ready_bytes
+        return [ready[start : start + step] for start in range(0, n_ready_bytes, step)]
 
     def flush(self) -> bytes:
         """End the stream; returns the unaligned remainder (fewer than 6 bytes, maybe b"")."""

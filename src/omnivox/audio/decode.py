@@ -23,6 +23,10 @@ from omnivox.errors import AudioTooLongError, OmnivoxError, UnsupportedAudioForm
 # FFmpeg demuxer names we open. Without a list FFmpeg would also probe playlist and
 # concat demuxers (hls, concat), which open other files and URLs named in the input.
 INPUT_CONTAINERS = ("wav", "mp3", "flac", "ogg", "matroska", "webm", "mov", "mp4", "m4a", "aac")
+# For float output swresample adds every channel at -3 dB, so identical stereo
+# channels come out 3 dB louder and loud input clips; a matrix normalised to a
+# maximum of 1 makes stereo (L + R) / 2.
+DOWNMIX_OPTIONS = {"rematrix_maxval": "1.0"}
 UNSUPPORTED_MESSAGE = "This model does not support the format you provided."
 UNSUPPORTED_PARAM = "messages"
 
@@ -120,7 +124,9 @@ class _MonoMixer:
         key = (frame.format.name, frame.layout.name, frame.sample_rate)
         if self._resampler is None or key != self._input_key:
             self._drain()
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+            self._resampler = av.AudioResampler(
+                format="flt", layout="mono", rate=self.sample_rate, options=DOWNMIX_OPTIONS
+            )
             self._input_key = key
         self._collect(self._resampler.resample(frame))
 
@@ -128,7 +134,10 @@ class _MonoMixer:
         self._drain()
         if not self._chunks:
             return np.zeros(0, dtype=np.float32)
-        return np.concatenate(self._chunks)
+        samples = np.concatenate(self._chunks)
+        # Float decoders overshoot past full scale, and on damaged input can emit NaN.
+        np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        return np.clip(samples, -1.0, 1.0, out=samples)
 
     def _drain(self) -> None:
         if self._resampler is not None:

@@ -67,15 +67,13 @@ class StreamResampler:
         samples = np.asarray(samples, dtype=np.float32)
         if self._stream is None:
             return samples
-        return self._chunk(samples, last=False)
+        out: np.ndarray = self._stream.resample_chunk(samples)
+        return out.astype(np.float32, copy=False)
 
     def flush(self) -> np.ndarray:
         """End the stream; returns the samples still held by the filter."""
+        empty = np.zeros(0, dtype=np.float32)
         if self._stream is None:
-            return np.zeros(0, dtype=np.float32)
-        return self._chunk(np.zeros(0, dtype=np.float32), last=True)
-
-    def _chunk(self, samples: np.ndarray, *, last: bool) -> np.ndarray:
-        assert self._stream is not None
-        out: np.ndarray = self._stream.resample_chunk(samples, last=last)
+            return empty
+        out: np.ndarray = self._stream.resample_chunk(empty, last=True)
         return out.astype(np.float32, copy=False)

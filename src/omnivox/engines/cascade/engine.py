@@ -107,7 +107,10 @@ class CascadeEngine:
     def voice_table(self) -> Mapping[str, str]:
         if self._synthesizer is not None:
             return self._synthesizer.voice_table()
-        return {voice: f"Piper voice {self.settings.tts!r}: {s.character}" for voice, s in VOICES.items()}
+        return {
+            voice: f"Piper voice {self.settings.tts!r}: {s.character}"
+            for voice, s in VOICES.items()
+        }
 
     @property
     def transcripts(self) -> TranscriptBook:

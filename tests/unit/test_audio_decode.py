@@ -1,0 +1,244 @@
+"""decode_audio on files made by the ffmpeg command-line tool, and on garbage."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import omnivox.audio.decode as decode_module
+from omnivox.audio import decode_audio
+from omnivox.errors import AudioTooLongError, UnsupportedAudioFormatError
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None,
+    reason="ffmpeg not installed: it makes the test files in formats omnivox does not write",
+)
+
+SOURCE_SAMPLE_RATE = 44_100
+SIGNAL_DURATION_S = 2.5
+TONE_HZ = 440.0
+AMPLITUDE = 0.5
+# Containers and the ffmpeg arguments that make them; lossy codecs add priming and padding.
+CONTAINERS = {
+    "wav": ("-c:a", "pcm_s16le", "-f", "wav"),
+    "mp3": ("-c:a", "libmp3lame", "-f", "mp3"),
+    "flac": ("-c:a", "flac", "-f", "flac"),
+    "ogg-vorbis": ("-c:a", "libvorbis", "-f", "ogg"),
+    "ogg-opus": ("-c:a", "libopus", "-f", "ogg"),
+    "webm-opus": ("-c:a", "libopus", "-f", "webm"),
+    "m4a-aac": ("-c:a", "aac", "-f", "ipod"),
+}
+LOSSLESS = ("wav", "flac")
+LENGTH_TOLERANCE_S = 0.06
+FUZZ_SEED = 20_240_601
+
+
+def tone(duration_s: float, sample_rate: int, frequency_hz: float = TONE_HZ) -> np.ndarray:
+    t_s = np.arange(round(duration_s * sample_rate)) / sample_rate
+    return (AMPLITUDE * np.sin(2 * np.pi * frequency_hz * t_s)).astype(np.float32)
+
+
+def ffmpeg_encode(samples: np.ndarray, sample_rate: int, args: tuple[str, ...]) -> bytes:
+    """Encode float32 samples, shape (n,) or (n, channels), with the ffmpeg CLI.
+
+    Written to a real file, because the mp4 muxer can not finish a file on a pipe.
+    """
+    n_channels = 1 if samples.ndim == 1 else samples.shape[1]
+    pcm = np.clip(np.rint(samples * 32_767), -32_768, 32_767).astype("<i2").tobytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(tmp) / "encoded"
+        subprocess.run(
+            [
+                *("ffmpeg", "-v", "error", "-f", "s16le"),
+                *("-ar", str(sample_rate), "-ac", str(n_channels), "-i", "-"),
+                *(*args, str(out_path)),
+            ],
+            input=pcm,
+            capture_output=True,
+            check=True,
+        )
+        return out_path.read_bytes()
+
+
+def dominant_frequency_hz(samples: np.ndarray, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / sample_rate)[np.argmax(spectrum)])
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, bytes]:
+    signal = tone(SIGNAL_DURATION_S, SOURCE_SAMPLE_RATE)
+    return {
+        name: ffmpeg_encode(signal, SOURCE_SAMPLE_RATE, args) for name, args in CONTAINERS.items()
+    }
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+@pytest.mark.parametrize("sample_rate", [16_000, 24_000])
+def test_decodes_every_container_to_the_tone_at_the_asked_rate(
+    files: dict[str, bytes], container: str, sample_rate: int
+) -> None:
+    samples = decode_audio(files[container], sample_rate=sample_rate)
+    assert samples.dtype == np.float32
+    assert samples.ndim == 1
+    assert abs(len(samples) / sample_rate - SIGNAL_DURATION_S) <= LENGTH_TOLERANCE_S
+    assert dominant_frequency_hz(samples, sample_rate) == pytest.approx(TONE_HZ, abs=1.0)
+    assert rms(samples) == pytest.approx(AMPLITUDE / np.sqrt(2), rel=0.05)
+
+
+@pytest.mark.parametrize("container", LOSSLESS)
+def test_lossless_input_at_the_target_rate_keeps_its_samples(container: str) -> None:
+    signal = tone(1.0, 16_000)
+    data = ffmpeg_encode(signal, 16_000, CONTAINERS[container])
+    np.testing.assert_allclose(decode_audio(data, sample_rate=16_000), signal, atol=1 / 32_767)
+
+
+def test_default_rate_is_16khz(files: dict[str, bytes]) -> None:
+    assert len(decode_audio(files["wav"])) == round(SIGNAL_DURATION_S * 16_000)
+
+
+def test_stereo_is_mixed_down_not_cut_to_the_left_channel() -> None:
+    right_only = np.stack([np.zeros(24_000, np.float32), tone(1.0, 24_000)], axis=1)
+    data = ffmpeg_encode(right_only, 24_000, CONTAINERS["wav"])
+    samples = decode_audio(data, sample_rate=24_000)
+    assert len(samples) == 24_000
+    # (L + R) / 2: half the amplitude, and no louder than the loudest channel.
+    assert rms(samples) == pytest.approx(AMPLITUDE / 2 / np.sqrt(2), rel=0.02)
+
+
+def test_identical_stereo_channels_keep_their_level() -> None:
+    mono = tone(1.0, 24_000)
+    data = ffmpeg_encode(np.stack([mono, mono], axis=1), 24_000, CONTAINERS["wav"])
+    np.testing.assert_allclose(decode_audio(data, sample_rate=24_000), mono, atol=1 / 32_767)
+
+
+def test_a_mid_stream_rate_change_keeps_both_parts() -> None:
+    mp3 = CONTAINERS["mp3"]
+    chained = ffmpeg_encode(tone(1.0, 44_100), 44_100, mp3) + ffmpeg_encode(
+        tone(1.0, 22_050, 880.0), 22_050, mp3
+    )
+    samples = decode_audio(chained, sample_rate=16_000)
+    assert abs(len(samples) / 16_000 - 2.0) <= 2 * LENGTH_TOLERANCE_S
+    assert dominant_frequency_hz(samples[4_000:12_000], 16_000) == pytest.approx(440, abs=2)
+    assert dominant_frequency_hz(samples[20_000:28_000], 16_000) == pytest.approx(880, abs=2)
+
+
+@pytest.mark.parametrize("container", ["wav", "mp3"])
+def test_too_long_input_is_refused_after_decoding_only_the_limit(
+    monkeypatch: pytest.MonkeyPatch, container: str
+) -> None:
+    data = ffmpeg_encode(tone(60.0, 16_000), 16_000, CONTAINERS[container])
+    decoded_s = 0.0
+
+    class CountingMixer(decode_module._MonoMixer):
+        def push(self, frame: object) -> None:
+            nonlocal decoded_s
+            decoded_s += frame.samples / frame.sample_rate  # type: ignore[attr-defined]
+            super().push(frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decode_module, "_MonoMixer", CountingMixer)
+    with pytest.raises(AudioTooLongError) as caught:
+        decode_audio(data, max_duration_s=1.0)
+    assert 0.5 < decoded_s <= 1.0
+    assert caught.value.code == "audio_too_long"
+    assert "1 s" in caught.value.message
+
+
+def test_input_exactly_at_the_limit_is_accepted(files: dict[str, bytes]) -> None:
+    samples = decode_audio(files["wav"], max_duration_s=SIGNAL_DURATION_S)
+    assert len(samples) == round(SIGNAL_DURATION_S * 16_000)
+
+
+def assert_unsupported(data: bytes) -> None:
+    with pytest.raises(UnsupportedAudioFormatError) as caught:
+        decode_audio(data)
+    assert caught.value.code == "unsupported_format"
+    assert caught.value.param == "messages"
+    assert caught.value.message == "This model does not support the format you provided."
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"RIFF",
+        b"\x00" * 4_096,
+        b"Hello, this is a text file, not audio.\n" * 100,
+        np.zeros(16_000, "<i2").tobytes(),  # raw PCM has no container to say what it is
+    ],
+    ids=["empty", "riff-magic-only", "zeros", "text", "raw-pcm"],
+)
+def test_non_audio_is_an_unsupported_format(data: bytes) -> None:
+    assert_unsupported(data)
+
+
+def test_a_file_with_no_audio_stream_is_an_unsupported_format() -> None:
+    result = subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-f", "lavfi"),
+            *("-i", "testsrc=size=32x32:rate=5:duration=0.4"),
+            *("-c:v", "ffv1", "-f", "matroska", "-"),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert_unsupported(result.stdout)
+
+
+def test_concat_scripts_cannot_read_server_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, bytes]
+) -> None:
+    (tmp_path / "secret.wav").write_bytes(files["wav"])
+    monkeypatch.chdir(tmp_path)
+    assert_unsupported(b"ffconcat version 1.0\nfile secret.wav\n")
+
+
+def test_garbage_gives_audio_or_our_error_never_another_exception(
+    files: dict[str, bytes],
+) -> None:
+    rng = random.Random(FUZZ_SEED)
+    cases = [rng.randbytes(rng.choice([1, 13, 500, 20_000])) for _ in range(60)]
+    for data in files.values():
+        cases += [data[: rng.randrange(len(data))] for _ in range(8)]
+        for _ in range(8):
+            damaged = bytearray(data)
+            for _ in range(rng.choice([1, 20])):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            cases.append(bytes(damaged))
+    for data in cases:
+        try:
+            samples = decode_audio(data, max_duration_s=10.0)
+        except (UnsupportedAudioFormatError, AudioTooLongError):
+            continue
+        assert samples.dtype == np.float32 and samples.ndim == 1 and samples.size > 0
+        assert np.isfinite(samples).all() and np.abs(samples).max() <= 1.0
+
+
+def ffmpeg_decoded_duration_s(data: bytes) -> float:
+    result = subprocess.run(
+        ["ffmpeg", "-v", "quiet", "-i", "-", "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        input=data,
+        capture_output=True,
+    )
+    return len(result.stdout) / 2 / 16_000
+
+
+@pytest.mark.parametrize("container", ["wav", "mp3", "flac", "ogg-opus", "webm-opus"])
+def test_a_truncated_upload_gives_as_much_audio_as_the_ffmpeg_cli(
+    files: dict[str, bytes], container: str
+) -> None:
+    truncated = files[container][: len(files[container]) * 3 // 4]
+    samples = decode_audio(truncated, sample_rate=16_000)
+    expected_s = ffmpeg_decoded_duration_s(truncated)
+    assert expected_s > 0.5
+    assert len(samples) / 16_000 == pytest.approx(expected_s, abs=LENGTH_TOLERANCE_S)
