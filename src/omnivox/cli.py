@@ -35,8 +35,8 @@ def _serve_parser(commands: Any) -> None:
         description="Run the API server. Flags override OMNIVOX_* environment variables.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--host", help="address to bind; default %s" % defaults["host"].default)
-    p.add_argument("--port", type=int, help="port to bind; default %s" % defaults["port"].default)
+    p.add_argument("--host", help=f"address to bind; default {defaults['host'].default}")
+    p.add_argument("--port", type=int, help=f"port to bind; default {defaults['port'].default}")
     p.add_argument(
         "--engine",
         help="cascade (embedded CPU models, the default), omni (a native speech-to-speech "
@@ -44,13 +44,14 @@ def _serve_parser(commands: Any) -> None:
     )
     p.add_argument(
         "--data-dir",
-        help="where audio ids and prepared models are kept; default %s"
-        % defaults["data_dir"].default,
+        help="where audio ids and prepared models are kept; "
+        f"default {defaults['data_dir'].default}",
     )
     p.add_argument("--cache-dir", help="where prepared models are kept; default DATA_DIR/models")
     p.add_argument(
         "--asr",
-        help="cascade recogniser: a faster-whisper size (base is embedded), hub repo id or local CTranslate2 dir",
+        help="cascade recogniser: a faster-whisper size (base is embedded), "
+        "a hub repo id or a local CTranslate2 dir",
     )
     p.add_argument(
         "--llm",

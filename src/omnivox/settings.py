@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     model_snapshot_date: str = "2026-11-22"
     openai_aliases: bool = Field(
         default=True,
-        description="answer to gpt-4o-audio-preview, gpt-4o-mini-audio-preview, gpt-audio, gpt-audio-mini",
+        description="answer to gpt-4o-audio-preview, gpt-4o-mini-audio-preview, gpt-audio "
+        "and gpt-audio-mini",
     )
     audio_ttl_s: int = Field(default=3600, ge=1)
     max_body_bytes: int = Field(default=25 * MEBIBYTE, ge=1024)

@@ -9,7 +9,13 @@ import openai
 import pytest
 
 from tests.support.fake_engine import WORD_DURATION_S
-from tests.support.media import audio_message, ffmpeg_decode, ffmpeg_encode, ffprobe_stream, tone_s16le
+from tests.support.media import (
+    audio_message,
+    ffmpeg_decode,
+    ffmpeg_encode,
+    ffprobe_stream,
+    tone_s16le,
+)
 
 MODEL = "gpt-4o-audio-preview"
 SPOKEN_S = 3 * WORD_DURATION_S  # "You said: hello"
@@ -28,7 +34,9 @@ def spoken(client: openai.OpenAI, fmt: str, content: object = "hello", voice: st
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "opus", "aac", "pcm16"])
-def test_every_output_format_decodes_at_24khz_mono(client: openai.OpenAI, fmt: str, ffmpeg: str) -> None:
+def test_every_output_format_decodes_at_24khz_mono(
+    client: openai.OpenAI, fmt: str, ffmpeg: str
+) -> None:
     completion = spoken(client, fmt)
     message = completion.choices[0].message
     assert message.content is None
@@ -66,9 +74,7 @@ def test_audio_usage_counts_20_tokens_per_second_out(client: openai.OpenAI) -> N
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "ogg", "opus", "webm", "m4a"])
 def test_input_audio_containers_are_decoded(client: openai.OpenAI, fmt: str, ffmpeg: str) -> None:
     data = ffmpeg_encode(tone_s16le(2.0), fmt)
-    completion = client.chat.completions.create(
-        model=MODEL, messages=[audio_message(data, fmt)]
-    )
+    completion = client.chat.completions.create(model=MODEL, messages=[audio_message(data, fmt)])
     heard_s = float((completion.choices[0].message.content or "").split()[2])
     assert abs(heard_s - 2.0) <= 0.1  # lossy codecs pad a little
     usage = completion.usage
@@ -85,7 +91,24 @@ def test_data_uri_audio_is_tolerated(client: openai.OpenAI) -> None:
     assert completion.choices[0].message.content == "You said: 1.0 seconds of audio"
 
 
-@pytest.mark.parametrize("voice", ["alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "marin", "cedar"])
+@pytest.mark.parametrize(
+    "voice",
+    [
+        "alloy",
+        "ash",
+        "ballad",
+        "coral",
+        "echo",
+        "fable",
+        "nova",
+        "onyx",
+        "sage",
+        "shimmer",
+        "verse",
+        "marin",
+        "cedar",
+    ],
+)
 def test_every_openai_voice_is_accepted(client: openai.OpenAI, voice: str) -> None:
     completion = spoken(client, "pcm16", voice=voice)
     assert completion.choices[0].message.audio is not None

@@ -118,7 +118,17 @@ def test_every_message_role_is_accepted(client: openai.OpenAI) -> None:
             {"role": "developer", "content": [{"type": "text", "text": "be kind"}]},
             {"role": "user", "content": "first", "name": "ann"},
             {"role": "assistant", "content": "ok"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": "{}"},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "42"},
             {"role": "function", "name": "f", "content": "42"},
             {"role": "user", "content": [{"type": "text", "text": "second"}]},

@@ -20,7 +20,9 @@ BODY = {
 def test_disconnect_cancels_the_generation(make_server) -> None:
     engine = FakeEngine()
     server = make_server(engine=engine)
-    with httpx.stream("POST", server.base_url + "/chat/completions", json=BODY, timeout=30) as response:
+    with httpx.stream(
+        "POST", server.base_url + "/chat/completions", json=BODY, timeout=30
+    ) as response:
         lines = response.iter_lines()
         for line in lines:
             if '"transcript"' in line:

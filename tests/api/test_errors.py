@@ -20,7 +20,9 @@ def post(server, body: Any, **kwargs: Any) -> httpx.Response:
     return httpx.post(server.base_url + "/chat/completions", json=body, timeout=30, **kwargs)
 
 
-def assert_error(response: httpx.Response, status: int, code: str | None, param: str | None) -> dict[str, Any]:
+def assert_error(
+    response: httpx.Response, status: int, code: str | None, param: str | None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["x-request-id"].startswith("req_")
@@ -33,10 +35,20 @@ def assert_error(response: httpx.Response, status: int, code: str | None, param:
 @pytest.mark.parametrize(
     ("extra", "code", "param", "message"),
     [
-        ({"temperature": 2.5}, "decimal_above_max_value", "temperature", "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 2.5 instead."),
+        (
+            {"temperature": 2.5},
+            "decimal_above_max_value",
+            "temperature",
+            "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 2.5 instead.",
+        ),
         ({"temperature": -1}, "decimal_below_min_value", "temperature", None),
         ({"top_p": 1.5}, "decimal_above_max_value", "top_p", None),
-        ({"n": 0}, "integer_below_min_value", "n", "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead."),
+        (
+            {"n": 0},
+            "integer_below_min_value",
+            "n",
+            "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead.",
+        ),
         ({"n": 129}, "integer_above_max_value", "n", None),
         ({"presence_penalty": 3}, "decimal_above_max_value", "presence_penalty", None),
         ({"frequency_penalty": -3}, "decimal_below_min_value", "frequency_penalty", None),
@@ -44,25 +56,72 @@ def assert_error(response: httpx.Response, status: int, code: str | None, param:
         ({"logit_bias": {"42": 101}}, "integer_above_max_value", "logit_bias.42", None),
         ({"max_completion_tokens": 0}, "integer_below_min_value", "max_completion_tokens", None),
         ({"stop": ["a", "b", "c", "d", "e"]}, "array_above_max_length", "stop", None),
-        ({"temperature": "hot"}, "invalid_type", "temperature", "Invalid type for 'temperature': expected a decimal, but got a string instead."),
+        (
+            {"temperature": "hot"},
+            "invalid_type",
+            "temperature",
+            "Invalid type for 'temperature': expected a decimal, but got a string instead.",
+        ),
         ({"stream": "yes"}, "invalid_type", "stream", None),
         ({"modalities": ["text", "video"]}, "invalid_value", "modalities[1]", None),
-        ({"audio": {"voice": "alloy", "format": "ogg"}, "modalities": ["text", "audio"]}, "invalid_value", "audio.format", None),
+        (
+            {"audio": {"voice": "alloy", "format": "ogg"}, "modalities": ["text", "audio"]},
+            "invalid_value",
+            "audio.format",
+            None,
+        ),
         ({"foo": 1}, "unknown_parameter", "foo", "Unknown parameter: 'foo'."),
-        ({"response_format": {"type": "text", "properties": {}}}, "unknown_parameter", "response_format.properties", "Unknown parameter: 'response_format.properties'."),
+        (
+            {"response_format": {"type": "text", "properties": {}}},
+            "unknown_parameter",
+            "response_format.properties",
+            "Unknown parameter: 'response_format.properties'.",
+        ),
         ({"messages": []}, "empty_array", "messages", None),
-        ({"messages": [{"role": "robot", "content": "x"}]}, "invalid_value", "messages[0].role", None),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "invalid_type", "messages[0].content[0].text", None),
-        ({"messages": [{"role": "user"}]}, "missing_required_parameter", "messages[0].content", "Missing required parameter: 'messages[0].content'."),
-        ({"max_tokens": 20_000}, "invalid_value", "max_tokens", "max_tokens is too large: 20000. This model supports at most 16384 completion tokens, whereas you provided 20000."),
+        (
+            {"messages": [{"role": "robot", "content": "x"}]},
+            "invalid_value",
+            "messages[0].role",
+            None,
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "invalid_type",
+            "messages[0].content[0].text",
+            None,
+        ),
+        (
+            {"messages": [{"role": "user"}]},
+            "missing_required_parameter",
+            "messages[0].content",
+            "Missing required parameter: 'messages[0].content'.",
+        ),
+        (
+            {"max_tokens": 20_000},
+            "invalid_value",
+            "max_tokens",
+            "max_tokens is too large: 20000. This model supports at most 16384 completion tokens, whereas you provided 20000.",
+        ),
         ({"top_logprobs": 2}, "invalid_value", "top_logprobs", None),
         ({"stream_options": {"include_usage": True}}, "invalid_value", "stream_options", None),
         ({"reasoning_effort": "high"}, "unsupported_parameter", "reasoning_effort", None),
-        ({"prediction": {"type": "content", "content": "x"}}, "unsupported_parameter", "prediction", None),
-        ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "invalid_value", "tools[0].function.name", None),
+        (
+            {"prediction": {"type": "content", "content": "x"}},
+            "unsupported_parameter",
+            "prediction",
+            None,
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "bad name!"}}]},
+            "invalid_value",
+            "tools[0].function.name",
+            None,
+        ),
     ],
 )
-def test_invalid_request_fields(fake_server, extra: dict[str, Any], code: str, param: str, message: str | None) -> None:
+def test_invalid_request_fields(
+    fake_server, extra: dict[str, Any], code: str, param: str, message: str | None
+) -> None:
     body = {"model": MODEL, "messages": HI, **extra}
     error = assert_error(post(fake_server, body), 400, code, param)
     assert error["type"] == "invalid_request_error"
@@ -78,7 +137,9 @@ def test_missing_model_and_messages(fake_server) -> None:
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"", b"\xff\xfe"])
 def test_invalid_json_body(fake_server, body: bytes) -> None:
     response = httpx.post(
-        fake_server.base_url + "/chat/completions", content=body, headers={"content-type": "application/json"}
+        fake_server.base_url + "/chat/completions",
+        content=body,
+        headers={"content-type": "application/json"},
     )
     error = assert_error(response, 400, None, None)
     assert error["message"].startswith("We could not parse the JSON body of your request.")
@@ -88,7 +149,10 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="gpt-5-omni", messages=HI)
     assert err.value.code == "model_not_found"
-    assert err.value.body["message"] == "The model `gpt-5-omni` does not exist or you do not have access to it."
+    assert (
+        err.value.body["message"]
+        == "The model `gpt-5-omni` does not exist or you do not have access to it."
+    )
 
 
 def test_unknown_route_is_unknown_url(fake_server) -> None:
@@ -101,7 +165,10 @@ def test_unknown_route_is_unknown_url(fake_server) -> None:
 def test_unknown_voice(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model=MODEL, modalities=["text", "audio"], audio={"voice": "robot", "format": "wav"}, messages=HI
+            model=MODEL,
+            modalities=["text", "audio"],
+            audio={"voice": "robot", "format": "wav"},
+            messages=HI,
         )
     assert (err.value.code, err.value.param) == ("invalid_value", "audio.voice")
     assert "'alloy'" in err.value.message and "'cedar'" in err.value.message
@@ -116,7 +183,11 @@ def test_audio_output_needs_the_audio_parameter(client: openai.OpenAI) -> None:
 def test_n_above_one_with_audio_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model=MODEL, n=2, modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}, messages=HI
+            model=MODEL,
+            n=2,
+            modalities=["text", "audio"],
+            audio={"voice": "alloy", "format": "wav"},
+            messages=HI,
         )
     assert (err.value.code, err.value.param) == ("unsupported_value", "n")
 
@@ -124,7 +195,11 @@ def test_n_above_one_with_audio_is_refused(client: openai.OpenAI) -> None:
 def test_logprobs_with_audio_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model=MODEL, logprobs=True, modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}, messages=HI
+            model=MODEL,
+            logprobs=True,
+            modalities=["text", "audio"],
+            audio={"voice": "alloy", "format": "wav"},
+            messages=HI,
         )
     assert (err.value.code, err.value.param) == ("unsupported_value", "logprobs")
 
@@ -133,21 +208,62 @@ def test_image_parts_are_refused_like_openai(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
             model=MODEL,
-            messages=[{"role": "user", "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this"},
+                        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                    ],
+                }
+            ],
         )
-    assert err.value.body["message"] == "Invalid content type. image_url is only supported by certain models."
+    assert (
+        err.value.body["message"]
+        == "Invalid content type. image_url is only supported by certain models."
+    )
     assert err.value.param == "messages.[0].content.[1].type"
 
 
 def test_non_base64_audio(fake_server, client: openai.OpenAI) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "not base64!!", "format": "wav"}}]}]}
-    assert_error(post(fake_server, body), 400, "invalid_value", "messages[0].content[0].input_audio.data")
+    body = {
+        "model": MODEL,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_audio",
+                        "input_audio": {"data": "not base64!!", "format": "wav"},
+                    }
+                ],
+            }
+        ],
+    }
+    assert_error(
+        post(fake_server, body), 400, "invalid_value", "messages[0].content[0].input_audio.data"
+    )
     assert client.chat.completions.create(model=MODEL, messages=HI).choices[0].message.content
 
 
-@pytest.mark.parametrize("data", [b"RIFF garbage that is not audio", bytes(range(256)) * 40, b"ID3" + b"\x00" * 500])
+@pytest.mark.parametrize(
+    "data", [b"RIFF garbage that is not audio", bytes(range(256)) * 40, b"ID3" + b"\x00" * 500]
+)
 def test_undecodable_audio(fake_server, client: openai.OpenAI, data: bytes) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": "wav"}}]}]}
+    body = {
+        "model": MODEL,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_audio",
+                        "input_audio": {"data": base64.b64encode(data).decode(), "format": "wav"},
+                    }
+                ],
+            }
+        ],
+    }
     error = assert_error(post(fake_server, body), 400, "unsupported_format", "messages")
     assert error["message"] == "This model does not support the format you provided."
     assert client.chat.completions.create(model=MODEL, messages=HI).choices[0].message.content
@@ -171,25 +287,43 @@ def test_body_over_the_cap_is_refused_before_it_is_read(make_server) -> None:
             yield b"y" * 10_000
         yield b'"}]}'
 
-    response = httpx.post(server.base_url + "/chat/completions", content=chunked(), headers={"content-type": "application/json"})
+    response = httpx.post(
+        server.base_url + "/chat/completions",
+        content=chunked(),
+        headers={"content-type": "application/json"},
+    )
     assert_error(response, 413, "request_too_large", None)
     assert post(server, {"model": MODEL, "messages": HI}).status_code == 200
 
 
 def test_context_length_exceeded(fake_server) -> None:
     long_text = " ".join(["word"] * 600)  # the fake engine's window is 512 tokens
-    error = assert_error(post(fake_server, {"model": MODEL, "messages": [{"role": "user", "content": long_text}]}), 400, "context_length_exceeded", "messages")
+    error = assert_error(
+        post(fake_server, {"model": MODEL, "messages": [{"role": "user", "content": long_text}]}),
+        400,
+        "context_length_exceeded",
+        "messages",
+    )
     assert error["message"].startswith("This model's maximum context length is 512 tokens.")
-    body = {"model": MODEL, "max_completion_tokens": 510, "messages": [{"role": "user", "content": "a b c"}]}
+    body = {
+        "model": MODEL,
+        "max_completion_tokens": 510,
+        "messages": [{"role": "user", "content": "a b c"}],
+    }
     error = assert_error(post(fake_server, body), 400, "context_length_exceeded", "messages")
     assert "(6 in the messages, 510 in the completion)" in error["message"]
 
 
 def test_internal_error_is_generic_and_has_no_trace(fake_server, client: openai.OpenAI) -> None:
-    response = post(fake_server, {"model": MODEL, "messages": [{"role": "user", "content": "fail in prepare"}]})
+    response = post(
+        fake_server, {"model": MODEL, "messages": [{"role": "user", "content": "fail in prepare"}]}
+    )
     error = assert_error(response, 500, None, None)
     assert error["type"] == "server_error"
-    assert error["message"] == "The server had an error while processing your request. Sorry about that!"
+    assert (
+        error["message"]
+        == "The server had an error while processing your request. Sorry about that!"
+    )
     assert "Traceback" not in response.text and "RuntimeError" not in response.text
     assert client.chat.completions.create(model=MODEL, messages=HI).choices[0].message.content
 

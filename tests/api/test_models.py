@@ -12,19 +12,30 @@ from tests.conftest import sdk_client
 def test_list_has_alias_snapshot_and_openai_names(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
     assert ids[:2] == ["omnivox-audio", "omnivox-audio-2026-11-22"]
-    for name in ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini"):
+    for name in (
+        "gpt-4o-audio-preview",
+        "gpt-4o-mini-audio-preview",
+        "gpt-audio",
+        "gpt-audio-mini",
+    ):
         assert name in ids
 
 
 def test_retrieve_one_model(client: openai.OpenAI) -> None:
     model = client.models.retrieve("gpt-4o-mini-audio-preview")
-    assert (model.id, model.object, model.owned_by) == ("gpt-4o-mini-audio-preview", "model", "omnivox")
+    assert (model.id, model.object, model.owned_by) == (
+        "gpt-4o-mini-audio-preview",
+        "model",
+        "omnivox",
+    )
     assert model.created > 1_700_000_000
 
 
 def test_every_alias_answers_with_the_snapshot(client: openai.OpenAI) -> None:
     for name in ("omnivox-audio", "omnivox-audio-2026-11-22", "gpt-audio-mini"):
-        completion = client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
+        completion = client.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "hi"}]
+        )
         assert completion.model == "omnivox-audio-2026-11-22"
 
 
@@ -39,7 +50,9 @@ def test_openai_aliases_can_be_turned_off(make_server) -> None:
     client = sdk_client(server.base_url)
     assert [m.id for m in client.models.list()] == ["house-voice", "house-voice-2026-11-22"]
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="gpt-4o-audio-preview", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(
+            model="gpt-4o-audio-preview", messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 def test_health_reports_ready(fake_server) -> None:

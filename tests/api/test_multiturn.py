@@ -43,7 +43,14 @@ def test_an_earlier_answer_is_resolved_by_its_audio_id(client: openai.OpenAI, fa
 def test_an_unknown_audio_id_is_audio_not_found(client: openai.OpenAI) -> None:
     missing = "audio_" + "0" * 32
     with pytest.raises(openai.BadRequestError) as err:
-        speak(client, [{"role": "user", "content": "a"}, {"role": "assistant", "audio": {"id": missing}}, {"role": "user", "content": "b"}])
+        speak(
+            client,
+            [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "audio": {"id": missing}},
+                {"role": "user", "content": "b"},
+            ],
+        )
     assert err.value.code == "audio_not_found"
     assert err.value.param == "content.messages[1].audio.id"
     assert err.value.body["message"] == f"Assistant audio {missing} not found."  # type: ignore[index]
@@ -56,17 +63,27 @@ def test_an_expired_audio_id_is_audio_not_found(make_server) -> None:
     assert audio is not None and audio.expires_at <= time.time() + 1
     time.sleep(2.1)
     with pytest.raises(openai.BadRequestError) as err:
-        speak(client, [{"role": "assistant", "audio": {"id": audio.id}}, {"role": "user", "content": "b"}])
+        speak(
+            client,
+            [{"role": "assistant", "audio": {"id": audio.id}}, {"role": "user", "content": "b"}],
+        )
     assert err.value.code == "audio_not_found"
 
 
 def test_audio_ids_survive_a_restart(make_server, tmp_path) -> None:
     first_server = make_server(data_dir=tmp_path)
-    audio = speak(sdk_client(first_server.base_url), [{"role": "user", "content": "keep me"}]).choices[0].message.audio
+    audio = (
+        speak(sdk_client(first_server.base_url), [{"role": "user", "content": "keep me"}])
+        .choices[0]
+        .message.audio
+    )
     assert audio is not None
     first_server.stop()
     second_server = make_server(engine=FakeEngine(), data_dir=tmp_path)
-    again = speak(sdk_client(second_server.base_url), [{"role": "assistant", "audio": {"id": audio.id}}, {"role": "user", "content": "b"}])
+    again = speak(
+        sdk_client(second_server.base_url),
+        [{"role": "assistant", "audio": {"id": audio.id}}, {"role": "user", "content": "b"}],
+    )
     assert again.choices[0].message.audio is not None
 
 

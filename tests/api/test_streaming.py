@@ -45,7 +45,11 @@ def test_audio_stream_follows_the_recommended_sequence(fake_server) -> None:
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert len({c["id"] for c in chunks}) == 1 and len({c["created"] for c in chunks}) == 1
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None, "refusal": None}
+    assert chunks[0]["choices"][0]["delta"] == {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+    }
     assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:] if c["choices"])
     body = [c for c in chunks if c["choices"]]
     assert all(c["usage"] is None for c in body)
@@ -61,15 +65,15 @@ def test_audio_stream_follows_the_recommended_sequence(fake_server) -> None:
     for piece in (a["data"] for a in audio if "data" in a):
         assert len(base64.b64decode(piece)) % 6 == 0 and "=" not in piece
     usage = chunks[-1]
-    assert usage["choices"] == [] and usage["usage"]["completion_tokens_details"]["audio_tokens"] > 0
+    assert (
+        usage["choices"] == [] and usage["usage"]["completion_tokens_details"]["audio_tokens"] > 0
+    )
 
 
 def test_concatenated_pcm16_decodes_to_the_spoken_length(fake_server, ffmpeg: str) -> None:
     events = raw_events(fake_server.base_url, audio_request("count to 7"))
     chunks = [json.loads(e) for e in events[:-1]]
-    joined = "".join(
-        c["choices"][0]["delta"].get("audio", {}).get("data", "") for c in chunks
-    )
+    joined = "".join(c["choices"][0]["delta"].get("audio", {}).get("data", "") for c in chunks)
     pcm = base64.b64decode(joined, validate=True)  # the joined base64 string is itself valid
     assert len(pcm) == 7 * WORD_DURATION_S * 24_000 * 2
     assert ffmpeg_decode(pcm, "pcm16") == pcm
@@ -94,7 +98,12 @@ def test_streamed_transcript_and_audio_equal_the_non_streamed(client: openai.Ope
     )
     transcript, pcm = "", b""
     for chunk in client.chat.completions.create(
-        model=MODEL, temperature=0, modalities=["text", "audio"], audio=AUDIO, messages=messages, stream=True
+        model=MODEL,
+        temperature=0,
+        modalities=["text", "audio"],
+        audio=AUDIO,
+        messages=messages,
+        stream=True,
     ):
         audio = chunk.choices[0].delta.audio if chunk.choices else None
         if audio is not None:

@@ -87,7 +87,10 @@ class FakeEngine:
         try:
             text = ""
             for i, word in enumerate(self.reply_words(request)):
-                if sampling.max_output_tokens is not None and n_tokens >= sampling.max_output_tokens:
+                if (
+                    sampling.max_output_tokens is not None
+                    and n_tokens >= sampling.max_output_tokens
+                ):
                     reason = "length"
                     break
                 piece = word if i == 0 else " " + word
@@ -115,9 +118,7 @@ class FakeEngine:
 
 
 def _turn_text(turn: Any) -> str:
-    return " ".join(
-        p if isinstance(p, str) else (p.transcript or "") for p in turn.parts
-    )
+    return " ".join(p if isinstance(p, str) else (p.transcript or "") for p in turn.parts)
 
 
 def _last_user_text(request: GenerationRequest) -> str:

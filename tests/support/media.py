@@ -21,7 +21,15 @@ def tone_s16le(duration_s: float, pitch_hz: float = 440.0, sample_rate: int = SA
 
 def ffmpeg_encode(pcm_s16le: bytes, fmt: str, sample_rate: int = SAMPLE_RATE) -> bytes:
     """Encode raw mono PCM into a container with the ffmpeg CLI."""
-    muxers = {"wav": "wav", "mp3": "mp3", "flac": "flac", "ogg": "ogg", "opus": "ogg", "webm": "webm", "m4a": "ipod"}
+    muxers = {
+        "wav": "wav",
+        "mp3": "mp3",
+        "flac": "flac",
+        "ogg": "ogg",
+        "opus": "ogg",
+        "webm": "webm",
+        "m4a": "ipod",
+    }
     codec = {"opus": ["-c:a", "libopus"], "webm": ["-c:a", "libopus"], "ogg": ["-c:a", "libvorbis"]}
     with tempfile.TemporaryDirectory() as tmp:  # some muxers (m4a) need a seekable file
         out = Path(tmp) / f"audio.{fmt}"
@@ -34,7 +42,21 @@ def ffmpeg_encode(pcm_s16le: bytes, fmt: str, sample_rate: int = SAMPLE_RATE) ->
 def ffmpeg_decode(data: bytes, input_format: str | None = None) -> bytes:
     """Decode any file (or raw pcm16 when ``input_format`` is "pcm16") to 24 kHz mono s16le."""
     pre = ["-f", "s16le", "-ar", "24000", "-ac", "1"] if input_format == "pcm16" else []
-    args = ["ffmpeg", "-loglevel", "error", *pre, "-i", "-", "-f", "s16le", "-ar", "24000", "-ac", "1", "-"]
+    args = [
+        "ffmpeg",
+        "-loglevel",
+        "error",
+        *pre,
+        "-i",
+        "-",
+        "-f",
+        "s16le",
+        "-ar",
+        "24000",
+        "-ac",
+        "1",
+        "-",
+    ]
     return subprocess.run(args, input=data, capture_output=True, check=True).stdout
 
 

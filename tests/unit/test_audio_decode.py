@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import omnivox.audio.decode as decode_module
-from omnivox.audio import decode_audio
+from omnivox.audio import OUTPUT_FORMATS, decode_audio, encode_audio, float_to_s16le
 from omnivox.errors import AudioTooLongError, UnsupportedAudioFormatError
 
 pytestmark = pytest.mark.skipif(
@@ -101,6 +102,30 @@ def test_lossless_input_at_the_target_rate_keeps_its_samples(container: str) -> 
     signal = tone(1.0, 16_000)
     data = ffmpeg_encode(signal, 16_000, CONTAINERS[container])
     np.testing.assert_allclose(decode_audio(data, sample_rate=16_000), signal, atol=1 / 32_767)
+
+
+def test_float_input_already_mono_at_the_target_rate_passes_through() -> None:
+    signal = tone(1.0, 16_000)
+    data = ffmpeg_encode(signal, 16_000, ("-c:a", "pcm_f32le", "-f", "wav"))
+    np.testing.assert_allclose(decode_audio(data, sample_rate=16_000), signal, atol=1 / 32_767)
+
+
+@pytest.mark.parametrize("fmt", [f for f in OUTPUT_FORMATS if f != "pcm16"])
+def test_every_file_omnivox_writes_it_can_read_back(fmt: str) -> None:
+    data = encode_audio(fmt, float_to_s16le(tone(1.0, 24_000)))
+    samples = decode_audio(data, sample_rate=24_000)
+    assert abs(len(samples) / 24_000 - 1.0) <= 0.1  # ADTS aac leads with 43 ms of priming
+    assert dominant_frequency_hz(samples, 24_000) == pytest.approx(TONE_HZ, abs=1.0)
+
+
+def test_a_tag_that_is_not_utf8_does_not_make_the_audio_unreadable() -> None:
+    pcm = np.zeros(1_600, "<i2").tobytes()
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 16_000, 32_000, 2, 16)
+    title = b"INAM" + struct.pack("<I", 4) + b"\xe4\xff\xfe\x00"
+    info = b"LIST" + struct.pack("<I", 4 + len(title)) + b"INFO" + title
+    body = b"WAVE" + fmt + info + b"data" + struct.pack("<I", len(pcm)) + pcm
+    wav = b"RIFF" + struct.pack("<I", len(body)) + body
+    assert len(decode_audio(wav)) == 1_600
 
 
 def test_default_rate_is_16khz(files: dict[str, bytes]) -> None:

@@ -40,7 +40,8 @@ def decode_audio(
     """Decode ``data`` to float32 mono samples in [-1, 1] at ``sample_rate`` Hz.
 
     Raises ``AudioTooLongError`` once more than ``max_duration_s`` seconds have been
-    decoded, and ``UnsupportedAudioFormatError`` for anything that is not audio
+    decoded (None: no limit, so a tiny file of compressed silence can decode to hours),
+    and ``UnsupportedAudioFormatError`` for anything that is not audio
     FFmpeg can read or that holds no samples.
     """
     try:

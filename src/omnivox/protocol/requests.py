@@ -9,7 +9,7 @@ strict (no string-to-number coercion) and forbid unknown keys, which become
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
@@ -50,12 +50,12 @@ def tagged_union(key: str, *models: type[WireModel]) -> Any:
 
     branches = tuple(Annotated[m, Tag(TAG_PREFIX + v)] for m, v in zip(models, values, strict=True))
     return Annotated[
-        Union[branches],  # type: ignore[valid-type]  # noqa: UP007
+        Union[branches],  # noqa: UP007
         Discriminator(
             pick,
             custom_error_type="invalid_union_member",
             custom_error_message="invalid union member",
-            custom_error_context=_HashableDict(key=key, allowed=",".join(values)),
+            custom_error_context=_HashableDict(key=key, allowed=",".join(values)),  # type: ignore[arg-type]
         ),
     ]
 
@@ -107,16 +107,27 @@ class ChatCompletionContentPartRefusal(WireModel):
     refusal: str
 
 
-UserContentPart = tagged_union(
-    "type",
-    ChatCompletionContentPartText,
-    ChatCompletionContentPartInputAudio,
-    ChatCompletionContentPartImage,
-    ChatCompletionContentPartFile,
-)
-AssistantContentPart = tagged_union(
-    "type", ChatCompletionContentPartText, ChatCompletionContentPartRefusal
-)
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    UserContentPart = (
+        ChatCompletionContentPartText
+        | ChatCompletionContentPartInputAudio
+        | ChatCompletionContentPartImage
+        | ChatCompletionContentPartFile
+    )
+else:
+    UserContentPart = tagged_union(
+        "type",
+        ChatCompletionContentPartText,
+        ChatCompletionContentPartInputAudio,
+        ChatCompletionContentPartImage,
+        ChatCompletionContentPartFile,
+    )
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    AssistantContentPart = ChatCompletionContentPartText | ChatCompletionContentPartRefusal
+else:
+    AssistantContentPart = tagged_union(
+        "type", ChatCompletionContentPartText, ChatCompletionContentPartRefusal
+    )
 
 
 # ---- messages --------------------------------------------------------------------------------
@@ -177,15 +188,25 @@ class ChatCompletionFunctionMessageParam(WireModel):
     content: str | None
 
 
-ChatCompletionMessageParam = tagged_union(
-    "role",
-    ChatCompletionSystemMessageParam,
-    ChatCompletionDeveloperMessageParam,
-    ChatCompletionUserMessageParam,
-    ChatCompletionAssistantMessageParam,
-    ChatCompletionToolMessageParam,
-    ChatCompletionFunctionMessageParam,
-)
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    ChatCompletionMessageParam = (
+        ChatCompletionSystemMessageParam
+        | ChatCompletionDeveloperMessageParam
+        | ChatCompletionUserMessageParam
+        | ChatCompletionAssistantMessageParam
+        | ChatCompletionToolMessageParam
+        | ChatCompletionFunctionMessageParam
+    )
+else:
+    ChatCompletionMessageParam = tagged_union(
+        "role",
+        ChatCompletionSystemMessageParam,
+        ChatCompletionDeveloperMessageParam,
+        ChatCompletionUserMessageParam,
+        ChatCompletionAssistantMessageParam,
+        ChatCompletionToolMessageParam,
+        ChatCompletionFunctionMessageParam,
+    )
 
 
 # ---- output audio, streaming, formats, tools ---------------------------------------------------
@@ -225,9 +246,12 @@ class ResponseFormatJSONSchema(WireModel):
     json_schema: JSONSchema
 
 
-ResponseFormat = tagged_union(
-    "type", ResponseFormatText, ResponseFormatJSONObject, ResponseFormatJSONSchema
-)
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    ResponseFormat = ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema
+else:
+    ResponseFormat = tagged_union(
+        "type", ResponseFormatText, ResponseFormatJSONObject, ResponseFormatJSONSchema
+    )
 
 
 class FunctionDefinition(WireModel):

@@ -70,6 +70,16 @@ class ChunkWriter:
         )
         return (self._head + body + self._tail).encode()
 
+    def audio_data(self, index: int, pcm_s16le: bytes, audio_id: str | None) -> bytes:
+        """A ``data`` delta, built as text: base64 never needs JSON escaping."""
+        id_field = f'"id":"{audio_id}",' if audio_id is not None else ""
+        body = (
+            f'{{"index":{index},"delta":{{"audio":{{{id_field}"data":"'
+            + base64.b64encode(pcm_s16le).decode()
+            + '"}},"logprobs":null,"finish_reason":null}'
+        )
+        return (self._head + body + self._tail).encode()
+
     def usage(self, usage_json: str) -> bytes:
         return (self._head + '],"usage":' + usage_json + "}\n\n").encode()
 
@@ -82,10 +92,13 @@ class _ChoiceState:
         self.chunker = PcmChunker(max_bytes=MAX_AUDIO_PIECE_BYTES)
 
     def audio(self, fields: dict[str, Any]) -> dict[str, Any]:
-        if self.audio_id is not None:
-            fields = {"id": self.audio_id, **fields}
-            self.audio_id = None
-        return {"audio": fields}
+        audio_id = self.take_audio_id()
+        return {"audio": fields if audio_id is None else {"id": audio_id, **fields}}
+
+    def take_audio_id(self) -> str | None:
+        """The audio id the first time it is asked for, then None."""
+        audio_id, self.audio_id = self.audio_id, None
+        return audio_id
 
 
 async def render(run: CompletionRun) -> AsyncIterator[bytes]:
@@ -107,16 +120,18 @@ async def render(run: CompletionRun) -> AsyncIterator[bytes]:
                 yield writer.choice(event.index, delta, logprobs=lp)
             elif isinstance(event, ChoiceAudio):
                 state = states[event.index]
-                for piece in state.chunker.push(event.pcm_s16le):
-                    data = base64.b64encode(piece).decode()
-                    yield writer.choice(event.index, state.audio({"data": data}))
+                pieces = state.chunker.push(event.pcm_s16le)
+                if pieces:
+                    yield b"".join(
+                        writer.audio_data(event.index, piece, state.take_audio_id())
+                        for piece in pieces
+                    )
             elif isinstance(event, ChoiceToolCall):
                 yield writer.choice(event.index, {"tool_calls": [_tool_call_fragment(event)]})
             elif isinstance(event, AudioStarted):
                 states[event.index].audio_id = event.audio_id
             elif isinstance(event, AudioDone):
-                for chunk in _audio_end(writer, states[event.index], event):
-                    yield chunk
+                yield b"".join(_audio_end(writer, states[event.index], event))
             elif isinstance(event, ChoiceFinish):
                 yield writer.choice(event.index, {}, finish_reason=event.reason)
             elif isinstance(event, UsageReady) and run.include_usage:
@@ -147,9 +162,7 @@ def _audio_end(writer: ChunkWriter, state: _ChoiceState, event: AudioDone) -> li
     chunks = []
     rest = state.chunker.flush()
     if rest:
-        chunks.append(
-            writer.choice(event.index, state.audio({"data": base64.b64encode(rest).decode()}))
-        )
+        chunks.append(writer.audio_data(event.index, rest, state.take_audio_id()))
     if state.audio_id is not None:  # a silent, empty answer still names its audio once
         chunks.append(writer.choice(event.index, state.audio({"transcript": ""})))
     chunks.append(writer.choice(event.index, {"audio": {"expires_at": event.expires_at}}))

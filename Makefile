@@ -1,0 +1,49 @@
+# omnivox: set up, serve, test. Everything lives in ./.venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# llama-cpp-python builds from source; a portable build runs on any x86-64 with AVX2.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+ARGS ?=
+
+.PHONY: setup setup-test system-deps serve test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test system-deps
+
+# ffmpeg decodes test audio independently of omnivox; espeak-ng speaks test questions in
+# a voice other than the server's.
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg espeak-ng; }
+
+serve: setup
+	$(BIN)/omnivox serve $(ARGS)
+
+test: setup-test
+	$(BIN)/pytest $(ARGS)
+
+lint: setup-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+
+bench: setup-test
+	$(BIN)/python bench/api_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
