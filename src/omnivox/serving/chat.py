@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from omnivox import ids
 from omnivox.engines.base import Engine, PreparedGeneration
@@ -43,8 +44,19 @@ OUTPUT_SAMPLE_RATE = 24_000
 SERVICE_TIER = "default"
 
 
+Outcome = Literal["completed", "failed", "cancelled"]
+Finalizer = Callable[["CompletionRun", Outcome], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class CompletionRun:
+    """One completion in flight.
+
+    ``finalizers`` run once when generation ends, whatever the outcome, with
+    ``usage`` final: on success before the usage event is emitted, so before
+    the last byte of either answer leaves (the usage ledger relies on this).
+    """
+
     completion_id: str
     created: int
     model: str
@@ -53,8 +65,14 @@ class CompletionRun:
     n_choices: int
     audio_format: str | None
     include_usage: bool
-    events: AsyncIterator[OutputEvent]
     usage: UsageCounter
+    events: AsyncIterator[OutputEvent] = field(init=False)
+    finalizers: list[Finalizer] = field(default_factory=list)
+
+    async def finish(self, outcome: Outcome) -> None:
+        finalizers, self.finalizers = self.finalizers, []
+        for finalizer in finalizers:
+            await finalizer(self, outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +118,9 @@ class ChatService:
             n_choices=n_choices,
             audio_format=audio_format,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
-            events=self._events(prepared, n_choices, audio_format is not None, created, usage),
             usage=usage,
         )
+        run.events = self._events(run, prepared, audio_format is not None)
         return run
 
     def _check_context(self, prepared: PreparedGeneration) -> None:
@@ -125,25 +143,31 @@ class ChatService:
             )
 
     async def _events(
-        self,
-        prepared: PreparedGeneration,
-        n_choices: int,
-        speak: bool,
-        created: int,
-        usage: UsageCounter,
+        self, run: CompletionRun, prepared: PreparedGeneration, speak: bool
     ) -> AsyncIterator[OutputEvent]:
-        if n_choices == 1:
-            async for event in self._choice(0, prepared, speak, created, usage):
-                yield event
-        else:
-            seed = prepared.request.sampling.seed
-            streams = [
-                self._choice(i, _with_seed(prepared, seed, i), speak, created, usage)
-                for i in range(n_choices)
-            ]
-            async for event in _merge(streams):
-                yield event
-        yield UsageReady(usage.to_wire())
+        created, usage = run.created, run.usage
+        outcome: Outcome = "failed"
+        try:
+            if run.n_choices == 1:
+                async for event in self._choice(0, prepared, speak, created, usage):
+                    yield event
+            else:
+                seed = prepared.request.sampling.seed
+                streams = [
+                    self._choice(i, _with_seed(prepared, seed, i), speak, created, usage)
+                    for i in range(run.n_choices)
+                ]
+                async for event in _merge(streams):
+                    yield event
+            outcome = "completed"
+            await run.finish(outcome)
+            yield UsageReady(usage.to_wire())
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "cancelled"
+            raise
+        finally:
+            if run.finalizers:  # not yet run: the generation failed or was cancelled
+                await asyncio.shield(run.finish(outcome))
 
     async def _choice(
         self,
