@@ -14,7 +14,11 @@ _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
 def _alphanumeric(n_chars: int) -> str:
-    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(n_chars))
+    # Bytes below 248 (= 4 x 62) map to the 62 characters without bias.
+    chars: list[str] = []
+    while len(chars) < n_chars:
+        chars += [_ALPHANUMERIC[b % 62] for b in secrets.token_bytes(n_chars * 2) if b < 248]
+    return "".join(chars[:n_chars])
 
 
 def completion_id() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import openai
@@ -88,11 +89,16 @@ def test_audio_ids_survive_a_restart(make_server, tmp_path) -> None:
 
 
 def test_the_store_purges_expired_rows(tmp_path) -> None:
-    store = SqliteAudioStore(tmp_path / "audio.sqlite3")
+    path = tmp_path / "audio.sqlite3"
+    store = SqliteAudioStore(path)
     now = time.time()
     store.put(StoredAudio("audio_old", "old", b"\x00\x00", 24_000, int(now) - 5))
     store.put(StoredAudio("audio_new", "new", b"\x00\x00", 24_000, int(now) + 500))
-    assert store.get("audio_old") is None
-    assert store.purge() == 1
-    assert store.get("audio_new") is not None
-    store.close()
+    assert store.get("audio_old") is None  # expired: never returned, even before it is written
+    assert store.get("audio_new") is not None  # readable at once, before it is written
+    store.close()  # writes what is pending
+    reopened = SqliteAudioStore(path)  # purges expired rows at start
+    assert reopened.get("audio_new") is not None
+    reopened.close()
+    rows = sqlite3.connect(path).execute("SELECT id FROM audio").fetchall()
+    assert rows == [("audio_new",)]

@@ -211,7 +211,7 @@ class ChatService:
     ) -> AudioDone:
         usage.completion_audio_tokens += output_audio_tokens(len(pcm))
         stored = StoredAudio(done.audio_id, transcript, pcm, OUTPUT_SAMPLE_RATE, done.expires_at)
-        await asyncio.to_thread(self.store.put, stored)
+        self.store.put(stored)
         return done
 
 

@@ -14,7 +14,9 @@ shapes are those of ``protocol.responses.ChatCompletionChunk``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -101,7 +103,46 @@ class _ChoiceState:
         return audio_id
 
 
-async def render(run: CompletionRun) -> AsyncIterator[bytes]:
+def render(run: CompletionRun) -> AsyncIterator[bytes]:
+    """The SSE byte stream of ``run``; chunks that are ready together leave in one write."""
+    return coalesce(_chunks(run))
+
+
+async def coalesce(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Join chunks that are already available; never hold one back to wait for another.
+
+    After each chunk the producer gets one turn of the event loop; whatever it
+    finishes in that turn joins the same write. A producer that is waiting on a
+    model gives nothing in that turn, so its chunk is sent at once.
+    """
+    iterator = aiter(chunks)
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        buffered: list[bytes] = []
+        while True:
+            pending = asyncio.ensure_future(anext(iterator))
+            if buffered:
+                await asyncio.sleep(0)
+                if not pending.done():
+                    yield b"".join(buffered)
+                    buffered = []
+            try:
+                buffered.append(await pending)
+            except StopAsyncIteration:
+                break
+            finally:
+                pending = None
+        if buffered:
+            yield b"".join(buffered)
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        await iterator.aclose()  # type: ignore[attr-defined]
+
+
+async def _chunks(run: CompletionRun) -> AsyncIterator[bytes]:
     writer = ChunkWriter(run)
     speaking = run.audio_format is not None
     states = [_ChoiceState() for _ in range(run.n_choices)]

@@ -4,11 +4,17 @@ An assistant message ``{"audio": {"id": ...}}`` in a later request is resolved
 here to the transcript and the PCM of that answer. The default store is one
 SQLite file in the data directory (WAL mode), so ids survive a restart; expired
 rows are never returned and are purged on start and then at most once a
-minute as new audio is stored. Calls block: ``serving`` runs them in a thread.
+minute as new audio is stored.
+
+``put`` never blocks on the disk: the answer is readable at once from memory
+and a writer thread persists it moments later (``close`` waits for it), so
+storing a spoken answer costs the streaming loop microseconds. ``get`` may
+read the disk: ``serving`` calls it from a thread.
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 import time
@@ -58,25 +64,39 @@ class SqliteAudioStore:
         self._db.executescript(SCHEMA)
         self._last_purge_s = 0.0
         self.purge()
+        self._unwritten: dict[str, StoredAudio] = {}
+        self._queue: queue.SimpleQueue[StoredAudio | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="audio-store", daemon=True)
+        self._writer.start()
 
     def put(self, audio: StoredAudio) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO audio VALUES (?, ?, ?, ?, ?)",
-                (
-                    audio.audio_id,
-                    audio.transcript,
-                    audio.pcm_s16le,
-                    audio.sample_rate,
-                    audio.expires_at,
-                ),
-            )
-        if time.time() - self._last_purge_s > PURGE_INTERVAL_S:
-            self.purge()
+            self._unwritten[audio.audio_id] = audio
+        self._queue.put(audio)
+
+    def _write_loop(self) -> None:
+        while (audio := self._queue.get()) is not None:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO audio VALUES (?, ?, ?, ?, ?)",
+                    (
+                        audio.audio_id,
+                        audio.transcript,
+                        audio.pcm_s16le,
+                        audio.sample_rate,
+                        audio.expires_at,
+                    ),
+                )
+                del self._unwritten[audio.audio_id]
+            if time.time() - self._last_purge_s > PURGE_INTERVAL_S:
+                self.purge()
 
     def get(self, audio_id: str, now_s: float | None = None) -> StoredAudio | None:
         now = time.time() if now_s is None else now_s
         with self._lock:
+            pending = self._unwritten.get(audio_id)
+            if pending is not None:
+                return pending if pending.expires_at > now else None
             row = self._db.execute(
                 "SELECT id, transcript, pcm_s16le, sample_rate, expires_at FROM audio "
                 "WHERE id = ? AND expires_at > ?",
@@ -92,5 +112,9 @@ class SqliteAudioStore:
         return cursor.rowcount
 
     def close(self) -> None:
+        """Write what is pending, then close the database."""
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
         with self._lock:
             self._db.close()
