@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -81,13 +81,21 @@ class ThreadBridge(Generic[T]):
 
     def _run(self, work: Work[T]) -> None:
         error: BaseException | None = None
+        items: Iterator[T] | None = None
         try:
-            for item in work(self.cancel):
+            items = iter(work(self.cancel))
+            for item in items:
                 if self.cancel.is_set() or not self._post(item):
                     break
         except BaseException as exc:  # re-raised in the consumer
             error = exc
         finally:
+            # Close a generator here, in its own thread, so that its ``finally``
+            # blocks (a model lease, a file) run now rather than at garbage collection.
+            close = getattr(items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
             self._post(_Done(error))
 
     def __aiter__(self) -> AsyncIterator[T]:

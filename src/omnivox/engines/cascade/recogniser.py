@@ -3,7 +3,11 @@
 ``WhisperRecogniser.transcribe`` takes 16 kHz mono float32 samples, keeps only
 the speech (``vad.speech_chunks``), and returns the words as one string ("" for
 silence). Greedy decoding (beam 1) and no conditioning on earlier text: fast,
-and no hallucinated carry-over between chunks. The spoken language is detected.
+and no hallucinated carry-over between chunks.
+
+``language`` (an ISO 639-1 code) skips Whisper's language detection, which costs
+a second encoder pass (~0.8 s of a ~1.7 s turn on 2 cores); with None the
+spoken language is detected on every clip.
 
 One model serves several threads at once: CTranslate2 queues calls onto
 ``num_workers`` workers, so no lock is needed here.
@@ -25,11 +29,19 @@ BEAM_SIZE = 1
 
 
 class WhisperRecogniser:
-    def __init__(self, model_dir: Path, *, cpu_threads: int, num_workers: int = 2) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        cpu_threads: int,
+        num_workers: int = 2,
+        language: str | None = None,
+    ) -> None:
         from faster_whisper import WhisperModel
 
         self.model_dir = model_dir
         self.sample_rate = SAMPLE_RATE
+        self.language = language
         self._model: Any = WhisperModel(
             str(model_dir),
             device="cpu",
@@ -45,7 +57,7 @@ class WhisperRecogniser:
         for chunk in speech_chunks(samples):
             segments, _info = self._model.transcribe(
                 chunk,
-                language=None,
+                language=self.language,
                 beam_size=BEAM_SIZE,
                 condition_on_previous_text=False,
                 vad_filter=False,

@@ -40,6 +40,7 @@ returns float32 samples and the rate at which they are to be played.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,16 @@ VOICES: Mapping[str, VoiceSettings] = {
 }
 
 
+def voice_language(files: PiperFiles) -> str | None:
+    """The language family ("en") a Piper voice speaks, from its config; None if unsaid."""
+    try:
+        config = json.loads(files.config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    family = config.get("language", {}).get("family")
+    return family if isinstance(family, str) and family else None
+
+
 def voice_settings(voice: str) -> VoiceSettings:
     """The settings of an OpenAI voice name; alloy's for a name not in the table."""
     return VOICES.get(voice, VOICES[DEFAULT_VOICE])
@@ -92,15 +103,28 @@ class SpeechPiece:
 
 
 class PiperSynthesizer:
-    """One loaded Piper voice; ``synthesize`` may be called from several threads at once."""
+    """One loaded Piper voice; ``synthesize`` may be called from several threads at once
+    (onnxruntime sessions are thread-safe; Piper locks its phonemizer itself)."""
 
-    def __init__(self, files: PiperFiles) -> None:
+    def __init__(self, files: PiperFiles, *, cpu_threads: int) -> None:
+        import onnxruntime
         from piper import PiperVoice
+        from piper.config import PiperConfig
 
         self.files = files
-        self._voice: Any = PiperVoice.load(
-            str(files.model_path), config_path=str(files.config_path)
+        # PiperVoice.load would give onnxruntime every core; build the session here
+        # so that the synthesizer keeps to its share of threads.
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = cpu_threads
+        options.inter_op_num_threads = 1
+        # Idle onnxruntime threads spin by default, stealing the cores the chat model
+        # is writing on between two sentences.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        config = json.loads(files.config_path.read_text(encoding="utf-8"))
+        session = onnxruntime.InferenceSession(
+            str(files.model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self._voice: Any = PiperVoice(config=PiperConfig.from_dict(config), session=session)
         self.model_sample_rate: int = self._voice.config.sample_rate
         self.n_speakers: int = self._voice.config.num_speakers
 

@@ -1,0 +1,49 @@
+"""Fixtures for the engine tier: the real cascade models, loaded once per session,
+and spoken questions made by espeak-ng (a voice other than the engine's own)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from omnivox.audio import INPUT_SAMPLE_RATE, decode_audio
+from omnivox.engines.base import AudioClip
+from omnivox.engines.cascade.engine import CascadeEngine
+from omnivox.settings import Settings
+
+ESPEAK_ARGS = ("-v", "en-us", "-s", "140")  # slower than espeak's default: clearer words
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+async def cascade(models_dir: Path) -> AsyncIterator[CascadeEngine]:
+    engine = CascadeEngine(Settings(cache_dir=models_dir, threads=2))
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture(scope="session")
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], AudioClip]:
+    """``spoken(text)``: ``text`` said by espeak-ng, decoded to a 16 kHz clip."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    folder = tmp_path_factory.mktemp("speech")
+
+    def speak(text: str) -> AudioClip:
+        wav_path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.wav"
+        subprocess.run(["espeak-ng", *ESPEAK_ARGS, "-w", str(wav_path), text], check=True)
+        data = wav_path.read_bytes()
+        samples = decode_audio(data, sample_rate=INPUT_SAMPLE_RATE)
+        return AudioClip(samples, INPUT_SAMPLE_RATE, hashlib.sha256(data).hexdigest())
+
+    return speak

@@ -1,0 +1,264 @@
+"""The cascade engine with its real default models on the CPU, driven through the
+Engine Protocol: it hears a spoken question, answers in text and speech, streams
+speech while it is still writing, and stops its work when the client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omnivox.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE
+from omnivox.audio.pcm import resample, s16le_to_float
+from omnivox.engines.base import (
+    AudioClip,
+    Engine,
+    GenerationRequest,
+    SamplingParams,
+    SpeechOutput,
+    Turn,
+)
+from omnivox.engines.cascade.engine import CascadeEngine
+from omnivox.engines.cascade.speaker import UnitSpeaker
+from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
+from omnivox.errors import ModelUnavailableError
+from omnivox.settings import Settings
+from tests.engine.wer import word_error_rate
+
+pytestmark = [pytest.mark.engine, pytest.mark.asyncio(loop_scope="session")]
+
+Spoken = Callable[[str], AudioClip]
+GREEDY = SamplingParams(temperature=0.0, max_output_tokens=160)
+FRANCE = "What is the capital of France?"
+CATS = "Please say three short sentences about cats."
+
+
+@dataclass
+class Run:
+    """One generation's events, each with its time since ``generate`` began."""
+
+    events: list[tuple[float, EngineEvent]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(e.text for _, e in self.events if isinstance(e, TextDelta))
+
+    @property
+    def pcm(self) -> bytes:
+        return b"".join(e.pcm_s16le for _, e in self.events if isinstance(e, AudioDelta))
+
+    @property
+    def finished(self) -> list[Finished]:
+        return [e for _, e in self.events if isinstance(e, Finished)]
+
+    def first_time(self, kind: type) -> float:
+        return min(t for t, e in self.events if isinstance(e, kind))
+
+    def last_time(self, kind: type) -> float:
+        return max(t for t, e in self.events if isinstance(e, kind))
+
+
+def ask(
+    clip: AudioClip, *, voice: str | None = "alloy", sampling: SamplingParams = GREEDY
+) -> GenerationRequest:
+    speech = SpeechOutput(voice) if voice else None
+    return GenerationRequest(turns=(Turn("user", (clip,)),), sampling=sampling, speech=speech)
+
+
+async def run(engine: Engine, request: GenerationRequest) -> Run:
+    prepared = await engine.prepare(request)
+    result = Run()
+    start = time.perf_counter()
+    async for event in engine.generate(prepared):
+        result.events.append((time.perf_counter() - start, event))
+    return result
+
+
+def cascade_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("omnivox-cascade")]
+
+
+@pytest.fixture(scope="module")
+async def france(cascade: CascadeEngine, spoken: Spoken) -> Run:
+    return await run(cascade, ask(spoken(FRANCE)))
+
+
+@pytest.fixture(scope="module")
+async def cats(cascade: CascadeEngine, spoken: Spoken) -> Run:
+    return await run(cascade, ask(spoken(CATS)))
+
+
+async def test_the_engine_implements_the_protocol(cascade: CascadeEngine) -> None:
+    assert isinstance(cascade, Engine)
+    assert cascade.context_window_tokens == 8192
+    assert len(cascade.voice_table()) == 13
+
+
+async def test_a_spoken_question_gets_a_spoken_answer_naming_paris(france: Run) -> None:
+    assert "Paris" in france.text
+    assert len(france.pcm) > OUTPUT_SAMPLE_RATE  # more than half a second of speech
+    assert all(len(e.pcm_s16le) % 2 == 0 for _, e in france.events if isinstance(e, AudioDelta))
+    assert france.finished == [france.events[-1][1]]
+    assert france.finished[0].reason == "stop"
+    assert france.finished[0].completion_text_tokens > 0
+
+
+async def test_the_reply_audio_says_the_reply_transcript(cascade: CascadeEngine, cats: Run) -> None:
+    samples = resample(s16le_to_float(cats.pcm), OUTPUT_SAMPLE_RATE, INPUT_SAMPLE_RATE)
+    heard = await asyncio.to_thread(cascade.transcripts.recogniser.transcribe, samples)
+    assert word_error_rate(cats.text, heard) <= 0.25, (cats.text, heard)
+
+
+async def test_speech_starts_before_the_answer_is_written(cats: Run) -> None:
+    assert cats.text.count(".") >= 2, cats.text  # a multi-sentence answer
+    assert cats.first_time(AudioDelta) < cats.last_time(TextDelta)
+
+
+async def test_prompt_tokens_bill_the_audio_transcript_apart(
+    cascade: CascadeEngine, spoken: Spoken
+) -> None:
+    clip = spoken(FRANCE)
+    heard = await cascade.prepare(ask(clip))
+    transcript = cascade.transcripts.cached(clip)
+    assert transcript
+    audio_tokens = cascade.generator.count_tokens(transcript)
+    assert heard.prompt_text_tokens == heard.context_tokens - audio_tokens
+    typed = await cascade.prepare(GenerationRequest(turns=(Turn("user", (transcript,)),)))
+    assert typed.prompt_text_tokens == typed.context_tokens == heard.context_tokens
+
+
+async def test_history_audio_is_transcribed_once(
+    cascade: CascadeEngine, spoken: Spoken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recogniser = cascade.transcripts.recogniser
+    calls: list[int] = []
+    transcribe = recogniser.transcribe
+
+    def counting(samples: np.ndarray) -> str:
+        calls.append(len(samples))
+        return transcribe(samples)
+
+    monkeypatch.setattr(recogniser, "transcribe", counting)
+    request = ask(spoken("How many legs does a spider have?"))
+    first = await cascade.prepare(request)
+    second = await cascade.prepare(request)
+    assert len(calls) == 1
+    assert first.payload == second.payload
+
+
+async def test_two_concurrent_generations_both_succeed(
+    cascade: CascadeEngine, spoken: Spoken, france: Run
+) -> None:
+    runs = await asyncio.gather(
+        run(cascade, ask(spoken(FRANCE))), run(cascade, ask(spoken(FRANCE)))
+    )
+    for result in runs:
+        assert result.finished and result.finished[0].reason == "stop"
+        assert result.text == france.text  # greedy: each has its own model state
+        assert len(result.pcm) > 0
+
+
+async def test_text_only_answers_carry_logprobs_and_no_audio(cascade: CascadeEngine) -> None:
+    sampling = SamplingParams(temperature=0.0, max_output_tokens=8, logprobs=True, top_logprobs=3)
+    request = GenerationRequest(
+        turns=(Turn("user", ("Count from one to twenty.",)),), sampling=sampling
+    )
+    result = await run(cascade, request)
+    assert not any(isinstance(e, AudioDelta) for _, e in result.events)
+    assert result.finished[0].reason == "length"
+    assert result.finished[0].completion_text_tokens == 8
+    logprobs = [lp for _, e in result.events if isinstance(e, TextDelta) for lp in e.logprobs]
+    assert len(logprobs) == 8
+    assert all(lp.logprob <= 0 and len(lp.top) == 3 for lp in logprobs)
+    assert all(lp.top[0][1] >= lp.logprob for lp in logprobs)  # greedy picks the best
+    assert "".join(lp.token for lp in logprobs) == result.text
+
+
+async def test_closing_the_stream_stops_the_model_work_quickly(
+    cascade: CascadeEngine, spoken: Spoken
+) -> None:
+    sampling = SamplingParams(temperature=0.0, max_output_tokens=2000)
+    prepared = await cascade.prepare(
+        ask(spoken("Tell me a very long story about a dragon."), sampling=sampling)
+    )
+    stream = cascade.generate(prepared)
+    n_text = 0
+    async for event in stream:
+        n_text += isinstance(event, TextDelta)
+        if n_text == 20:
+            break
+    assert cascade_threads(), "the model work runs in named threads"
+    closed_at = time.perf_counter()
+    await stream.aclose()  # type: ignore[attr-defined]
+    while cascade_threads() and time.perf_counter() - closed_at < 5:
+        await asyncio.sleep(0.01)
+    assert not cascade_threads()
+    assert time.perf_counter() - closed_at < 1.0
+
+
+async def test_a_cancelled_task_stops_the_model_work(
+    cascade: CascadeEngine, spoken: Spoken
+) -> None:
+    sampling = SamplingParams(temperature=0.0, max_output_tokens=2000)
+    prepared = await cascade.prepare(
+        ask(spoken("Tell me a very long story about a dragon."), sampling=sampling)
+    )
+    first_text = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in cascade.generate(prepared):
+            if isinstance(event, TextDelta):
+                first_text.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first_text.wait(), 30)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    cancelled_at = time.perf_counter()
+    while cascade_threads() and time.perf_counter() - cancelled_at < 5:
+        await asyncio.sleep(0.01)
+    assert not cascade_threads()
+    assert time.perf_counter() - cancelled_at < 1.0
+    # the model went back to the pool: the next generation runs
+    after = await run(cascade, GenerationRequest(turns=(Turn("user", ("Hi",)),), sampling=GREEDY))
+    assert after.finished
+
+
+async def test_voices_differ_in_speed(cascade: CascadeEngine) -> None:
+    def duration_s(voice: str) -> float:
+        speaker = UnitSpeaker(cascade.synthesizer, voice)
+        pcm = b"".join(
+            speaker.speak("The quick brown fox jumps over the lazy dog.", threading.Event())
+        )
+        return (len(pcm) + len(speaker.flush())) / 2 / OUTPUT_SAMPLE_RATE
+
+    verse, alloy, sage = [
+        await asyncio.to_thread(duration_s, v) for v in ("verse", "alloy", "sage")
+    ]
+    assert verse < alloy < sage
+
+
+async def test_a_missing_chat_model_fails_at_start_with_a_clear_message(models_dir: Path) -> None:
+    engine = CascadeEngine(Settings(cache_dir=models_dir, llm="/nonexistent/model.gguf"))
+    with pytest.raises(ModelUnavailableError, match=r"/nonexistent/model\.gguf.*--llm"):
+        await engine.start()
+
+
+async def test_an_offline_hub_model_fails_at_start_with_a_clear_message(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    engine = CascadeEngine(Settings(cache_dir=models_dir, asr="Systran/faster-whisper-tiny"))
+    with pytest.raises(ModelUnavailableError, match=r"faster-whisper-tiny.*HF_HUB_OFFLINE.*--asr"):
+        await engine.start()
