@@ -26,10 +26,10 @@ setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test system-deps
 
 # ffmpeg decodes test audio independently of omnivox; espeak-ng speaks test questions in
-# a voice other than the server's.
+# a voice other than the server's; redis-server backs the shared rate-limit tests.
 system-deps:
-	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg espeak-ng; }
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && command -v redis-server >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg espeak-ng redis-server; }
 
 serve: setup
 	$(BIN)/omnivox serve $(ARGS)

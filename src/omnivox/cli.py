@@ -1,8 +1,10 @@
 """The ``omnivox`` command line.
 
-``omnivox serve`` loads the engine (failing with one clear message when a model
-is missing) and then serves the API with uvicorn. Heavy libraries are only
-imported once a command needs them, so ``omnivox --help`` is instant.
+``omnivox serve`` checks that it may serve (API keys, or a loopback address),
+loads the engine (failing with one clear message when a model is missing) and
+then serves the API with uvicorn. ``omnivox keys`` manages API keys and
+``omnivox usage`` reads the usage ledger. Heavy libraries are only imported
+once a command needs them, so ``omnivox --help`` is instant.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from omnivox import __version__
-from omnivox.errors import ModelUnavailableError
+from omnivox.errors import ModelUnavailableError, OmnivoxError
 from omnivox.settings import Settings
 
 DESCRIPTION = """\
@@ -41,11 +43,6 @@ def _serve_parser(commands: Any) -> None:
         "--engine",
         help="cascade (embedded CPU models, the default), omni (a native speech-to-speech "
         "model on a GPU) or package.module:factory",
-    )
-    p.add_argument(
-        "--data-dir",
-        help="where audio ids and prepared models are kept; "
-        f"default {defaults['data_dir'].default}",
     )
     p.add_argument("--cache-dir", help="where prepared models are kept; default DATA_DIR/models")
     p.add_argument(
@@ -84,6 +81,94 @@ def _serve_parser(commands: Any) -> None:
         help="drop unknown top-level request fields instead of answering 400 unknown_parameter",
     )
     p.add_argument("--log-level", help="debug, info, warning or error")
+    _access_arguments(p)
+    p.add_argument(
+        "--require-keys",
+        action="store_const",
+        const=True,
+        help="require an API key even when bound to loopback (off loopback keys are always "
+        "required)",
+    )
+    p.add_argument(
+        "--limits-file", help="TOML file of tiers, limits and prices laid over the defaults"
+    )
+    p.add_argument(
+        "--ledger-sync",
+        choices=["normal", "full"],
+        help="SQLite ledger durability: normal survives a killed server, full also a power "
+        "cut; default normal",
+    )
+
+
+def _access_arguments(p: argparse.ArgumentParser, redis: bool = True) -> None:
+    p.add_argument(
+        "--data-dir",
+        help="where audio ids, API keys, the ledger and prepared models are kept; "
+        f"default {Settings.model_fields['data_dir'].default}",
+    )
+    p.add_argument(
+        "--access-db",
+        help="SQLite file of API keys and the ledger; default DATA_DIR/access.sqlite3",
+    )
+    if redis:
+        p.add_argument(
+            "--redis-url",
+            help="Redis (redis://HOST:PORT/DB) holding the rate-limit counters that every "
+            "replica shares",
+        )
+        p.add_argument(
+            "--ledger",
+            choices=["sqlite", "redis"],
+            help="where the usage ledger is; default sqlite",
+        )
+
+
+def _keys_parser(commands: Any) -> None:
+    keys = commands.add_parser(
+        "keys", help="create, list and revoke API keys", description="Manage API keys."
+    )
+    actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create",
+        help="create a key and print it once",
+        description="Create an API key. It is printed once, on stdout; only its hash is kept.",
+    )
+    create.add_argument("--name", required=True, help="a unique name for the key")
+    create.add_argument(
+        "--tier", default="1", help="usage tier: free, 1, 2, 3, 4, 5 (or one from --limits-file)"
+    )
+    create.add_argument("--rpm", type=_positive, help="override the tier's requests per minute")
+    create.add_argument("--rpd", type=_positive, help="override the tier's requests per day")
+    create.add_argument("--tpm", type=_positive, help="override the tier's tokens per minute")
+    create.add_argument("--limits-file", help="TOML file of tiers (to check --tier against)")
+    _access_arguments(create, redis=False)
+    listing = actions.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _access_arguments(listing, redis=False)
+    revoke = actions.add_parser("revoke", help="revoke a key at once, in every server")
+    revoke.add_argument("key_ref", metavar="KEY", help="the key's id or name")
+    _access_arguments(revoke, redis=False)
+
+
+def _usage_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "usage",
+        help="print usage totals and cost from the ledger",
+        description="Totals and cost per model from the usage ledger.",
+    )
+    p.add_argument("--key", help="one key's usage, by id or name (default: every key)")
+    p.add_argument(
+        "--since", help="unix seconds, an ISO 8601 date or time (UTC), or an age: 24h, 7d"
+    )
+    p.add_argument("--json", action="store_true", help="print the JSON of GET /v1/usage")
+    _access_arguments(p)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,22 +180,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"omnivox {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(commands)
+    _keys_parser(commands)
+    _usage_parser(commands)
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    given = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    fields = Settings.model_fields
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     return Settings(**given)
 
 
 async def _serve(settings: Settings) -> int:
     import uvicorn
 
+    from omnivox.access.setup import build_access, require_keys_error
     from omnivox.engines import create_engine
     from omnivox.server.app import create_app
     from omnivox.store.audio import SqliteAudioStore
 
     log = logging.getLogger("omnivox")
+    try:
+        access = build_access(settings)
+        await access.limiter.ping()
+        await access.ledger.ping()
+    except (OSError, ValueError, OmnivoxError) as exc:
+        print(f"omnivox: access control can not start: {exc}", file=sys.stderr)
+        return 1
+    n_keys = sum(k.active for k in access.keys.list())
+    problem = require_keys_error(settings, n_keys > 0)
+    if problem:
+        print(f"omnivox: {problem}", file=sys.stderr)
+        return 1
+    if n_keys:
+        log.info("API keys required (%d active)", n_keys)
+    else:
+        log.warning(
+            "no API keys exist: serving without keys because %s is a loopback address; "
+            "create one with `omnivox keys create --name NAME` to require them",
+            settings.host,
+        )
     try:
         engine = create_engine(settings)
         log.info("loading the %s engine", engine.name)
@@ -119,7 +228,7 @@ async def _serve(settings: Settings) -> int:
         print(f"omnivox: {exc.message}", file=sys.stderr)
         return 1
     store = SqliteAudioStore(settings.data_dir / "audio.sqlite3")
-    app = create_app(settings, engine, store, start_engine=False)
+    app = create_app(settings, engine, store, access=access, start_engine=False)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
     )
@@ -150,7 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
             return runner.run(_serve(settings))
-    return 2
+    from omnivox.access import admin
+
+    try:
+        if args.command == "keys":
+            return admin.keys_command(settings, args)
+        return asyncio.run(admin.usage_command(settings, args))
+    except (ValueError, OSError, OmnivoxError) as exc:
+        print(f"omnivox: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

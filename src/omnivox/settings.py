@@ -8,6 +8,7 @@ environment for configuration.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,7 +55,36 @@ class Settings(BaseSettings):
     )
     device: str = Field(default="auto", description="auto, cpu or cuda")
     log_level: str = "info"
+    # access control: API keys, rate limits, the usage ledger
+    access_db: Path | None = Field(
+        default=None,
+        description="SQLite file of API keys (hashes only) and the usage ledger; "
+        "default <data-dir>/access.sqlite3",
+    )
+    require_keys: bool = Field(
+        default=False,
+        description="require an API key even on loopback; off-loopback keys are always required",
+    )
+    limits_file: Path | None = Field(
+        default=None, description="TOML file of tiers, limits and prices (overrides the defaults)"
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis holding the rate-limit counters, shared by every replica",
+    )
+    ledger: Literal["sqlite", "redis"] = Field(
+        default="sqlite", description="where the usage ledger is written"
+    )
+    ledger_sync: Literal["normal", "full"] = Field(
+        default="normal",
+        description="SQLite synchronous mode of the ledger: normal survives a killed server, "
+        "full also a power cut",
+    )
 
     @property
     def models_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else self.data_dir / "models"
+
+    @property
+    def access_db_path(self) -> Path:
+        return self.access_db if self.access_db is not None else self.data_dir / "access.sqlite3"

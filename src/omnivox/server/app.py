@@ -1,9 +1,11 @@
 """The HTTP face: an app factory that receives its collaborators.
 
-``create_app(settings, engine, store)`` wires routes, the OpenAI error shape
-for every failure (invalid JSON, validation, unknown routes, internal errors),
-and the headers middleware. HTTP only: requests are parsed into protocol
-models and handed to ``serving``; nothing here knows about models or audio.
+``create_app(settings, engine, store, access=...)`` wires routes, the OpenAI
+error shape for every failure (invalid JSON, validation, unknown routes,
+internal errors), and the headers middleware. HTTP only: requests are parsed
+into protocol models and handed to ``serving``; nothing here knows about models
+or audio. ``access`` (keys, rate limits, the usage ledger) is asked in the
+order its docstring gives; without one every request is served unmetered.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnivox import ids
+from omnivox.access.gate import AccessControl, OpenAccess
+from omnivox.access.ledger import parse_since_s
 from omnivox.engines.base import Engine
 from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
 from omnivox.protocol.requests import CreateChatCompletionRequest
@@ -30,7 +34,7 @@ from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.serving import fold, sse
 from omnivox.serving.catalog import OWNER, ModelCatalog
 from omnivox.serving.chat import ChatService, ServiceOptions
-from omnivox.serving.inputs import InputLimits
+from omnivox.serving.inputs import InputLimits, output_token_limit
 from omnivox.settings import Settings
 from omnivox.store.audio import AudioStore
 
@@ -57,9 +61,15 @@ def error_response(exc: OmnivoxError) -> Response:
 
 
 def create_app(
-    settings: Settings, engine: Engine, store: AudioStore, *, start_engine: bool = True
+    settings: Settings,
+    engine: Engine,
+    store: AudioStore,
+    *,
+    access: AccessControl | None = None,
+    start_engine: bool = True,
 ) -> FastAPI:
     """The app; with ``start_engine`` its lifespan loads the engine's models first."""
+    gate: AccessControl = access if access is not None else OpenAccess()
     catalog = ModelCatalog(settings.model_id, settings.model_snapshot_date, settings.openai_aliases)
     service = ChatService(
         engine,
@@ -83,6 +93,7 @@ def create_app(
             state["ready"] = False
             await engine.close()
             store.close()
+            await gate.close()
 
     app = FastAPI(
         title="omnivox",
@@ -96,22 +107,45 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        caller = gate.authenticate(request.headers.get("authorization"))
         req = await _parse_chat_request(request, settings.strict_parameters)
-        run = await service.start(req)
-        if req.streaming:
-            return StreamingResponse(sse.render(run), media_type=SSE_MEDIA_TYPE)
-        completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
-        return json_response(completion.dump())
+        snapshot = catalog.get(req.model).snapshot
+        max_output = output_token_limit(req)[0]
+        admission = await gate.admit(
+            caller, req.model, snapshot, max_output, request.state.request_id
+        )
+        try:
+            run = await service.start(req)
+            await admission.charge(run)
+            response: Response
+            if req.streaming:
+                response = StreamingResponse(sse.render(run), media_type=SSE_MEDIA_TYPE)
+            else:
+                completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
+                response = json_response(completion.dump())
+        except OmnivoxError as exc:
+            await admission.refuse(exc)
+            raise
+        response.headers.update(admission.headers)
+        return response
+
+    @app.get("/v1/usage")
+    async def usage(request: Request, since: str | None = None) -> Response:
+        caller = gate.authenticate(request.headers.get("authorization"))
+        summary = await gate.usage(caller, _since_s(since))
+        return json_response(json.dumps(summary.to_json()))
 
     @app.get("/v1/models")
-    async def list_models() -> Response:
+    async def list_models(request: Request) -> Response:
+        gate.authenticate(request.headers.get("authorization"))
         models = [
             Model(id=e.model_id, created=e.created, owned_by=OWNER) for e in catalog.entries()
         ]
         return json_response(ModelList(data=models).dump())
 
     @app.get("/v1/models/{model_id:path}")
-    async def retrieve_model(model_id: str) -> Response:
+    async def retrieve_model(request: Request, model_id: str) -> Response:
+        gate.authenticate(request.headers.get("authorization"))
         entry = catalog.get(model_id)
         return json_response(Model(id=entry.model_id, created=entry.created, owned_by=OWNER).dump())
 
@@ -143,6 +177,15 @@ async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompl
         return CreateChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
         raise to_openai_error(exc, data) from None
+
+
+def _since_s(since: str | None) -> float | None:
+    if since is None:
+        return None
+    try:
+        return parse_since_s(since)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), param="since", code="invalid_value") from None
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -1,0 +1,333 @@
+"""The one access collaborator of the server: who calls, may they start, what did it cost.
+
+Per chat request the server calls, in order:
+
+1. ``authenticate(authorization)`` before reading the body: the key, or the
+   anonymous caller when no keys exist and the server may run open (bound to
+   loopback); otherwise 401 in OpenAI's words.
+2. ``admit(caller, model, ...)`` before any work: checks the class is in the
+   key's tier and that the requested output alone fits the TPM limit, then
+   charges one request against RPM and RPD. A refusal charges nothing.
+3. ``Admission.charge(run)`` once ``ChatService.start`` has counted the prompt
+   exactly (text tokens from the engine's tokenizer, audio from decoded
+   durations): charges prompt + maximum output against TPM, and registers the
+   finalizer that corrects that charge to the actual usage and writes the
+   ledger row before the answer's last byte. A request refused here keeps its
+   request charge, as OpenAI counts unsuccessful requests against RPM.
+4. ``Admission.refuse(exc)`` for any error after admission: adds the
+   rate-limit headers and records the row.
+
+The maximum output is ``max_completion_tokens`` (or ``max_tokens``); without
+either it is ``default_output_tokens`` of the limits file, lowered to what the
+TPM limit leaves beside the prompt, so only what the client asked for can make
+a request "too large".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from omnivox.access.headers import go_duration, rate_limit_headers, retry_headers
+from omnivox.access.keys import ApiKey, KeyStore, bearer_token, mask_key
+from omnivox.access.ledger import Ledger, LedgerEntry, UsageSummary
+from omnivox.access.limiter import Decision, Limiter, Meter
+from omnivox.access.tiers import AccessConfig, Limits, model_class
+from omnivox.errors import AuthenticationError, ModelNotFoundError, OmnivoxError, RateLimitError
+
+if TYPE_CHECKING:
+    from omnivox.serving.chat import CompletionRun, Outcome
+
+log = logging.getLogger("omnivox.access")
+
+RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
+MISSING_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). The server's operator "
+    "creates keys with `omnivox keys create --name NAME`."
+)
+METER_WORDS = {
+    "rpm": "requests per min (RPM)",
+    "rpd": "requests per day (RPD)",
+    "tpm": "tokens per min (TPM)",
+}
+METER_TYPE = {"rpm": "requests", "rpd": "requests", "tpm": "tokens"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key: ApiKey | None  # None: served without a key
+
+    @property
+    def key_id(self) -> str:
+        return self.key.key_id if self.key else ""
+
+    @property
+    def name(self) -> str:
+        return self.key.name if self.key else "anonymous"
+
+
+ANONYMOUS = Caller(None)
+
+
+class Admission(Protocol):
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers for the response (empty when no limit applies)."""
+
+    async def charge(self, run: CompletionRun) -> None: ...
+
+    async def refuse(self, exc: OmnivoxError) -> None: ...
+
+
+class AccessControl(Protocol):
+    def authenticate(self, authorization: str | None) -> Caller: ...
+
+    async def admit(
+        self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
+    ) -> Admission: ...
+
+    async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary: ...
+
+    async def close(self) -> None: ...
+
+
+class _Unmetered:
+    """What ``OpenAccess`` admits: no headers, no charge, no record."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    async def charge(self, run: CompletionRun) -> None:
+        return None
+
+    async def refuse(self, exc: OmnivoxError) -> None:
+        return None
+
+
+class OpenAccess:
+    """No keys, no limits, no ledger: ``create_app``'s default, for tests and embedding."""
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        return ANONYMOUS
+
+    async def admit(
+        self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
+    ) -> Admission:
+        return _Unmetered()
+
+    async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
+        return UsageSummary(None, since_s)
+
+    async def close(self) -> None:
+        return None
+
+
+class KeyedAccess:
+    def __init__(
+        self,
+        keys: KeyStore,
+        limiter: Limiter,
+        ledger: Ledger,
+        config: AccessConfig,
+        *,
+        open_without_keys: bool,
+    ) -> None:
+        self.keys = keys
+        self.limiter = limiter
+        self.ledger = ledger
+        self.config = config
+        self.open_without_keys = open_without_keys
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        raw_key = bearer_token(authorization)
+        key = self.keys.find(raw_key) if raw_key else None
+        if key is not None:
+            return Caller(key)
+        if self.open_without_keys and not self.keys.has_active():
+            return ANONYMOUS
+        if raw_key is None:
+            raise AuthenticationError(MISSING_KEY_MESSAGE)
+        raise AuthenticationError(
+            f"Incorrect API key provided: {mask_key(raw_key)}. Ask the server's operator for "
+            "a key (`omnivox keys create`).",
+            code="invalid_api_key",
+        )
+
+    async def admit(
+        self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
+    ) -> Admission:
+        cls = model_class(model)
+        limits: Limits | None = None
+        if caller.key is not None:
+            limits = self.config.limits_for(caller.key.tier, cls, caller.key.overrides)
+            if limits is None:
+                raise ModelNotFoundError(
+                    f"The model `{model}` does not exist or you do not have access to it."
+                )
+        admission = KeyedAdmission(self, caller, model, snapshot, cls, limits, request_id)
+        await admission.admit(max_output)
+        return admission
+
+    async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
+        """A key sees its own usage; the anonymous loopback caller sees everyone's."""
+        return await self.ledger.summarize(caller.key_id if caller.key else None, since_s)
+
+    async def close(self) -> None:
+        await self.limiter.close()
+        await self.ledger.close()
+        self.keys.close()
+
+
+class KeyedAdmission:
+    def __init__(
+        self,
+        access: KeyedAccess,
+        caller: Caller,
+        model: str,
+        snapshot: str,
+        model_cls: str,
+        limits: Limits | None,
+        request_id: str,
+    ) -> None:
+        self.access = access
+        self.caller = caller
+        self.model = model
+        self.snapshot = snapshot
+        self.model_cls = model_cls
+        self.limits = limits
+        self.request_id = request_id
+        self.bucket = f"{caller.key_id}:{model_cls}"
+        self._meters: tuple[Meter, ...] = ()
+        self.max_output: int | None = None
+        self.charged_tokens = 0
+        self.recorded = False
+        self.created_s = time.time()
+        self._started_ns = time.perf_counter_ns()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Formatted from the latest decision, only when asked (once per request)."""
+        return rate_limit_headers(self._meters)
+
+    async def admit(self, max_output: int | None) -> None:
+        self.max_output = max_output
+        if self.limits is None:
+            return
+        if max_output is not None:
+            self._check_size(max_output)
+        decision = await self.access.limiter.acquire(self.bucket, self.limits, 1, 0)
+        self._take(decision)
+
+    async def charge(self, run: CompletionRun) -> None:
+        prompt = run.usage.prompt_text_tokens + run.usage.prompt_audio_tokens
+        if self.limits is not None:
+            tokens = prompt + self._output_charge(prompt)
+            try:
+                self._check_size(tokens)
+                decision = await self.access.limiter.acquire(self.bucket, self.limits, 0, tokens)
+                self._take(decision)
+            except OmnivoxError:
+                await run.finish("cancelled")  # it never started; other finalizers still run
+                raise
+            self.charged_tokens = tokens
+        run.finalizers.append(self._settle)
+
+    async def refuse(self, exc: OmnivoxError) -> None:
+        exc.headers = {**self.headers, **exc.headers}
+        if self.recorded:
+            return
+        status = "rate_limited" if isinstance(exc, RateLimitError) else "rejected"
+        await self._record(status, None, (0, 0, 0, 0), 0.0)
+
+    def _output_charge(self, prompt: int) -> int:
+        if self.max_output is not None:
+            return self.max_output
+        default = self.access.config.default_output_tokens
+        tpm = self.limits.tpm if self.limits else None
+        return default if tpm is None else max(0, min(default, tpm - prompt))
+
+    def _check_size(self, tokens: int) -> None:
+        tpm = self.limits.tpm if self.limits else None
+        if tpm is None or tokens <= tpm:
+            return
+        raise RateLimitError(
+            f"Request too large for {self.model} for key '{self.caller.name}' on "
+            f"{METER_WORDS['tpm']}: Limit {tpm}, Requested {tokens}. The input or output "
+            f"tokens must be reduced in order to run successfully. Visit {RATE_LIMITS_URL} "
+            "to learn more.",
+            limit_type="tokens",
+            headers={**self.headers, "x-should-retry": "false"},
+        )
+
+    def _take(self, decision: Decision) -> None:
+        self._meters = decision.meters
+        meter = decision.refused_by
+        if decision.admitted or meter is None:
+            return
+        raise RateLimitError(
+            f"Rate limit reached for {self.model} for key '{self.caller.name}' on "
+            f"{METER_WORDS[meter.name]}: Limit {meter.limit}, Used {meter.used_whole}, "
+            f"Requested {decision.requested}. Please try again in "
+            f"{go_duration(decision.retry_after_s)}. Visit {RATE_LIMITS_URL} to learn more.",
+            limit_type=METER_TYPE[meter.name],
+            headers={**self.headers, **retry_headers(decision.retry_after_s)},
+        )
+
+    async def _settle(self, run: CompletionRun, outcome: Outcome) -> None:
+        """Correct the token charge and write the row, side by side: neither needs the other."""
+        u = run.usage
+        tokens = (
+            u.prompt_text_tokens,
+            u.prompt_audio_tokens,
+            u.completion_text_tokens,
+            u.completion_audio_tokens,
+        )
+        prices = self.access.config.prices[self.model_cls]
+        cost_usd = 0.0 if outcome == "failed" else prices.cost_usd(*tokens)
+        corrected, recorded = await asyncio.gather(
+            self._correct(sum(tokens) - self.charged_tokens),
+            self._record(outcome, run.completion_id, tokens, cost_usd),
+            return_exceptions=True,
+        )
+        if isinstance(corrected, BaseException):
+            log.warning("could not correct the token charge of %s: %s", self.request_id, corrected)
+        if isinstance(recorded, BaseException):
+            if outcome == "completed":
+                raise recorded  # no ledger row, no answer: the client sees the error instead
+            log.error("could not record the %s request %s: %s", outcome, self.request_id, recorded)
+
+    async def _correct(self, delta_tokens: int) -> None:
+        if self.limits is not None:
+            await self.access.limiter.adjust_tokens(self.bucket, self.limits, delta_tokens)
+
+    async def _record(
+        self,
+        status: str,
+        completion_id: str | None,
+        tokens: tuple[int, int, int, int],
+        cost_usd: float,
+    ) -> None:
+        self.recorded = True
+        entry = LedgerEntry(
+            request_id=self.request_id,
+            completion_id=completion_id,
+            key_id=self.caller.key_id,
+            key_name=self.caller.name,
+            model=self.model,
+            model_snapshot=self.snapshot,
+            model_class=self.model_cls,
+            created_s=self.created_s,
+            duration_ms=(time.perf_counter_ns() - self._started_ns) // 1_000_000,
+            status=status,
+            prompt_text_tokens=tokens[0],
+            prompt_audio_tokens=tokens[1],
+            completion_text_tokens=tokens[2],
+            completion_audio_tokens=tokens[3],
+            cost_usd=cost_usd,
+        )
+        await self.access.ledger.record(entry)

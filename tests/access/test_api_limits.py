@@ -1,0 +1,210 @@
+"""Rate limits through the SDK: headers, 429 bodies and retry headers, token charges, the ledger."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from omnivox.access.ledger import SqliteLedger
+from tests.access.conftest import MINI, ask, keyed_client, make_key
+
+RATE_MESSAGE = re.compile(
+    r"^Rate limit reached for (?P<model>\S+) for key '(?P<key>[^']+)' on (?P<what>.+?): "
+    r"Limit (?P<limit>\d+), Used (?P<used>\d+), Requested (?P<requested>\d+)\. "
+    r"Please try again in (?P<wait>[0-9.hms]+)\. "
+    r"Visit https://platform.openai.com/account/rate-limits to learn more\.$"
+)
+RATE_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+)
+
+
+def ledger_rows(data_dir: Path) -> list:
+    ledger = SqliteLedger(data_dir / "access.sqlite3")
+    try:
+        return ledger.entries_now()
+    finally:
+        ledger.close_now()
+
+
+def test_headers_are_present_and_decrease_then_a_429_says_why(keyed_server, tmp_path) -> None:
+    key = make_key(tmp_path, "ci", tier="free")  # 3 RPM, 200 RPD, 40,000 TPM
+    client = keyed_client(keyed_server().base_url, key)
+    seen = []
+    for _ in range(3):
+        response = ask(client, max_completion_tokens=100)
+        assert all(name in response.headers for name in RATE_HEADERS)
+        seen.append(response.headers)
+    assert [h["x-ratelimit-limit-requests"] for h in seen] == ["3", "3", "3"]
+    assert [h["x-ratelimit-remaining-requests"] for h in seen] == ["2", "1", "0"]
+    assert [h["x-ratelimit-limit-tokens"] for h in seen] == ["40000"] * 3
+    assert int(seen[0]["x-ratelimit-remaining-tokens"]) == 40_000 - (5 + 100)
+    resets = [h["x-ratelimit-reset-requests"] for h in seen]
+    assert resets[0] == "20s" and re.fullmatch(r"(39|40)(\.\d+)?s", resets[1])
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(client, max_completion_tokens=100)
+    error = caught.value
+    assert (error.code, error.type, error.param) == ("rate_limit_exceeded", "requests", None)
+    match = RATE_MESSAGE.match(error.body["message"])
+    assert match is not None, error.body["message"]
+    assert match["model"] == MINI and match["key"] == "ci"
+    assert match["what"] == "requests per min (RPM)"
+    assert (match["limit"], match["used"], match["requested"]) == ("3", "3", "1")
+    headers = error.response.headers
+    assert 1 <= int(headers["retry-after"]) <= 20
+    assert 19_000 < float(headers["retry-after-ms"]) <= 20_000
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert headers["x-request-id"].startswith("req_")
+    assert [r.status for r in ledger_rows(tmp_path)] == ["completed"] * 3  # refusals unrecorded
+
+
+def test_tokens_in_flight_count_and_the_429_names_tokens(keyed_server, tmp_path) -> None:
+    key = make_key(tmp_path, "ci", tpm=300)
+    server = keyed_server()
+    client = keyed_client(server.base_url, key)
+    stream_body = {
+        "model": MINI,
+        "messages": [{"role": "user", "content": "slow one"}],
+        "stream": True,
+        "max_completion_tokens": 200,
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.stream(
+        "POST", server.base_url + "/chat/completions", json=stream_body, headers=headers
+    ) as streaming:  # 5 prompt tokens + 200 charged while it runs
+        assert streaming.status_code == 200
+        assert streaming.headers["x-ratelimit-remaining-tokens"] == str(300 - 205)
+        with pytest.raises(openai.RateLimitError) as caught:
+            ask(client, max_completion_tokens=150)
+        body = b"".join(streaming.iter_bytes())
+    assert body.endswith(b"data: [DONE]\n\n")
+    error = caught.value
+    assert error.type == "tokens" and error.code == "rate_limit_exceeded"
+    match = RATE_MESSAGE.match(error.body["message"])
+    assert match is not None and match["what"] == "tokens per min (TPM)"
+    assert (match["limit"], match["requested"]) == ("300", str(5 + 150))
+    assert 200 <= int(match["used"]) <= 205
+    assert "retry-after" in error.response.headers
+    # Once the stream ended its charge was corrected to what it used, so this fits.
+    assert ask(client, max_completion_tokens=150).http_response.status_code == 200
+    statuses = sorted(r.status for r in ledger_rows(tmp_path))
+    assert statuses == ["completed", "completed", "rate_limited"]
+
+
+def test_a_request_larger_than_the_tpm_limit_is_never_retried(keyed_server, tmp_path) -> None:
+    key = make_key(tmp_path, "ci", tpm=300)
+    server = keyed_server()
+    attempts: list[int] = []
+    http_client = httpx.Client(event_hooks={"response": [lambda r: attempts.append(r.status_code)]})
+    client = keyed_client(server.base_url, key, max_retries=3, http_client=http_client)
+    for max_tokens, requested in ((400, 400), (296, 301)):  # output alone / with the prompt
+        attempts.clear()
+        with pytest.raises(openai.RateLimitError) as caught:
+            ask(client, max_completion_tokens=max_tokens)
+        assert attempts == [429]
+        error = caught.value
+        assert error.response.headers["x-should-retry"] == "false"
+        assert error.type == "tokens" and error.code == "rate_limit_exceeded"
+        assert error.body["message"] == (
+            f"Request too large for {MINI} for key 'ci' on tokens per min (TPM): Limit 300, "
+            f"Requested {requested}. The input or output tokens must be reduced in order to "
+            "run successfully. Visit https://platform.openai.com/account/rate-limits to learn "
+            "more."
+        )
+
+
+def test_without_a_max_the_default_charge_never_makes_a_request_too_large(
+    keyed_server, tmp_path
+) -> None:
+    key = make_key(tmp_path, "ci", tpm=300)
+    response = ask(keyed_client(keyed_server().base_url, key))
+    assert response.http_response.status_code == 200
+    assert response.headers["x-ratelimit-remaining-tokens"] == "0"  # charged all that was left
+
+
+def test_the_charge_is_corrected_to_actual_usage(keyed_server, tmp_path) -> None:
+    key = make_key(tmp_path, "ci", tpm=10_000)
+    client = keyed_client(keyed_server().base_url, key)
+    first = ask(client, max_completion_tokens=400)
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 405
+    second = ask(client, max_completion_tokens=400)
+    remaining = int(second.headers["x-ratelimit-remaining-tokens"])
+    assert remaining >= 10_000 - 9 - 405  # the first used 9 tokens, not 405
+    usage = first.parse().usage
+    assert usage is not None and usage.total_tokens == 9
+
+
+def test_the_sdk_waits_as_told_and_its_retry_succeeds(keyed_server, tmp_path) -> None:
+    key = make_key(tmp_path, "ci", rpm=30)  # one request every 2 s once the 30 are used
+    server = keyed_server()
+    fast = keyed_client(server.base_url, key)
+    for _ in range(30):
+        ask(fast)
+    attempts: list[tuple[int, float]] = []
+    http_client = httpx.Client(
+        event_hooks={"response": [lambda r: attempts.append((r.status_code, time.monotonic()))]}
+    )
+    patient = keyed_client(server.base_url, key, max_retries=2, http_client=http_client)
+    response = ask(patient)
+    assert response.http_response.status_code == 200
+    assert [status for status, _ in attempts] == [429, 200]
+    waited_s = attempts[1][1] - attempts[0][1]
+    assert 0.5 < waited_s < 2.5
+
+
+def test_errors_after_admission_carry_the_headers_and_a_ledger_row(keyed_server, tmp_path) -> None:
+    key = make_key(tmp_path, "ci", tier="2")
+    client = keyed_client(keyed_server().base_url, key)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=MINI,
+            messages=[
+                {"role": "assistant", "audio": {"id": "audio_0123456789abcdef0123456789abcdef"}},
+                {"role": "user", "content": "and then?"},
+            ],
+        )
+    assert caught.value.code == "audio_not_found"
+    assert caught.value.response.headers["x-ratelimit-limit-requests"] == "5000"
+    (row,) = ledger_rows(tmp_path)
+    assert (row.status, row.cost_usd, row.key_name, row.model) == ("rejected", 0.0, "ci", MINI)
+
+
+def test_a_streamed_answer_is_in_the_ledger_when_its_last_chunk_arrives(
+    keyed_server, tmp_path
+) -> None:
+    key = make_key(tmp_path, "ci")
+    client = keyed_client(keyed_server().base_url, key)
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-audio-preview",
+        messages=[{"role": "user", "content": "count to 5"}],
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "pcm16"},
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as response:
+        assert response.headers["x-ratelimit-limit-tokens"] == "30000"
+        chunks = list(response.parse())
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    (row,) = ledger_rows(tmp_path)
+    assert row.status == "completed" and row.completion_id == chunks[0].id
+    assert row.model_class == "gpt-4o-audio"
+    assert row.completion_audio_tokens == usage.completion_tokens_details.audio_tokens > 0
+    assert row.prompt_text_tokens + row.prompt_audio_tokens == usage.prompt_tokens
+    expected = (
+        row.prompt_text_tokens * 2.5
+        + row.completion_text_tokens * 10
+        + row.completion_audio_tokens * 80
+    ) / 1e6
+    assert row.cost_usd == pytest.approx(expected)
