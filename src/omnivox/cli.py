@@ -35,7 +35,6 @@ def _serve_parser(commands: Any) -> None:
         "serve",
         help="run the API server",
         description="Run the API server. Flags override OMNIVOX_* environment variables.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--host", help=f"address to bind; default {defaults['host'].default}")
     p.add_argument("--port", type=int, help=f"port to bind; default {defaults['port'].default}")

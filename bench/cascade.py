@@ -1,0 +1,356 @@
+"""The embedded cascade, measured: components, the naive pipeline, and streaming first audio.
+
+Twelve spoken questions (2 to 8 s, said by espeak-ng, a voice other than the
+server's) are put to the default cascade at temperature 0, three ways:
+
+1. components, timed directly in this process on the same models: recogniser
+   time and real-time factor, chat tokens/s and time to the first speakable
+   unit, synthesis time of the first unit and real-time factor of the reply;
+   from these, the *component floor* (recogniser + chat to the first unit +
+   synthesis of the first unit) and the *naive pipeline's* time to audio
+   (recognise, write the whole reply, synthesize it all, in sequence);
+2. ``omnivox serve`` (a subprocess), one conversation: time to the first audio
+   byte of a pcm16 stream as the SDK sees it, and total time;
+3. the same server with 4 conversations at once.
+
+Peak RSS is the server process's high-water mark (VmHWM) after all runs.
+
+    .venv/bin/python bench/cascade.py
+
+Prints a table and writes bench/cascade.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from omnivox.audio import INPUT_SAMPLE_RATE, decode_audio  # noqa: E402
+from omnivox.engines.base import (  # noqa: E402
+    AudioClip,
+    GenerationRequest,
+    SamplingParams,
+    SpeechOutput,
+    Turn,
+)
+from omnivox.engines.cascade.engine import CascadeEngine  # noqa: E402
+from omnivox.engines.cascade.generator import TokenPiece  # noqa: E402
+from omnivox.engines.cascade.segmenter import SpeechSegmenter  # noqa: E402
+from omnivox.engines.cascade.speaker import UnitSpeaker  # noqa: E402
+from omnivox.settings import Settings  # noqa: E402
+from tests.support.live_server import free_port  # noqa: E402
+
+QUESTIONS = (
+    "What is the capital of France?",
+    "Tell me three facts about the moon.",
+    "Why is the sky blue? Explain it in three sentences.",
+    "How do plants make their own food?",
+    "What should I pack for a day at the beach?",
+    "Describe a cat in three short sentences.",
+    "How does a bicycle work?",
+    "What are the benefits of drinking water every day?",
+    "Give me three tips for sleeping better at night.",
+    "What is the difference between weather and climate?",
+    "Explain what a computer does, in simple words.",
+    "Tell me a short story about a brave little mouse.",
+)
+VOICE = "alloy"
+CONCURRENCY = 4
+OUTPUT_BYTES_PER_S = 48_000
+
+
+@dataclass
+class Components:
+    question: str
+    question_s: float
+    asr_s: float
+    asr_rtf: float
+    transcript: str
+    chat_first_unit_s: float
+    chat_total_s: float
+    chat_tokens: int
+    chat_tokens_per_s: float
+    reply: str
+    sentences: int
+    tts_first_unit_s: float
+    tts_total_s: float
+    reply_audio_s: float
+    tts_rtf: float
+    floor_s: float
+    naive_time_to_audio_s: float
+
+
+def espeak(text: str, folder: Path) -> bytes:
+    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(path), text], check=True)
+    return path.read_bytes()
+
+
+def count_sentences(text: str) -> int:
+    return len([s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s])
+
+
+def measure_components(engine: CascadeEngine, question: str, wav: bytes, salt: int) -> Components:
+    samples = decode_audio(wav, sample_rate=INPUT_SAMPLE_RATE)
+    question_s = len(samples) / INPUT_SAMPLE_RATE
+    # A fresh hash each run, so the recogniser really runs (no transcript cache hit).
+    clip = AudioClip(samples, INPUT_SAMPLE_RATE, f"bench-{salt}")
+    start = time.perf_counter()
+    transcript = engine.transcripts.transcript(clip)
+    asr_s = time.perf_counter() - start
+    request = GenerationRequest(
+        turns=(Turn("user", (clip,)),),
+        sampling=SamplingParams(temperature=0.0),
+        speech=SpeechOutput(VOICE),
+    )
+    prepared = asyncio.run(engine.prepare(request))
+    cancel = threading.Event()
+    segmenter = SpeechSegmenter()
+    units: list[str] = []
+    pieces: list[str] = []
+    first_unit_s = None
+    start = time.perf_counter()
+    for item in engine.generator.stream(prepared.payload.tokens, request.sampling, cancel):
+        if isinstance(item, TokenPiece):
+            pieces.append(item.text)
+            units += segmenter.feed(item.text)
+            if units and first_unit_s is None:
+                first_unit_s = time.perf_counter() - start
+    chat_total_s = time.perf_counter() - start
+    units += segmenter.flush()
+    first_unit_s = chat_total_s if first_unit_s is None else first_unit_s
+    n_tokens = len(pieces)
+    speaker = UnitSpeaker(engine.synthesizer, VOICE)
+    start = time.perf_counter()
+    n_bytes = sum(len(p) for p in speaker.speak(units[0], cancel)) if units else 0
+    tts_first_s = time.perf_counter() - start
+    n_bytes += sum(len(p) for unit in units[1:] for p in speaker.speak(unit, cancel))
+    n_bytes += len(speaker.flush())
+    tts_total_s = time.perf_counter() - start
+    reply_audio_s = n_bytes / OUTPUT_BYTES_PER_S
+    reply = "".join(pieces)
+    return Components(
+        question=question,
+        question_s=round(question_s, 2),
+        asr_s=round(asr_s, 3),
+        asr_rtf=round(asr_s / question_s, 3),
+        transcript=transcript,
+        chat_first_unit_s=round(first_unit_s, 3),
+        chat_total_s=round(chat_total_s, 3),
+        chat_tokens=n_tokens,
+        chat_tokens_per_s=round(n_tokens / chat_total_s, 1),
+        reply=reply,
+        sentences=count_sentences(reply),
+        tts_first_unit_s=round(tts_first_s, 3),
+        tts_total_s=round(tts_total_s, 3),
+        reply_audio_s=round(reply_audio_s, 2),
+        tts_rtf=round(tts_total_s / max(reply_audio_s, 1e-6), 3),
+        floor_s=round(asr_s + first_unit_s + tts_first_s, 3),
+        naive_time_to_audio_s=round(asr_s + chat_total_s + tts_total_s, 3),
+    )
+
+
+def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
+    start = time.perf_counter()
+    first_audio_s = None
+    transcript = ""
+    for chunk in client.chat.completions.create(
+        model="gpt-4o-audio-preview",
+        modalities=["text", "audio"],
+        audio={"voice": VOICE, "format": "pcm16"},
+        temperature=0,
+        stream=True,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_audio",
+                        "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"},
+                    }
+                ],
+            }
+        ],
+    ):
+        audio = chunk.choices[0].delta.audio if chunk.choices else None
+        if audio is not None and audio.data and first_audio_s is None:
+            first_audio_s = time.perf_counter() - start
+        if audio is not None and audio.transcript:
+            transcript += audio.transcript
+    return {
+        "first_audio_s": round(first_audio_s or float("nan"), 3),
+        "total_s": round(time.perf_counter() - start, 3),
+        "transcript": transcript,
+    }
+
+
+class Server:
+    """``omnivox serve`` with the default engine, in a subprocess."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "omnivox"),
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "warning",
+            ],
+        )
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("omnivox serve did not start")
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        return round(int(match.group(1)) / 1024, 1) if match else float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}",
+        "questions": len(QUESTIONS),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        wavs = [espeak(q, folder) for q in QUESTIONS]
+        settings = Settings(data_dir=folder / "data", threads=2)
+        engine = CascadeEngine(settings)
+        asyncio.run(engine.start())
+        measure_components(engine, QUESTIONS[0], wavs[0], salt=-1)  # warm-up
+        components = []
+        for i, (q, w) in enumerate(zip(QUESTIONS, wavs, strict=True)):
+            components.append(measure_components(engine, q, w, i))
+            c = components[-1]
+            progress(f"components {i + 1}/{len(QUESTIONS)}: {c.chat_tokens} tokens, {c.reply!r}")
+        asyncio.run(engine.close())
+        del engine
+        server = Server(folder / "data")
+        try:
+            client = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
+            stream_once(client, wavs[0])  # warm-up
+            single = []
+            for i, w in enumerate(wavs):
+                single.append(stream_once(client, w))
+                progress(f"single {i + 1}/{len(wavs)}: first audio {single[-1]['first_audio_s']} s")
+
+            def conversation(offset: int) -> list[dict[str, Any]]:
+                own = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
+                order = wavs[offset:] + wavs[:offset]
+                return [stream_once(own, w) for w in order]
+
+            with ThreadPoolExecutor(CONCURRENCY) as pool:
+                concurrent = [r for rs in pool.map(conversation, range(CONCURRENCY)) for r in rs]
+            results["server_peak_rss_mb"] = server.peak_rss_mb()
+        finally:
+            server.stop()
+    results["per_question"] = [
+        {**asdict(c), "stream_first_audio_s": s["first_audio_s"], "stream_total_s": s["total_s"]}
+        for c, s in zip(components, single, strict=True)
+    ]
+    results["summary"] = summarise(components, single, concurrent)
+    out = Path(__file__).with_suffix(".json")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"wrote {out}")
+
+
+def summarise(
+    components: list[Components], single: list[dict[str, Any]], concurrent: list[dict[str, Any]]
+) -> dict[str, Any]:
+    first = [s["first_audio_s"] for s in single]
+    long = [
+        (c, s) for c, s in zip(components, single, strict=True) if c.sentences >= 3
+    ]
+    ratio_floor = [s["first_audio_s"] / c.floor_s for c, s in zip(components, single, strict=True)]
+    ratio_naive_long = [s["first_audio_s"] / c.naive_time_to_audio_s for c, s in long]
+    concurrent_first = [r["first_audio_s"] for r in concurrent]
+    return {
+        "asr_rtf_p50": statistics.median(c.asr_rtf for c in components),
+        "chat_tokens_per_s_p50": statistics.median(c.chat_tokens_per_s for c in components),
+        "tts_rtf_p50": statistics.median(c.tts_rtf for c in components),
+        "floor_s_p50": statistics.median(c.floor_s for c in components),
+        "naive_time_to_audio_s_p50": statistics.median(c.naive_time_to_audio_s for c in components),
+        "first_audio_s_p50": statistics.median(first),
+        "first_audio_s_p95": percentile(first, 0.95),
+        "total_s_p50": statistics.median(s["total_s"] for s in single),
+        "first_audio_over_floor_p50": round(statistics.median(ratio_floor), 3),
+        "answers_of_3_plus_sentences": len(long),
+        "first_audio_over_naive_p50_3_plus_sentences": (
+            round(statistics.median(ratio_naive_long), 3) if long else None
+        ),
+        "concurrent_conversations": CONCURRENCY,
+        "concurrent_first_audio_s_p50": statistics.median(concurrent_first),
+        "concurrent_first_audio_s_p95": percentile(concurrent_first, 0.95),
+        "concurrent_p95_over_single_p50": round(
+            percentile(concurrent_first, 0.95) / statistics.median(first), 3
+        ),
+    }
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"machine: {results['machine']}")
+    print(
+        f"{'question':<52}{'q s':>5}{'asr':>7}{'tok/s':>7}{'sent':>5}{'floor':>7}"
+        f"{'naive':>7}{'first':>7}{'total':>7}"
+    )
+    for row in results["per_question"]:
+        print(
+            f"{row['question'][:50]:<52}{row['question_s']:>5.1f}{row['asr_s']:>7.2f}"
+            f"{row['chat_tokens_per_s']:>7.0f}{row['sentences']:>5}{row['floor_s']:>7.2f}"
+            f"{row['naive_time_to_audio_s']:>7.2f}{row['stream_first_audio_s']:>7.2f}"
+            f"{row['stream_total_s']:>7.2f}"
+        )
+    for key, value in results["summary"].items():
+        print(f"  {key}: {value}")
+    print(f"  server_peak_rss_mb: {results['server_peak_rss_mb']}")
+
+
+if __name__ == "__main__":
+    main()
