@@ -46,6 +46,8 @@ import openai
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.support.live_server import free_port  # noqa: E402
+
 from omnivox.audio import INPUT_SAMPLE_RATE, decode_audio  # noqa: E402
 from omnivox.engines.base import (  # noqa: E402
     AudioClip,
@@ -59,7 +61,6 @@ from omnivox.engines.cascade.generator import TokenPiece  # noqa: E402
 from omnivox.engines.cascade.segmenter import SpeechSegmenter  # noqa: E402
 from omnivox.engines.cascade.speaker import UnitSpeaker  # noqa: E402
 from omnivox.settings import Settings  # noqa: E402
-from tests.support.live_server import free_port  # noqa: E402
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -305,9 +306,7 @@ def summarise(
     components: list[Components], single: list[dict[str, Any]], concurrent: list[dict[str, Any]]
 ) -> dict[str, Any]:
     first = [s["first_audio_s"] for s in single]
-    long = [
-        (c, s) for c, s in zip(components, single, strict=True) if c.sentences >= 3
-    ]
+    long = [(c, s) for c, s in zip(components, single, strict=True) if c.sentences >= 3]
     ratio_floor = [s["first_audio_s"] / c.floor_s for c, s in zip(components, single, strict=True)]
     ratio_naive_long = [s["first_audio_s"] / c.naive_time_to_audio_s for c, s in long]
     concurrent_first = [r["first_audio_s"] for r in concurrent]

@@ -65,7 +65,9 @@ def sdk_v1_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-def test_sdk_1x_reads_audio_answers_and_streams(fake_server, sdk_v1_python: Path, tmp_path: Path) -> None:
+def test_sdk_1x_reads_audio_answers_and_streams(
+    fake_server, sdk_v1_python: Path, tmp_path: Path
+) -> None:
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     result = subprocess.run(
