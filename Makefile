@@ -17,8 +17,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
 	touch $@
 
+# The omni engine's tests need torch: the CPU build is pinned first, so that the extra's
+# torch requirement is already met and pip never pulls a multi-GB CUDA build.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[test,omni]'
 	touch $@
 
 setup: $(VENV)/.installed

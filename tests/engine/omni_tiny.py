@@ -60,9 +60,9 @@ def build_tiny_omni(folder: Path, *, seed: int = 0) -> Path:
     from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = _save_tokenizer(folder)
+    tokenizer = save_tokenizer(folder)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    _save_feature_extractor(folder)
+    save_feature_extractor(folder)
     config = Qwen2_5OmniConfig(**_config_dict(ids))
     torch.manual_seed(seed)
     model = Qwen2_5OmniForConditionalGeneration(config)
@@ -80,7 +80,7 @@ def build_tiny_omni(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def _save_tokenizer(folder: Path):  # -> PreTrainedTokenizerFast
+def save_tokenizer(folder: Path):  # -> PreTrainedTokenizerFast
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -104,7 +104,7 @@ def _save_tokenizer(folder: Path):  # -> PreTrainedTokenizerFast
     return tokenizer
 
 
-def _save_feature_extractor(folder: Path) -> None:
+def save_feature_extractor(folder: Path) -> None:
     from transformers import WhisperFeatureExtractor
 
     extractor = WhisperFeatureExtractor(
