@@ -77,6 +77,9 @@ QUESTIONS = (
     "Tell me a short story about a brave little mouse.",
 )
 VOICE = "alloy"
+# Spoken answers are capped like a voice client would cap them; the same cap in every
+# path keeps the answers identical across the three ways they are measured.
+MAX_ANSWER_TOKENS = 200
 CONCURRENCY = 4
 OUTPUT_BYTES_PER_S = 48_000
 
@@ -122,7 +125,7 @@ def measure_components(engine: CascadeEngine, question: str, wav: bytes, salt: i
     asr_s = time.perf_counter() - start
     request = GenerationRequest(
         turns=(Turn("user", (clip,)),),
-        sampling=SamplingParams(temperature=0.0),
+        sampling=SamplingParams(temperature=0.0, max_output_tokens=MAX_ANSWER_TOKENS),
         speech=SpeechOutput(VOICE),
     )
     prepared = asyncio.run(engine.prepare(request))
@@ -181,6 +184,7 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
         modalities=["text", "audio"],
         audio={"voice": VOICE, "format": "pcm16"},
         temperature=0,
+        max_completion_tokens=MAX_ANSWER_TOKENS,
         stream=True,
         messages=[
             {
