@@ -121,9 +121,11 @@ class SqliteKeyStore:
         self._db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        self._active_cache: tuple[int, bool] | None = None
 
     def create(self, name: str, tier: str, overrides: Limits) -> tuple[ApiKey, str]:
         """A new key and its raw secret, which exists only in the return value."""
+        self._active_cache = None
         if not name.strip():
             raise ValueError("a key needs a non-empty name")
         raw = new_raw_key()
@@ -166,6 +168,7 @@ class SqliteKeyStore:
 
     def revoke(self, key_id_or_name: str) -> ApiKey:
         """Revoke the active key with this id or name; ValueError if there is none."""
+        self._active_cache = None
         with self._lock:
             row = self._db.execute(
                 f"SELECT {COLUMNS} FROM api_keys WHERE revoked_s IS NULL AND "
@@ -179,11 +182,17 @@ class SqliteKeyStore:
         return _key((*row[:-1], now_s))
 
     def has_active(self) -> bool:
+        # Asked on every keyless request. ``data_version`` changes whenever another
+        # connection (``omnivox keys create`` in another process) commits, and this
+        # connection's own writes reset the cache, so the answer is never stale.
         with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM api_keys WHERE revoked_s IS NULL LIMIT 1"
-            ).fetchone()
-        return row is not None
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if self._active_cache is None or self._active_cache[0] != version:
+                row = self._db.execute(
+                    "SELECT 1 FROM api_keys WHERE revoked_s IS NULL LIMIT 1"
+                ).fetchone()
+                self._active_cache = (version, row is not None)
+            return self._active_cache[1]
 
     def close(self) -> None:
         with self._lock:
