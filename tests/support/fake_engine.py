@@ -11,11 +11,25 @@ Prompts that steer it (for error and cancellation tests):
   "fail in prepare"      -> raises a plain RuntimeError in prepare (an internal error)
   "slow"                 -> 0.2 s between words instead of the usual few ms
   "count to N"           -> answers "1 2 3 ... N"
+
+``FakeEngine(tools=True)`` also claims the "tools" and "response_format"
+capabilities (the default engine claims neither, and answers as above):
+  - it calls a tool when ``tool_choice`` is "required" or names one, and under
+    "auto" when the last user text starts with "call " (then the tool named
+    next, if there is one); the tool is the named one or the first. Arguments
+    give every string property of the schema the user's text (``{"text": ...}``
+    without a schema), streamed in pieces of ``ARGUMENT_PIECE_CHARS``; with
+    ``parallel_tool_calls`` and "twice" in the text it makes two calls. A call
+    is never spoken;
+  - after a tool result (the last message is a tool one) it answers
+    "The tool said: <result>";
+  - with a JSON ``response_format`` it answers ``{"said": "<the user's text>"}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import zlib
 from collections.abc import AsyncIterator, Mapping
@@ -29,11 +43,19 @@ from omnivox.engines.base import (
     GenerationRequest,
     PreparedGeneration,
 )
-from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, TokenLogprob
+from omnivox.engines.events import (
+    AudioDelta,
+    EngineEvent,
+    Finished,
+    TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
+)
 
 SAMPLE_RATE = 24_000
 WORD_DURATION_S = 0.25
 CONTEXT_WINDOW_TOKENS = 512
+ARGUMENT_PIECE_CHARS = 4
 
 
 def word_tone(word: str, duration_s: float = WORD_DURATION_S) -> bytes:
@@ -48,8 +70,10 @@ class FakeEngine:
     context_window_tokens = CONTEXT_WINDOW_TOKENS
     capabilities: frozenset[Capability] = frozenset({"speech", "logprobs"})
 
-    def __init__(self, word_delay_s: float = 0.002) -> None:
+    def __init__(self, word_delay_s: float = 0.002, *, tools: bool = False) -> None:
         self.word_delay_s = word_delay_s
+        if tools:
+            self.capabilities = self.capabilities | {"tools", "response_format"}
         self.started = False
         self.active_generations = 0
         self.cancelled_generations = 0
@@ -72,6 +96,11 @@ class FakeEngine:
 
     def reply_words(self, request: GenerationRequest) -> list[str]:
         said = _last_user_text(request)
+        if "tools" in self.capabilities:
+            if request.turns and request.turns[-1].role == "tool":
+                return ["The", "tool", "said:", *request.turns[-1].text.split()]
+            if request.response_format.kind != "text":
+                return [json.dumps({"said": said})]
         if said.startswith("count to "):
             return [str(i) for i in range(1, int(said.split()[-1]) + 1)]
         return ["You", "said:", *said.split()]
@@ -85,6 +114,17 @@ class FakeEngine:
         n_tokens = 0
         reason: Any = "stop"
         try:
+            calls = self.tool_calls(request) if "tools" in self.capabilities else []
+            if calls:
+                for index, (name, arguments) in enumerate(calls):
+                    yield ToolCallDelta(index, "", name=name)
+                    for start in range(0, len(arguments), ARGUMENT_PIECE_CHARS):
+                        piece = arguments[start : start + ARGUMENT_PIECE_CHARS]
+                        yield ToolCallDelta(index, piece)
+                        await asyncio.sleep(delay_s)
+                yield Finished("stop", sum(len(a.split()) for _, a in calls))
+                self.finished_generations += 1
+                return
             text = ""
             for i, word in enumerate(self.reply_words(request)):
                 if (
@@ -115,6 +155,27 @@ class FakeEngine:
             raise
         finally:
             self.active_generations -= 1
+
+    def tool_calls(self, request: GenerationRequest) -> list[tuple[str, str]]:
+        """(name, arguments) of the calls to make; none for an answer in words."""
+        choice, said = request.tool_choice, _last_user_text(request)
+        if not request.tools or choice == "none" or request.turns[-1].role == "tool":
+            return []
+        names = [tool.name for tool in request.tools]
+        if choice == "auto":
+            if not said.startswith("call "):
+                return []
+            wanted = said.split()[1] if len(said.split()) > 1 else ""
+            name = wanted if wanted in names else names[0]
+        else:
+            name = names[0] if choice == "required" else choice
+        tool = next(t for t in request.tools if t.name == name)
+        properties = (tool.parameters_schema or {}).get("properties", {"text": {"type": "string"}})
+        arguments = json.dumps(
+            {key: said for key, spec in properties.items() if spec.get("type") == "string"}
+        )
+        twice = request.parallel_tool_calls and "twice" in said
+        return [(name, arguments)] * (2 if twice else 1)
 
 
 def _turn_text(turn: Any) -> str:

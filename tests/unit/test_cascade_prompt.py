@@ -79,20 +79,23 @@ def test_audio_parts_become_transcripts_and_history_audio_keeps_its_transcript()
     assert client_audio_transcripts(request, heard) == ["<words of q1>", "Paris.", "<words of q2>"]
 
 
-def test_tool_calls_and_results_are_written_as_plain_text() -> None:
+def test_tool_calls_are_written_as_the_model_writes_them_and_results_as_tool_messages() -> None:
     request = GenerationRequest(
         turns=(
             Turn("user", ("Weather?",)),
-            Turn("assistant", (), tool_calls=(ToolCall("c1", "weather", '{"city": "Paris"}'),)),
+            Turn("assistant", (), tool_calls=(ToolCall("c1", "weather", '{"city":"Paris"}'),)),
             Turn("tool", ("Sunny",), tool_call_id="c1"),
         )
     )
     messages = build_messages(request, heard)
     assert messages[2] == {
         "role": "assistant",
-        "content": 'I called the tool weather with arguments {"city": "Paris"} (call c1).',
+        "content": '<tool_call>[{"name": "weather", "arguments": {"city": "Paris"}}]</tool_call>',
     }
-    assert messages[3] == {"role": "user", "content": "Result of tool call c1: Sunny"}
+    assert messages[3] == {"role": "tool", "content": "Sunny"}
+    # for chat templates without a tool role
+    plain = build_messages(request, heard, tool_role=False)
+    assert plain[3] == {"role": "user", "content": "Result of tool call c1: Sunny"}
 
 
 class CountingRecogniser:

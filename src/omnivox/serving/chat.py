@@ -5,6 +5,14 @@
 the context window) so such failures are ordinary HTTP errors. It returns a
 ``CompletionRun`` whose ``events`` are the one stream both answers are made
 from: ``sse.render`` writes it as chunks, ``fold.fold`` into one completion.
+
+Tool calls: a call the engine names gets an id (``call_`` + 24 characters)
+unless the engine gave one; a choice that made a call and ended normally
+finishes with "tool_calls" (with the legacy ``functions``: "function_call",
+and ``sse``/``fold`` write ``function_call`` instead of ``tool_calls``); one
+cut by the token limit keeps "length". A spoken choice that only called tools
+(no words, no sound) has no audio at all: no id, no expiry, nothing stored;
+words spoken before a call are kept as the turn's audio as usual.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from omnivox.engines.base import Engine, PreparedGeneration
 from omnivox.engines.events import AudioDelta, Finished, TextDelta, ToolCallDelta
 from omnivox.errors import ContextLengthExceededError
 from omnivox.protocol.requests import CreateChatCompletionRequest
+from omnivox.protocol.responses import FinishReason
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.inputs import (
     InputLimits,
@@ -66,6 +75,7 @@ class CompletionRun:
     audio_format: str | None
     include_usage: bool
     usage: UsageCounter
+    legacy_functions: bool = False
     events: AsyncIterator[OutputEvent] = field(init=False)
     finalizers: list[Finalizer] = field(default_factory=list)
 
@@ -119,6 +129,7 @@ class ChatService:
             audio_format=audio_format,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             usage=usage,
+            legacy_functions=bool(req.functions) and not req.tools,
         )
         run.events = self._events(run, prepared, audio_format is not None)
         return run
@@ -145,16 +156,16 @@ class ChatService:
     async def _events(
         self, run: CompletionRun, prepared: PreparedGeneration, speak: bool
     ) -> AsyncIterator[OutputEvent]:
-        created, usage = run.created, run.usage
+        usage = run.usage
         outcome: Outcome = "failed"
         try:
             if run.n_choices == 1:
-                async for event in self._choice(0, prepared, speak, created, usage):
+                async for event in self._choice(0, prepared, speak, run):
                     yield event
             else:
                 seed = prepared.request.sampling.seed
                 streams = [
-                    self._choice(i, _with_seed(prepared, seed, i), speak, created, usage)
+                    self._choice(i, _with_seed(prepared, seed, i), speak, run)
                     for i in range(run.n_choices)
                 ]
                 async for event in _merge(streams):
@@ -170,13 +181,9 @@ class ChatService:
                 await asyncio.shield(run.finish(outcome))
 
     async def _choice(
-        self,
-        index: int,
-        prepared: PreparedGeneration,
-        speak: bool,
-        created: int,
-        usage: UsageCounter,
+        self, index: int, prepared: PreparedGeneration, speak: bool, run: CompletionRun
     ) -> AsyncIterator[OutputEvent]:
+        created, usage = run.created, run.usage
         transcript: list[str] = []
         pcm: list[bytes] = []
         made_tool_call = False
@@ -196,15 +203,15 @@ class ChatService:
                 yield ChoiceToolCall(index, event.index, call_id, event.name, event.arguments)
             elif isinstance(event, Finished):
                 usage.completion_text_tokens += event.completion_text_tokens
-                if speak:
+                only_calls = made_tool_call and not pcm and not "".join(transcript)
+                if speak and not only_calls:
                     yield await self._store_audio(
                         AudioDone(index, audio_id, created + self.options.audio_ttl_s),
                         "".join(transcript),
                         b"".join(pcm),
                         usage,
                     )
-                reason = "tool_calls" if made_tool_call else event.reason
-                yield ChoiceFinish(index, reason)
+                yield ChoiceFinish(index, _finish_reason(event, made_tool_call, run))
 
     async def _store_audio(
         self, done: AudioDone, transcript: str, pcm: bytes, usage: UsageCounter
@@ -213,6 +220,12 @@ class ChatService:
         stored = StoredAudio(done.audio_id, transcript, pcm, OUTPUT_SAMPLE_RATE, done.expires_at)
         self.store.put(stored)
         return done
+
+
+def _finish_reason(event: Finished, made_tool_call: bool, run: CompletionRun) -> FinishReason:
+    if event.reason == "length" or not (made_tool_call or event.reason == "tool_calls"):
+        return event.reason
+    return "function_call" if run.legacy_functions else "tool_calls"
 
 
 def _with_seed(prepared: PreparedGeneration, seed: int | None, index: int) -> PreparedGeneration:

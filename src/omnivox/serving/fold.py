@@ -2,7 +2,9 @@
 
 The same events ``sse`` streams are accumulated per choice; spoken answers are
 encoded once, at the end, into the requested format. In audio mode ``content``
-is null and the words are ``message.audio.transcript``.
+is null and the words are ``message.audio.transcript``. Tool calls become
+``message.tool_calls`` (``content`` null when there are no words), or, for the
+legacy ``functions``, ``message.function_call``.
 """
 
 from __future__ import annotations
@@ -80,10 +82,7 @@ async def fold(run: CompletionRun, want_logprobs: bool = False) -> ChatCompletio
         id=run.completion_id,
         created=run.created,
         model=run.model,
-        choices=[
-            await _choice(i, parts, run.audio_format, want_logprobs)
-            for i, parts in enumerate(choices)
-        ],
+        choices=[await _choice(i, parts, run, want_logprobs) for i, parts in enumerate(choices)],
         usage=usage,
         service_tier=run.service_tier,
         system_fingerprint=run.system_fingerprint,
@@ -91,8 +90,9 @@ async def fold(run: CompletionRun, want_logprobs: bool = False) -> ChatCompletio
 
 
 async def _choice(
-    index: int, parts: _ChoiceParts, audio_format: str | None, want_logprobs: bool
+    index: int, parts: _ChoiceParts, run: CompletionRun, want_logprobs: bool
 ) -> Choice:
+    audio_format = run.audio_format
     text = "".join(parts.text)
     message = ChatCompletionMessage(
         content=None if audio_format is not None or (parts.tool_calls and not text) else text,
@@ -107,13 +107,17 @@ async def _choice(
             expires_at=parts.audio.expires_at,
             transcript=text,
         )
-    if parts.tool_calls:
+    calls = [call for _, call in sorted(parts.tool_calls.items())]
+    if calls and run.legacy_functions:
+        first = calls[0]  # legacy functions never run in parallel
+        message.function_call = Function(name=first.name, arguments="".join(first.arguments))
+    elif calls:
         message.tool_calls = [
             ChatCompletionMessageToolCall(
                 id=call.call_id,
                 function=Function(name=call.name, arguments="".join(call.arguments)),
             )
-            for _, call in sorted(parts.tool_calls.items())
+            for call in calls
         ]
     logprobs = wire_logprobs(parts.logprobs) if want_logprobs else None
     return Choice(

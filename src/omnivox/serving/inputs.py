@@ -96,9 +96,16 @@ def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -
     uses_tools = bool(req.tools or req.functions)
     if uses_tools and "tools" not in engine.capabilities:
         _unsupported_parameter("tools" if req.tools else "functions")
+    _check_tool_rules(req)
     fmt = req.response_format
     if fmt is not None and fmt.type != "text" and "response_format" not in engine.capabilities:
         _unsupported_parameter("response_format")
+    if isinstance(fmt, wire.ResponseFormatJSONObject) and not _mentions_json(req):
+        raise InvalidRequestError(
+            "'messages' must contain the word 'json' in some form, to use 'response_format' "
+            "of type 'json_object'.",
+            param="messages",
+        )
     if req.stream_options is not None and not req.streaming:
         raise InvalidRequestError(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
@@ -112,6 +119,41 @@ def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -
             f"{MAX_OUTPUT_TOKENS} completion tokens, whereas you provided {max_tokens}.",
             param=name,
         )
+
+
+def _check_tool_rules(req: wire.CreateChatCompletionRequest) -> None:
+    """A tool choice needs tools to choose from (OpenAI's wording)."""
+    if not req.tools:
+        if req.tool_choice is not None and req.tool_choice != "none":
+            _only_with("tool_choice", "tools")
+        if req.parallel_tool_calls is not None:
+            _only_with("parallel_tool_calls", "tools")
+    if not req.functions and req.function_call is not None and req.function_call != "none":
+        _only_with("function_call", "functions")
+
+
+def _only_with(name: str, needed: str) -> None:
+    raise InvalidValueError(
+        f"Invalid value for '{name}': '{name}' is only allowed when '{needed}' are specified.",
+        param=name,
+    )
+
+
+def _mentions_json(req: wire.CreateChatCompletionRequest) -> bool:
+    """Whether a text of the conversation says "json"; spoken words are not known yet,
+    so a conversation with audio in it is given the benefit of the doubt."""
+    for message in req.messages:
+        content = getattr(message, "content", None)
+        parts = [content] if isinstance(content, str) else list(content or [])
+        for part in parts:
+            if isinstance(part, wire.ChatCompletionContentPartInputAudio):
+                return True
+            text = part if isinstance(part, str) else getattr(part, "text", "")
+            if "json" in (text or "").lower():
+                return True
+        if getattr(message, "audio", None) is not None:
+            return True
+    return False
 
 
 def _unsupported_parameter(name: str) -> None:
@@ -162,6 +204,15 @@ def _check_audio_output(req: wire.CreateChatCompletionRequest, engine: Engine) -
             "Unsupported value: 'logprobs' does not support true with audio output. "
             "Supported values are: false.",
             param="logprobs",
+        )
+    # Like OpenAI's audio models: structured output is a text-mode feature. Spoken
+    # JSON is noise, and its transcript would be the only useful part anyway.
+    fmt = req.response_format
+    if fmt is not None and fmt.type != "text":
+        raise UnsupportedValueError(
+            f"Unsupported value: 'response_format.type' does not support '{fmt.type}' with "
+            "audio output. Supported values are: 'text'.",
+            param="response_format.type",
         )
 
 

@@ -1,7 +1,10 @@
 """Render a completion's events as Server-Sent Events, in the order of §3.3.
 
 A role chunk per choice first; then transcript (or content) deltas, pcm16
-``data`` deltas whose byte length is a multiple of 6, tool-call fragments; the
+``data`` deltas whose byte length is a multiple of 6, tool-call fragments
+(§3.4: ``index`` on every fragment, ``id``, ``type`` and ``name`` with empty
+``arguments`` on a call's first, then ``arguments`` pieces; for the legacy
+``functions``, ``function_call`` fragments with the name first); the
 audio ``id`` exactly once, on the choice's first audio delta; ``expires_at``
 exactly once, in an audio-only delta; one ``finish_reason`` chunk per choice;
 with ``include_usage`` a last chunk with ``choices: []``; then ``[DONE]``.
@@ -168,7 +171,12 @@ async def _chunks(run: CompletionRun) -> AsyncIterator[bytes]:
                         for piece in pieces
                     )
             elif isinstance(event, ChoiceToolCall):
-                yield writer.choice(event.index, {"tool_calls": [_tool_call_fragment(event)]})
+                delta = (
+                    {"function_call": _function_call_fragment(event)}
+                    if run.legacy_functions
+                    else {"tool_calls": [_tool_call_fragment(event)]}
+                )
+                yield writer.choice(event.index, delta)
             elif isinstance(event, AudioStarted):
                 states[event.index].audio_id = event.audio_id
             elif isinstance(event, AudioDone):
@@ -197,6 +205,12 @@ def _tool_call_fragment(event: ChoiceToolCall) -> dict[str, Any]:
         function = {"name": event.name, **function}
     fragment["function"] = function
     return fragment
+
+
+def _function_call_fragment(event: ChoiceToolCall) -> dict[str, str]:
+    if event.name is not None:
+        return {"name": event.name, "arguments": event.arguments}
+    return {"arguments": event.arguments}
 
 
 def _audio_end(writer: ChunkWriter, state: _ChoiceState, event: AudioDone) -> list[bytes]:

@@ -13,6 +13,11 @@ while the chat model keeps writing, and its PCM leaves as soon as it is ready.
 Closing or cancelling the event iterator sets a cancel event that both threads
 check between tokens and between audio pieces, and waits for them to end.
 
+Tools and structured output are grammars chosen in ``prepare`` (see
+``constraints``: how each ``tool_choice`` is served), so that a schema that can
+not be used is a 400 before any work. A call block is the whole answer: there
+are no words before it, so a turn that calls a tool is not spoken.
+
 This module wires the parts together; it knows nothing of HTTP or of how each
 part computes.
 """
@@ -30,19 +35,27 @@ from typing import TYPE_CHECKING, Any
 
 from omnivox.engines.base import AudioClip, Capability, GenerationRequest, PreparedGeneration
 from omnivox.engines.cascade import assets
+from omnivox.engines.cascade.constraints import answer_constraints, check_logit_bias, warm_up
 from omnivox.engines.cascade.generator import (
     DEFAULT_CONTEXT_TOKENS,
     GenerationEnd,
+    Grammar,
+    GrammarBranch,
     LlamaGenerator,
     TokenPiece,
 )
-from omnivox.engines.cascade.prompt import build_messages, client_audio_transcripts
+from omnivox.engines.cascade.prompt import (
+    build_messages,
+    client_audio_transcripts,
+    offers_tools,
+)
 from omnivox.engines.cascade.recogniser import WhisperRecogniser
 from omnivox.engines.cascade.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaker import UnitSpeaker
 from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer, voice_language
+from omnivox.engines.cascade.tools import AnswerReader
 from omnivox.engines.cascade.transcripts import TranscriptBook
-from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
+from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
 from omnivox.engines.worker import ThreadBridge
 from omnivox.errors import (
     ContextLengthExceededError,
@@ -60,15 +73,20 @@ DEFAULT_LLM_INSTANCES = 2
 
 @dataclass(frozen=True, slots=True)
 class CascadePrompt:
-    """The engine's payload in a ``PreparedGeneration``."""
+    """The engine's payload in a ``PreparedGeneration``: the prompt and its constraints."""
 
     text: str
     tokens: tuple[int, ...]
+    grammar: Grammar | None = None
+    branch: GrammarBranch | None = None
+    reads_calls: bool = False
 
 
 class CascadeEngine:
     name = "cascade"
-    capabilities: frozenset[Capability] = frozenset({"speech", "logprobs"})
+    capabilities: frozenset[Capability] = frozenset(
+        {"speech", "logprobs", "tools", "response_format"}
+    )
 
     def __init__(
         self,
@@ -109,6 +127,7 @@ class CascadeEngine:
                 n_ctx=self.context_window_tokens,
                 n_instances=self._llm_instances,
             )
+            warm_up(generator)
         with _loading("voice", voice_files.model_path, "--tts"):
             synthesizer = PiperSynthesizer(voice_files, cpu_threads=threads)
         self._transcripts = TranscriptBook(recogniser)
@@ -153,12 +172,9 @@ class CascadeEngine:
         await asyncio.to_thread(self._transcribe_all, request)
         transcript_of = self.transcripts.transcript  # all cached now: no blocking work
         generator = self.generator
-        try:
-            prompt_text = generator.render(build_messages(request, transcript_of))
-        except ValueError as exc:  # the template's raise_exception(): roles out of order...
-            raise InvalidValueError(
-                f"The model's chat template rejected these messages: {exc}", param="messages"
-            ) from exc
+        check_logit_bias(request, generator)
+        grammar, branch = answer_constraints(request, generator)
+        prompt_text = self._render(request)
         tokens = generator.tokenize_prompt(prompt_text)
         if len(tokens) >= self.context_window_tokens:
             raise ContextLengthExceededError(
@@ -175,8 +191,27 @@ class CascadeEngine:
             request=request,
             context_tokens=len(tokens),
             prompt_text_tokens=max(0, len(tokens) - audio_tokens),
-            payload=CascadePrompt(prompt_text, tuple(tokens)),
+            payload=CascadePrompt(
+                prompt_text, tuple(tokens), grammar, branch, reads_calls=offers_tools(request)
+            ),
         )
+
+    def _render(self, request: GenerationRequest) -> str:
+        transcript_of = self.transcripts.transcript
+        has_tool_turns = any(turn.role == "tool" for turn in request.turns)
+        try:
+            return self.generator.render(build_messages(request, transcript_of))
+        except ValueError as exc:  # the template's raise_exception(): roles out of order...
+            error = exc
+        if has_tool_turns:  # a template that knows no "tool" role: results as user messages
+            try:
+                messages = build_messages(request, transcript_of, tool_role=False)
+                return self.generator.render(messages)
+            except ValueError as exc:
+                error = exc
+        raise InvalidValueError(
+            f"The model's chat template rejected these messages: {error}", param="messages"
+        ) from error
 
     def _transcribe_all(self, request: GenerationRequest) -> None:
         for turn in request.turns:
@@ -215,18 +250,34 @@ class CascadeEngine:
         payload: CascadePrompt,
         units: queue.SimpleQueue[str | None] | None,
         cancel: threading.Event,
-    ) -> Iterator[TextDelta | GenerationEnd]:
-        """Runs in the chat model's thread: text deltas, and units for the synthesizer."""
+    ) -> Iterator[TextDelta | ToolCallDelta | GenerationEnd]:
+        """Runs in the chat model's thread: text deltas or tool calls, and units for the
+        synthesizer (text only: a call block is never spoken)."""
         segmenter = SpeechSegmenter()
+        reader = AnswerReader() if payload.reads_calls else None
         try:
-            sampling = prepared.request.sampling
-            for item in self.generator.stream(payload.tokens, sampling, cancel):
+            stream = self.generator.stream(
+                payload.tokens,
+                prepared.request.sampling,
+                cancel,
+                grammar=payload.grammar,
+                branch=payload.branch,
+            )
+            for item in stream:
                 if isinstance(item, TokenPiece):
-                    yield TextDelta(item.text, item.logprobs)
-                    if units is not None:
-                        for unit in segmenter.feed(item.text):
-                            units.put(unit)
+                    events = (
+                        reader.feed(item.text, item.logprobs)
+                        if reader is not None
+                        else [TextDelta(item.text, item.logprobs)]
+                    )
                 else:
+                    events = reader.flush() if reader is not None else []
+                for event in events:
+                    yield event
+                    if units is not None and isinstance(event, TextDelta):
+                        for unit in segmenter.feed(event.text):
+                            units.put(unit)
+                if isinstance(item, GenerationEnd):
                     if units is not None:
                         for unit in segmenter.flush():
                             units.put(unit)

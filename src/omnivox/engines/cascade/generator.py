@@ -5,8 +5,14 @@ counts tokens with the GGUF's own tokenizer, and streams the answer a token at
 a time (``stream``), honouring the sampling parameters: temperature, top_p,
 seed, stop sequences, the token limit (and the end of the context: both finish
 with "length"), presence and frequency penalties, logit_bias, and
-logprobs/top_logprobs. ``grammar`` (a ``llama_cpp.LlamaGrammar``) is passed
-through to the sampler, for constrained output.
+logprobs/top_logprobs. ``grammar`` (GBNF text) constrains the whole answer;
+a ``GrammarBranch`` lets the model choose at its first token between a
+constrained block (a tool call) and a free answer: the prompt is evaluated
+first, the block is taken when the probability of a first token that begins
+``opener``, times ``exp(bias)``, reaches that of the most likely first token,
+and otherwise the free answer may not begin with ``opener``. The choice is
+deterministic (the same prompt always takes the same branch) and costs nothing
+extra: generation then starts from the evaluated prompt.
 
 The KV cache is 8-bit (q8_0, with flash attention): for SmolLM2 at 8192 tokens
 it takes ~95 MB instead of ~190 MB, with the same greedy answers.
@@ -26,9 +32,10 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import math
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +43,12 @@ from typing import Any, Literal
 import numpy as np
 
 from omnivox.engines.base import SamplingParams
-from omnivox.engines.cascade.sampling import bias_processor, sampler_args, token_logprob
+from omnivox.engines.cascade.sampling import (
+    bias_processor,
+    last_logprobs,
+    sampler_args,
+    token_logprob,
+)
 from omnivox.engines.cascade.stops import StopScanner
 from omnivox.engines.events import TokenLogprob
 from omnivox.errors import ModelUnavailableError
@@ -52,6 +64,37 @@ class TokenPiece:
 
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Grammar:
+    """GBNF text (its first rule ``root``), and character pairs no one token may write.
+
+    A token such as ``},`` decides inside one token both that a tool call ends and
+    that another follows, a choice the model never weighs as such. With
+    ``unjoined=(("}", ","),)`` every token holding a ``}`` and a later ``,`` is
+    banned, so the model writes them apart and chooses between ``,`` and ``]``.
+    With ``stoppable`` False the client's stop sequences do not cut the text (a
+    tool call's arguments must parse whatever the stop sequences say).
+    """
+
+    text: str
+    unjoined: tuple[tuple[str, str], ...] = ()
+    stoppable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GrammarBranch:
+    """A constrained block (``grammar``, which begins with ``opener``) or a free answer.
+
+    ``otherwise`` is the grammar of the free answer (None: any text); a ``bias``
+    of ``-inf`` never takes the block.
+    """
+
+    opener: str
+    grammar: Grammar
+    bias: float
+    otherwise: Grammar | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +122,7 @@ class LlamaGenerator:
             _warm_up(llm)
         self._idle = list(self._instances)
         self._idle_changed = threading.Condition()
+        self._token_sets: dict[tuple[str, ...], np.ndarray] = {}
 
     def _load(self) -> Any:
         import llama_cpp
@@ -129,6 +173,49 @@ class LlamaGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self._instances[0].tokenize(text.encode("utf-8"), add_bos=False))
 
+    @property
+    def n_vocab(self) -> int:
+        return int(self._instances[0].n_vocab())
+
+    def grammar_is_valid(self, grammar: str) -> bool:
+        """Whether llama.cpp parses ``grammar`` (it would fail mid-generation otherwise)."""
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self._instances[0].model)
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            return False
+        llama_cpp.llama_sampler_free(sampler)
+        return True
+
+    def opener_tokens(self, opener: str) -> np.ndarray:
+        """Ids of the tokens a text beginning with ``opener`` can begin with."""
+        return self._tokens_where(
+            ("opener", opener), lambda t: opener.startswith(t) or t.startswith(opener)
+        )
+
+    def joining_tokens(self, first: str, then: str) -> np.ndarray:
+        """Ids of the tokens that write ``first`` and, later in the same token, ``then``."""
+
+        def joins(text: str) -> bool:
+            at = text.find(first)
+            return at >= 0 and then in text[at + len(first) :]
+
+        return self._tokens_where(("join", first, then), joins)
+
+    def _tokens_where(self, key: tuple[str, ...], test: Callable[[str], bool]) -> np.ndarray:
+        """Token ids whose text passes ``test`` (computed once per ``key``: ~0.1 s)."""
+        found = self._token_sets.get(key)
+        if found is None:
+            llm = self._instances[0]
+            ids = []
+            for token in range(llm.n_vocab()):
+                text = llm.detokenize([token]).decode("utf-8", errors="ignore")
+                if text and test(text):
+                    ids.append(token)
+            found = self._token_sets[key] = np.asarray(ids, dtype=np.intp)
+        return found
+
     @contextlib.contextmanager
     def _lease(self, prompt_tokens: Sequence[int], cancel: threading.Event) -> Iterator[Any]:
         """A model of the pool for this thread alone; None once ``cancel`` is set."""
@@ -160,13 +247,36 @@ class LlamaGenerator:
         sampling: SamplingParams,
         cancel: threading.Event,
         *,
-        grammar: Any = None,
+        grammar: Grammar | None = None,
+        branch: GrammarBranch | None = None,
     ) -> Iterator[TokenPiece | GenerationEnd]:
         """Generate; ends with one ``GenerationEnd`` unless ``cancel`` is set first."""
         with self._lease(prompt_tokens, cancel) as llm:
             if llm is None:
                 return
-            yield from self._generate(llm, list(prompt_tokens), sampling, cancel, grammar)
+            tokens = list(prompt_tokens)
+            banned: Sequence[int] = ()
+            if branch is not None:
+                grammar, banned = self._choose(llm, tokens, branch)
+            yield from self._generate(llm, tokens, sampling, cancel, grammar, banned)
+
+    def _choose(
+        self, llm: Any, prompt_tokens: list[int], branch: GrammarBranch
+    ) -> tuple[Grammar | None, Sequence[int]]:
+        """The branch's grammar, or its ``otherwise`` and the first tokens it may not take."""
+        opener_ids = self.opener_tokens(branch.opener)
+        if branch.bias == -math.inf or opener_ids.size == 0:
+            return branch.otherwise, opener_ids.tolist()
+        # Evaluate the prompt now (reusing the cached prefix, as generate() would):
+        # generate() then finds it fully cached and samples at once.
+        keep = min(_shared_prefix(llm, prompt_tokens), len(prompt_tokens) - 1)
+        llm.n_tokens = keep
+        llm.eval(prompt_tokens[keep:])
+        logprobs = last_logprobs(llm)
+        opener = float(np.logaddexp.reduce(logprobs[opener_ids]))
+        if opener + branch.bias >= float(logprobs.max()):
+            return branch.grammar, ()
+        return branch.otherwise, opener_ids.tolist()
 
     def _generate(
         self,
@@ -174,9 +284,13 @@ class LlamaGenerator:
         prompt_tokens: list[int],
         sampling: SamplingParams,
         cancel: threading.Event,
-        grammar: Any,
+        grammar: Grammar | None,
+        banned_first: Sequence[int] = (),
     ) -> Iterator[TokenPiece | GenerationEnd]:
         import llama_cpp
+        from llama_cpp import LlamaGrammar
+
+        banned = [self.joining_tokens(*pair) for pair in grammar.unjoined] if grammar else []
 
         room = self.context_window_tokens - len(prompt_tokens)
         limit = min(room, sampling.max_output_tokens or room)
@@ -188,11 +302,15 @@ class LlamaGenerator:
         tokens = llm.generate(
             prompt_tokens,
             **sampler_args(sampling),
-            logits_processor=bias_processor(sampling.logit_bias),
-            grammar=grammar,
+            logits_processor=bias_processor(
+                sampling.logit_bias,
+                banned_first=banned_first,
+                banned=np.concatenate(banned).tolist() if banned else (),
+            ),
+            grammar=LlamaGrammar.from_string(grammar.text) if grammar is not None else None,
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        scanner = StopScanner(sampling.stop)
+        scanner = StopScanner(sampling.stop if grammar is None or grammar.stoppable else ())
         pending: list[TokenLogprob] = []
         reason: Literal["stop", "length"] = "length"
         n_tokens = 0

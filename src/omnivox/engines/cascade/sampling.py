@@ -5,7 +5,9 @@
 - presence and frequency penalties as given, plus ``REPEAT_PENALTY``: not an
   OpenAI parameter, but llama.cpp's classic mild penalty on tokens repeated in
   the last 64, without which small chat models loop;
-- logit_bias is added to the logits by a logits processor.
+- logit_bias is added to the logits by a logits processor, which can also
+  forbid some tokens everywhere (tokens that would join two tool calls) or at
+  the first position only (an answer that must not begin like a tool call).
 
 Logprobs come from the last logits of the context (no ``logits_all``, which
 would cost n_ctx x n_vocab floats): the model's raw distribution, before
@@ -14,7 +16,7 @@ penalties and biases. This module knows nothing of prompts or pools.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,30 +41,55 @@ def sampler_args(sampling: SamplingParams) -> dict[str, Any]:
     }
 
 
-def bias_processor(logit_bias: Mapping[int, float]) -> Any:
-    if not logit_bias:
+def bias_processor(
+    logit_bias: Mapping[int, float],
+    *,
+    banned_first: Sequence[int] = (),
+    banned: Sequence[int] = (),
+) -> Any:
+    """A logits processor adding ``logit_bias``, banning ``banned`` tokens at every
+    position and ``banned_first`` at the first; None when there is nothing to do.
+
+    OpenAI's -100 and 100 are added as they are: with logits of a few tens,
+    -100 bans a token and 100 all but forces it, as OpenAI documents.
+    """
+    if not logit_bias and not len(banned_first) and not len(banned):
         return None
     from llama_cpp import LogitsProcessorList
 
-    ids = np.fromiter(logit_bias.keys(), dtype=np.intp)
-    biases = np.fromiter(logit_bias.values(), dtype=np.float32)
+    ids = np.fromiter(logit_bias.keys(), dtype=np.intp, count=len(logit_bias))
+    biases = np.fromiter(logit_bias.values(), dtype=np.float32, count=len(logit_bias))
+    first = np.asarray(banned_first, dtype=np.intp)
+    always = np.asarray(banned, dtype=np.intp)
+    calls = 0
 
     def add_bias(_input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        nonlocal calls
         valid = (ids >= 0) & (ids < scores.shape[0])
         scores[ids[valid]] += biases[valid]
+        if calls == 0 and first.size:
+            scores[first] = -np.inf
+        if always.size:
+            scores[always] = -np.inf
+        calls += 1
         return scores
 
     return LogitsProcessorList([add_bias])
 
 
-def token_logprob(llm: Any, token: int, n_top: int) -> TokenLogprob:
+def last_logprobs(llm: Any) -> np.ndarray:
+    """Log-probabilities of the next token after what the model evaluated last."""
     import llama_cpp
 
     n_vocab = llm.n_vocab()
     raw = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
     logits = raw.astype(np.float64)
     peak = logits.max()
-    logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))
+    return logits - (peak + np.log(np.exp(logits - peak).sum()))
+
+
+def token_logprob(llm: Any, token: int, n_top: int) -> TokenLogprob:
+    logprobs = last_logprobs(llm)
     top: tuple[tuple[str, float], ...] = ()
     if n_top > 0:
         best = np.argpartition(-logprobs, n_top - 1)[:n_top]

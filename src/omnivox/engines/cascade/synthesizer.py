@@ -32,7 +32,9 @@ cedar     12     0.90    0.97     0.75    warm and low
 
 Piper's ``noise_w`` (random phoneme durations) is 0 for every voice: it makes a
 reply's length depend on chance, and the same text must give audio of the same
-length whether streamed or not.
+length whether streamed or not. The remaining noise is made reproducible
+(``piper_noise``): the same sentence in the same voice gives the same samples,
+so that a request's ``seed`` reproduces its audio byte for byte.
 
 This module knows nothing of the output sample rate or of PCM encoding: it
 returns float32 samples and the rate at which they are to be played.
@@ -48,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from omnivox.engines.cascade.assets import PiperFiles
+from omnivox.engines.cascade.piper_noise import SeededSession, reproducible_noise
 
 DEFAULT_VOICE = "alloy"
 PEAK_VOLUME = 0.9  # Piper normalises each sentence to full scale; leave headroom
@@ -121,9 +124,13 @@ class PiperSynthesizer:
         # is writing on between two sentences.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         config = json.loads(files.config_path.read_text(encoding="utf-8"))
-        session = onnxruntime.InferenceSession(
-            str(files.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        model_bytes = files.model_path.read_bytes()
+        seeded = reproducible_noise(model_bytes)
+        session: Any = onnxruntime.InferenceSession(
+            seeded or model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
         )
+        if seeded is not None:
+            session = SeededSession(session)
         self._voice: Any = PiperVoice(config=PiperConfig.from_dict(config), session=session)
         self.model_sample_rate: int = self._voice.config.sample_rate
         self.n_speakers: int = self._voice.config.num_speakers
