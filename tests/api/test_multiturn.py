@@ -102,3 +102,19 @@ def test_the_store_purges_expired_rows(tmp_path) -> None:
     reopened.close()
     rows = sqlite3.connect(path).execute("SELECT id FROM audio").fetchall()
     assert rows == [("audio_new",)]
+
+
+def test_a_response_message_can_be_appended_to_the_history_as_is(client: openai.OpenAI) -> None:
+    messages: list[object] = [{"role": "user", "content": "first question"}]
+    first = speak(client, messages)  # type: ignore[arg-type]
+    messages.append(first.choices[0].message)  # OpenAI's documented pattern
+    messages.append({"role": "user", "content": "second question"})
+    second = speak(client, messages)  # type: ignore[arg-type]
+    assert second.choices[0].message.audio is not None
+    usage = second.usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.audio_tokens == 20  # the first answer, resolved by its id
+    text = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    history = [{"role": "user", "content": "hi"}, text.choices[0].message, {"role": "user", "content": "again"}]
+    again = client.chat.completions.create(model=MODEL, messages=history)  # type: ignore[arg-type]
+    assert again.choices[0].message.content == "You said: again"

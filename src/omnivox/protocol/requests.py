@@ -152,7 +152,17 @@ class ChatCompletionUserMessageParam(WireModel):
 
 
 class AssistantAudio(WireModel):
+    """A reference to an earlier spoken answer; only ``id`` is used.
+
+    The other three are accepted (and ignored) because the SDK sends them when a
+    client appends ``completion.choices[0].message`` to its history, as OpenAI's
+    own examples do.
+    """
+
     id: str
+    data: str | None = None
+    expires_at: int | None = None
+    transcript: str | None = None
 
 
 class FunctionCall(WireModel):
@@ -164,6 +174,7 @@ class ChatCompletionMessageToolCallParam(WireModel):
     id: str
     type: Literal["function"]
     function: FunctionCall
+    index: int | None = None  # present when the call comes from the SDK's stream helper
 
 
 class ChatCompletionAssistantMessageParam(WireModel):
@@ -174,6 +185,8 @@ class ChatCompletionAssistantMessageParam(WireModel):
     audio: AssistantAudio | None = None
     tool_calls: list[ChatCompletionMessageToolCallParam] | None = None
     function_call: FunctionCall | None = None
+    # Echoed back when a client appends a response message to its history; ignored.
+    annotations: list[dict[str, Any]] | None = None
 
 
 class ChatCompletionToolMessageParam(WireModel):
