@@ -115,6 +115,10 @@ def test_a_response_message_can_be_appended_to_the_history_as_is(client: openai.
     assert usage is not None and usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.audio_tokens == 20  # the first answer, resolved by its id
     text = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
-    history = [{"role": "user", "content": "hi"}, text.choices[0].message, {"role": "user", "content": "again"}]
+    history = [
+        {"role": "user", "content": "hi"},
+        text.choices[0].message,
+        {"role": "user", "content": "again"},
+    ]
     again = client.chat.completions.create(model=MODEL, messages=history)  # type: ignore[arg-type]
     assert again.choices[0].message.content == "You said: again"
