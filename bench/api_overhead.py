@@ -3,8 +3,9 @@
 The engine is the deterministic test engine with no delays (its work is the same
 for every request), run once in-process to time the engine alone, then behind
 ``omnivox serve`` in a subprocess to time whole HTTP requests from a keep-alive
-client on loopback. Overhead = request p50 - engine p50 (it includes the
-client's own HTTP work, so it is an upper bound on the server's). Requests/s for
+client on loopback (``http.client``, which costs the client tens of
+microseconds). Overhead = request p50 - engine p50: the server's HTTP parsing,
+validation, serving, access control and ledger, serialisation and loopback I/O. Requests/s for
 a trivial request come from wrk (16 connections, 1 thread) when it is installed.
 
     .venv/bin/python bench/api_overhead.py [--requests 400]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
@@ -28,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -83,19 +84,26 @@ def engine_times_ms(n: int, speak: bool) -> list[float]:
 
 
 def request_times_ms(base_url: str, n: int, body: dict[str, Any]) -> list[float]:
+    """Whole requests over one keep-alive connection, read to the last byte.
+
+    The client is the standard library's ``http.client``: a few tens of
+    microseconds per request, so the difference to the engine's time is
+    (almost all) the server's.
+    """
+    url = urlsplit(base_url)
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     times = []
-    with httpx.Client(timeout=30) as client:
-        for i in range(n + 20):
-            start = time.perf_counter()
-            if body.get("stream"):
-                with client.stream("POST", base_url + "/chat/completions", json=body) as response:
-                    for _ in response.iter_bytes():
-                        pass
-            else:
-                response = client.post(base_url + "/chat/completions", json=body)
-            assert response.status_code == 200
-            if i >= 20:  # warm-up
-                times.append((time.perf_counter() - start) * 1000)
+    for i in range(n + 20):
+        start = time.perf_counter()
+        connection.request("POST", url.path + "/chat/completions", payload, headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        if i >= 20:  # warm-up
+            times.append((time.perf_counter() - start) * 1000)
+    connection.close()
     return times
 
 
