@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,6 +30,7 @@ from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import Model, ModelList
 from omnivox.protocol.validation import to_openai_error
+from omnivox.server.event_stream import EventStreamResponse
 from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.serving import fold, sse
 from omnivox.serving.catalog import OWNER, ModelCatalog
@@ -119,7 +120,7 @@ def create_app(
             await admission.charge(run)
             response: Response
             if req.streaming:
-                response = StreamingResponse(sse.render(run), media_type=SSE_MEDIA_TYPE)
+                response = EventStreamResponse(sse.render(run), media_type=SSE_MEDIA_TYPE)
             else:
                 completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
                 response = json_response(completion.dump())
