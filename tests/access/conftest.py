@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,19 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
-import uvicorn
 
 from omnivox.access.keys import SqliteKeyStore
 from omnivox.access.setup import build_access
 from omnivox.access.tiers import Limits
-from omnivox.server.app import create_app
-from omnivox.settings import Settings
-from omnivox.store.audio import SqliteAudioStore
 from tests.support.fake_engine import FakeEngine
-from tests.support.live_server import LiveServer, free_port
+from tests.support.live_server import (
+    LiveServer,
+    free_port,
+    start_server,
+    wait_until_healthy,
+)
 from tests.support.subprocess_server import OMNIVOX, REPO_ROOT
 
 FAKE_ENGINE = ["--engine", "tests.support.fake_engine:create"]
@@ -121,31 +120,7 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 def start_keyed_server(data_dir: Path, engine: Any = None, **overrides: Any) -> LiveServer:
-    port = free_port()
-    settings = Settings(host="127.0.0.1", port=port, data_dir=data_dir, **overrides)
-    engine = engine or FakeEngine()
-    app = create_app(
-        settings,
-        engine,
-        SqliteAudioStore(data_dir / "audio.sqlite3"),
-        access=build_access(settings),
-    )
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the keyed test server did not become ready")
-        time.sleep(0.05)
-    return LiveServer(base + "/v1", engine, settings, server, thread)
+    return start_server(engine or FakeEngine(), data_dir, access=build_access, **overrides)
 
 
 @pytest.fixture
@@ -184,21 +159,14 @@ def serve_process(
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     served = ServedProcess(f"http://127.0.0.1:{port}/v1", process, log_path)
+
+    def exited() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"omnivox serve exited with {process.returncode}:\n{served.log()}"
+
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"omnivox serve exited with {process.returncode}:\n{served.log()}"
-                )
-            try:
-                if httpx.get(served.base_url.removesuffix("/v1") + "/health", timeout=1).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("omnivox serve did not become ready")
-            time.sleep(0.05)
+        wait_until_healthy(served.base_url.removesuffix("/v1"), ready_timeout_s, exited)
         yield served
     finally:
         if process.poll() is None:

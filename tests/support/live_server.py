@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from omnivox.access.gate import AccessControl
 from omnivox.engines.base import Engine
 from omnivox.server.app import create_app
 from omnivox.settings import Settings
@@ -41,24 +43,42 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-def start_server(engine: Engine, data_dir: Path, **overrides: Any) -> LiveServer:
+def wait_until_healthy(
+    root_url: str, timeout_s: float, exited: Callable[[], str | None] | None = None
+) -> None:
+    """Poll ``/health`` until it answers 200; ``exited`` says why a server process died."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        why = exited() if exited is not None else None
+        if why is not None:
+            raise RuntimeError(why)
+        try:
+            if httpx.get(root_url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {root_url} did not become ready")
+        time.sleep(0.05)
+
+
+def start_server(
+    engine: Engine,
+    data_dir: Path,
+    access: Callable[[Settings], AccessControl] | None = None,
+    **overrides: Any,
+) -> LiveServer:
+    """The app on a free port; ``access`` builds its access control from the settings."""
     port = free_port()
     settings = Settings(host="127.0.0.1", port=port, data_dir=data_dir, **overrides)
     store = SqliteAudioStore(data_dir / "audio.sqlite3")
-    app = create_app(settings, engine, store)
+    app = create_app(
+        settings, engine, store, access=access(settings) if access is not None else None
+    )
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    else:
-        raise RuntimeError("the test server did not become ready")
+    wait_until_healthy(base, timeout_s=60)
     return LiveServer(base + "/v1", engine, settings, server, thread)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, wait_until_healthy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OMNIVOX = Path(sys.executable).parent / "omnivox"
@@ -30,21 +27,15 @@ def omnivox_serve(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     base = f"http://127.0.0.1:{port}"
+
+    def exited() -> str | None:
+        if process.poll() is None:
+            return None
+        output = process.stdout.read() if process.stdout else ""
+        return f"omnivox serve exited with {process.returncode}:\n{output}"
+
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"omnivox serve exited with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}"
-                )
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("omnivox serve did not become ready")
-            time.sleep(0.1)
+        wait_until_healthy(base, ready_timeout_s, exited)
         yield base + "/v1"
     finally:
         process.terminate()
