@@ -3,10 +3,14 @@
 The engine is the deterministic test engine with no delays (its work is the same
 for every request), run once in-process to time the engine alone, then behind
 ``omnivox serve`` in a subprocess to time whole HTTP requests from a keep-alive
-client on loopback (``http.client``, which costs the client tens of
-microseconds). Overhead = request p50 - engine p50: the server's HTTP parsing,
-validation, serving, access control and ledger, serialisation and loopback I/O. Requests/s for
-a trivial request come from wrk (16 connections, 1 thread) when it is installed.
+client on loopback (``http.client``). Overhead = request p50 - engine p50: the
+server's HTTP parsing, validation, serving, access control and ledger,
+serialisation, and also the loopback I/O and the client's own parsing. That last
+part is measured too, as the client floor: the same client fetching the same
+response bytes (recorded from the server) from a process that only replays them,
+so "overhead beyond the floor" = request p50 - engine p50 - floor p50 is the
+server's share alone. Requests/s for a trivial request come from wrk (16
+connections, 1 thread) when it is installed.
 
     .venv/bin/python bench/api_overhead.py [--requests 400]
 
@@ -19,10 +23,12 @@ import argparse
 import asyncio
 import http.client
 import json
+import multiprocessing
 import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -107,6 +113,52 @@ def request_times_ms(base_url: str, n: int, body: dict[str, Any]) -> list[float]
     return times
 
 
+def recorded_response(base_url: str, body: dict[str, Any]) -> bytes:
+    """The server's raw HTTP response to ``body``, as a keep-alive response."""
+    url = urlsplit(base_url)
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(head.encode() + payload)
+        received = []
+        while data := sock.recv(65536):
+            received.append(data)
+    return re.sub(rb"(?i)connection: close\r\n", b"", b"".join(received), count=1)
+
+
+def _replay(response: bytes, port_queue: Any) -> None:
+    """Answer every request on one connection with ``response``, doing nothing else."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port_queue.put(server.getsockname()[1])
+        conn, _ = server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pending = b""
+        while data := conn.recv(65536):
+            pending += data
+            while (end := pending.find(b"\r\n\r\n")) >= 0:
+                length = int(re.search(rb"(?i)content-length: *(\d+)", pending[:end])[1])  # type: ignore[index]
+                if len(pending) < end + 4 + length:
+                    break
+                pending = pending[end + 4 + length :]
+                conn.sendall(response)
+
+
+def floor_times_ms(response: bytes, n: int, body: dict[str, Any]) -> list[float]:
+    """The client's time for ``response`` from a process that only replays it."""
+    ports: Any = multiprocessing.Queue()
+    replayer = multiprocessing.Process(target=_replay, args=(response, ports), daemon=True)
+    replayer.start()
+    try:
+        return request_times_ms(f"http://127.0.0.1:{ports.get(timeout=10)}/v1", n, body)
+    finally:
+        replayer.terminate()
+        replayer.join()
+
+
 def wrk_requests_per_s(base_url: str, duration_s: int = 10) -> float | None:
     if shutil.which("wrk") is None:
         return None
@@ -158,25 +210,33 @@ def main() -> None:
         for name, body, speak in (("text", TEXT_BODY, False), ("audio_stream", AUDIO_BODY, True)):
             engine = summary(engine_times_ms(args.requests, speak))
             request = summary(request_times_ms(base_url, args.requests, body))
+            floor = summary(floor_times_ms(recorded_response(base_url, body), args.requests, body))
+            overhead_ms = request["p50_ms"] - engine["p50_ms"]
             results[name] = {
                 "engine": engine,
                 "request": request,
-                "overhead_p50_ms": round(request["p50_ms"] - engine["p50_ms"], 3),
+                "client_floor": floor,
+                "overhead_p50_ms": round(overhead_ms, 3),
+                "overhead_beyond_floor_p50_ms": round(overhead_ms - floor["p50_ms"], 3),
             }
         results["trivial_requests_per_s"] = wrk_requests_per_s(base_url)
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {results['machine']}")
-    header = ("request", "engine p50", "request p50", "p95", "p99", "overhead p50")
-    print(
-        f"{header[0]:<14}{header[1]:>12}{header[2]:>13}{header[3]:>9}{header[4]:>9}{header[5]:>14}"
-    )
+    columns = ("engine p50", "request p50", "p95", "p99", "floor p50", "overhead", "beyond floor")
+    print(f"{'request':<14}" + "".join(f"{c:>14}" for c in columns))
     for name in ("text", "audio_stream"):
         r = results[name]
-        print(
-            f"{name:<14}{r['engine']['p50_ms']:>10.2f}ms{r['request']['p50_ms']:>11.2f}ms"
-            f"{r['request']['p95_ms']:>7.2f}ms{r['request']['p99_ms']:>7.2f}ms{r['overhead_p50_ms']:>12.2f}ms"
+        values = (
+            r["engine"]["p50_ms"],
+            r["request"]["p50_ms"],
+            r["request"]["p95_ms"],
+            r["request"]["p99_ms"],
+            r["client_floor"]["p50_ms"],
+            r["overhead_p50_ms"],
+            r["overhead_beyond_floor_p50_ms"],
         )
+        print(f"{name:<14}" + "".join(f"{v:>12.2f}ms" for v in values))
     print(f"trivial requests/s (wrk, 16 connections): {results['trivial_requests_per_s']}")
     print(f"wrote {out}")
 

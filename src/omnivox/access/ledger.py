@@ -111,6 +111,10 @@ class LedgerEntry:
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_row(self) -> tuple[Any, ...]:
+        """The values in field order, without ``asdict``'s deep copy."""
+        return tuple(getattr(self, name) for name in LEDGER_FIELDS)
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LedgerEntry:
         kinds = {f.name: f.type for f in fields(cls)}
@@ -126,6 +130,9 @@ class LedgerEntry:
             else:
                 values[name] = str(value)
         return cls(**values)
+
+
+LEDGER_FIELDS = tuple(f.name for f in fields(LedgerEntry))
 
 
 @dataclass(slots=True)
@@ -203,15 +210,15 @@ class SqliteLedger:
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._synchronous = synchronous
         self._db.executescript(SCHEMA)
-        names = [f.name for f in fields(LedgerEntry)]
         self._insert = (
-            f"INSERT INTO ledger ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
+            f"VALUES ({', '.join('?' * len(LEDGER_FIELDS))})"
         )
 
     def record_now(self, entry: LedgerEntry) -> None:
         """Blocking write; returns once the row is committed."""
         with self._lock:
-            self._db.execute(self._insert, tuple(entry.to_record().values()))
+            self._db.execute(self._insert, entry.to_row())
 
     async def record(self, entry: LedgerEntry) -> None:
         # Without fsync (NORMAL) a WAL commit takes tens of microseconds, less than the
@@ -242,7 +249,7 @@ class SqliteLedger:
         self, key_id: str | None = None, since_s: float | None = None
     ) -> list[LedgerEntry]:
         where, params = _filters(key_id, since_s)
-        names = ", ".join(f.name for f in fields(LedgerEntry))
+        names = ", ".join(LEDGER_FIELDS)
         with self._lock:
             cursor = self._db.execute(f"SELECT {names} FROM ledger {where} ORDER BY row_id", params)
             columns = [d[0] for d in cursor.description]

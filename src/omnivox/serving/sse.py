@@ -22,7 +22,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Generator
 from typing import Any
 
 from omnivox.audio.chunk import PcmChunker
@@ -114,35 +114,93 @@ def render(run: CompletionRun) -> AsyncIterator[bytes]:
 async def coalesce(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Join chunks that are already available; never hold one back to wait for another.
 
-    After each chunk the producer gets one turn of the event loop; whatever it
-    finishes in that turn joins the same write. A producer that is waiting on a
-    model gives nothing in that turn, so its chunk is sent at once.
+    Each next chunk is asked for by stepping the producer directly: when it
+    answers without suspending, the chunk joins the pending write; when it has
+    to wait (for a model, a queue, a timer), what is pending leaves at once and
+    the producer is resumed under this task until its chunk arrives. No task
+    or extra loop turn per chunk.
     """
     iterator = aiter(chunks)
-    pending: asyncio.Future[bytes] | None = None
+    buffered: list[bytes] = []
+    step: _Step | None = None
     try:
-        buffered: list[bytes] = []
         while True:
-            pending = asyncio.ensure_future(anext(iterator))
-            if buffered:
-                await asyncio.sleep(0)
-                if not pending.done():
-                    yield b"".join(buffered)
-                    buffered = []
+            step = _Step(anext(iterator))
             try:
-                buffered.append(await pending)
+                ready, chunk = step.start()
+                if not ready:
+                    if buffered:
+                        yield b"".join(buffered)
+                        buffered = []
+                    chunk = await step
             except StopAsyncIteration:
                 break
             finally:
-                pending = None
+                step = step if step.pending else None
+            buffered.append(chunk)
         if buffered:
             yield b"".join(buffered)
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
+        if step is not None:  # closed while the producer waits: cancel it, let it clean up
             with contextlib.suppress(BaseException):
-                await pending
+                await step.cancelled()
         await iterator.aclose()  # type: ignore[attr-defined]
+
+
+class _Step:
+    """One ``anext()`` of a producer, driven by hand: tried at once, awaited if it must wait."""
+
+    __slots__ = ("_awaiting", "_steps", "pending")
+
+    def __init__(self, awaitable: Awaitable[bytes]) -> None:
+        self._steps = awaitable.__await__()
+        self._awaiting: Any = None  # what the producer suspended on (a future, or None)
+        self.pending = False
+
+    def start(self) -> tuple[bool, bytes]:
+        """``(True, chunk)`` when the producer answered without suspending."""
+        try:
+            self._awaiting = self._steps.send(None)
+        except StopIteration as ready:
+            return True, ready.value
+        self.pending = True
+        return False, b""
+
+    def __await__(self) -> Generator[Any, Any, bytes]:
+        return self._resume(None)
+
+    def cancelled(self) -> Awaitable[bytes]:
+        return _Awaiting(self._resume(asyncio.CancelledError()))
+
+    def _resume(self, throw: BaseException | None) -> Generator[Any, Any, bytes]:
+        # Hand what the producer waits on to this task, and the task's answers back.
+        try:
+            if throw is not None:
+                self._awaiting = self._steps.throw(throw)
+            while True:
+                try:
+                    sent = yield self._awaiting
+                except GeneratorExit:
+                    self._steps.close()
+                    raise
+                except BaseException as exc:  # the task's cancellation, passed on
+                    self._awaiting = self._steps.throw(exc)
+                else:
+                    self._awaiting = self._steps.send(sent)
+        except StopIteration as done:
+            return done.value
+        finally:
+            self.pending = False
+
+
+class _Awaiting:
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: Generator[Any, Any, bytes]) -> None:
+        self._steps = steps
+
+    def __await__(self) -> Generator[Any, Any, bytes]:
+        return self._steps
 
 
 async def _chunks(run: CompletionRun) -> AsyncIterator[bytes]:
