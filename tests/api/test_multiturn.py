@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import openai
@@ -122,3 +123,20 @@ def test_a_response_message_can_be_appended_to_the_history_as_is(client: openai.
     ]
     again = client.chat.completions.create(model=MODEL, messages=history)  # type: ignore[arg-type]
     assert again.choices[0].message.content == "You said: again"
+
+
+def test_storing_an_answer_never_waits_for_a_write_in_progress(tmp_path) -> None:
+    store = SqliteAudioStore(tmp_path / "audio.sqlite3")
+    answer = StoredAudio("audio_fresh", "fresh", b"\x00\x00" * 100, 24_000, int(time.time()) + 60)
+    done = threading.Event()
+
+    def put_and_get() -> None:
+        store.put(answer)
+        assert store.get("audio_fresh") == answer
+        done.set()
+
+    with store._write_lock:  # a slow disk: the writer thread holds the database
+        threading.Thread(target=put_and_get, daemon=True).start()
+        assert done.wait(timeout=5), "put/get waited for the database writer"
+    store.close()
+    assert SqliteAudioStore(tmp_path / "audio.sqlite3").get("audio_fresh") == answer
