@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,6 +111,19 @@ def espeak(text: str, folder: Path) -> bytes:
     path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(path), text], check=True)
     return path.read_bytes()
+
+
+def variant(wav: bytes, k: int) -> bytes:
+    """``wav`` with ``k`` silent samples added: the same question, but a clip the server's
+    transcript cache has not seen, so that every request really runs the recogniser."""
+    with wave.open(io.BytesIO(wav)) as reader:
+        params = reader.getparams()
+        frames = reader.readframes(reader.getnframes())
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setparams(params)
+        writer.writeframes(frames + b"\x00" * (k * params.sampwidth * params.nchannels))
+    return out.getvalue()
 
 
 def count_sentences(text: str) -> int:
@@ -279,16 +294,16 @@ def main() -> None:
         server = Server(folder / "data")
         try:
             client = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
-            stream_once(client, wavs[0])  # warm-up
+            stream_once(client, variant(wavs[0], 999))  # warm-up
             single = []
             for i, w in enumerate(wavs):
-                single.append(stream_once(client, w))
+                single.append(stream_once(client, variant(w, 1)))
                 progress(f"single {i + 1}/{len(wavs)}: first audio {single[-1]['first_audio_s']} s")
 
             def conversation(offset: int) -> list[dict[str, Any]]:
                 own = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
                 order = wavs[offset:] + wavs[:offset]
-                return [stream_once(own, w) for w in order]
+                return [stream_once(own, variant(w, 2 + offset)) for w in order]
 
             with ThreadPoolExecutor(CONCURRENCY) as pool:
                 concurrent = [r for rs in pool.map(conversation, range(CONCURRENCY)) for r in rs]

@@ -97,7 +97,7 @@ async def cats(cascade: CascadeEngine, spoken: Spoken) -> Run:
 
 async def test_the_engine_implements_the_protocol(cascade: CascadeEngine) -> None:
     assert isinstance(cascade, Engine)
-    assert cascade.context_window_tokens == 8192
+    assert cascade.context_window_tokens == 4096
     assert len(cascade.voice_table()) == 13
 
 

@@ -10,6 +10,11 @@ model's chat template and counts the tokens. ``generate`` streams the answer:
 
 Text deltas never wait for audio; each unit is synthesized as soon as it is cut
 while the chat model keeps writing, and its PCM leaves as soon as it is ready.
+Every model step (a clip's transcription, a token, a sentence of synthesis) of
+every conversation takes the engine's one ``ComputeSlot`` (``scheduler``): one
+step at a time on all the threads, the most urgent first, so that a
+conversation still waiting for its first sound goes before answers already
+well ahead of their listeners.
 Closing or cancelling the event iterator sets a cancel event that both threads
 check between tokens and between audio pieces, and waits for them to end.
 
@@ -29,7 +34,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +55,7 @@ from omnivox.engines.cascade.prompt import (
     offers_tools,
 )
 from omnivox.engines.cascade.recogniser import WhisperRecogniser
+from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
 from omnivox.engines.cascade.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaker import UnitSpeaker
 from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer, voice_language
@@ -68,7 +74,8 @@ if TYPE_CHECKING:
     from omnivox.settings import Settings
 
 UNIT_POLL_S = 0.05
-DEFAULT_LLM_INSTANCES = 2
+# Four conversations keep their own KV caches while the slot interleaves their tokens.
+DEFAULT_LLM_INSTANCES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,7 @@ class CascadePrompt:
     grammar: Grammar | None = None
     branch: GrammarBranch | None = None
     reads_calls: bool = False
+    pace: Pace | None = field(default=None, compare=False)  # its urgency, from arrival on
 
 
 class CascadeEngine:
@@ -101,6 +109,7 @@ class CascadeEngine:
         self._generator: LlamaGenerator | None = None
         self._synthesizer: PiperSynthesizer | None = None
         self._transcripts: TranscriptBook | None = None
+        self.slot = ComputeSlot()
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -118,7 +127,10 @@ class CascadeEngine:
             # The conversation is held in the voice's language: telling Whisper so
             # saves its language detection (a second encoder pass per clip).
             recogniser = WhisperRecogniser(
-                whisper_dir, cpu_threads=threads, language=voice_language(voice_files)
+                whisper_dir,
+                cpu_threads=threads,
+                num_workers=1,  # one step at a time (the slot): a second worker is idle memory
+                language=voice_language(voice_files),
             )
         with _loading("chat model", gguf_path, "--llm"):
             generator = LlamaGenerator(
@@ -169,7 +181,8 @@ class CascadeEngine:
     # -- prepare ------------------------------------------------------------------
 
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        await asyncio.to_thread(self._transcribe_all, request)
+        pace = Pace(speaking=request.speech is not None)
+        await asyncio.to_thread(self._transcribe_all, request, pace)
         transcript_of = self.transcripts.transcript  # all cached now: no blocking work
         generator = self.generator
         check_logit_bias(request, generator)
@@ -192,7 +205,12 @@ class CascadeEngine:
             context_tokens=len(tokens),
             prompt_text_tokens=max(0, len(tokens) - audio_tokens),
             payload=CascadePrompt(
-                prompt_text, tuple(tokens), grammar, branch, reads_calls=offers_tools(request)
+                prompt_text,
+                tuple(tokens),
+                grammar,
+                branch,
+                reads_calls=offers_tools(request),
+                pace=pace,
             ),
         )
 
@@ -213,11 +231,12 @@ class CascadeEngine:
             f"The model's chat template rejected these messages: {error}", param="messages"
         ) from error
 
-    def _transcribe_all(self, request: GenerationRequest) -> None:
+    def _transcribe_all(self, request: GenerationRequest, pace: Pace) -> None:
         for turn in request.turns:
             for part in turn.parts:
-                if isinstance(part, AudioClip):
-                    self.transcripts.transcript(part)
+                if isinstance(part, AudioClip) and self.transcripts.cached(part) is None:
+                    with self.slot.hold(pace, Stage.LISTEN):
+                        self.transcripts.transcript(part)
 
     # -- generate -----------------------------------------------------------------
 
@@ -226,13 +245,18 @@ class CascadeEngine:
         if not isinstance(payload, CascadePrompt):
             raise ServerError("this generation was not prepared by the cascade engine")
         request = prepared.request
+        pace = payload.pace or Pace(speaking=request.speech is not None)
         units: queue.SimpleQueue[str | None] | None = None
         bridge: ThreadBridge[Any] = ThreadBridge(name="omnivox-cascade")
         if request.speech is not None:
             units = queue.SimpleQueue()
             speaker = UnitSpeaker(self.synthesizer, request.speech.voice)
-            bridge.spawn(lambda cancel: _speech_work(speaker, units, cancel), name="tts")
-        bridge.spawn(lambda cancel: self._text_work(prepared, payload, units, cancel), name="llm")
+            bridge.spawn(
+                lambda cancel: _speech_work(speaker, units, self.slot, pace, cancel), name="tts"
+            )
+        bridge.spawn(
+            lambda cancel: self._text_work(prepared, payload, units, pace, cancel), name="llm"
+        )
         end: GenerationEnd | None = None
         async with contextlib.aclosing(bridge.items()) as items:
             async for item in items:
@@ -249,6 +273,7 @@ class CascadeEngine:
         prepared: PreparedGeneration,
         payload: CascadePrompt,
         units: queue.SimpleQueue[str | None] | None,
+        pace: Pace,
         cancel: threading.Event,
     ) -> Iterator[TextDelta | ToolCallDelta | GenerationEnd]:
         """Runs in the chat model's thread: text deltas or tool calls, and units for the
@@ -262,9 +287,11 @@ class CascadeEngine:
                 cancel,
                 grammar=payload.grammar,
                 branch=payload.branch,
+                gate=lambda steps: self.slot.steps(steps, pace, Stage.TEXT, cancel),
             )
             for item in stream:
                 if isinstance(item, TokenPiece):
+                    pace.wrote()
                     events = (
                         reader.feed(item.text, item.logprobs)
                         if reader is not None
@@ -288,7 +315,11 @@ class CascadeEngine:
 
 
 def _speech_work(
-    speaker: UnitSpeaker, units: queue.SimpleQueue[str | None], cancel: threading.Event
+    speaker: UnitSpeaker,
+    units: queue.SimpleQueue[str | None],
+    slot: ComputeSlot,
+    pace: Pace,
+    cancel: threading.Event,
 ) -> Iterator[AudioDelta]:
     """Runs in the synthesis thread: speak each unit as soon as it is cut."""
     while not cancel.is_set():
@@ -301,7 +332,8 @@ def _speech_work(
             if tail:
                 yield AudioDelta(tail)
             return
-        for pcm in speaker.speak(unit, cancel):
+        for pcm in slot.steps(speaker.speak(unit, cancel), pace, Stage.SPEECH, cancel):
+            pace.spoke(len(pcm))
             yield AudioDelta(pcm)
 
 

@@ -14,12 +14,12 @@ and otherwise the free answer may not begin with ``opener``. The choice is
 deterministic (the same prompt always takes the same branch) and costs nothing
 extra: generation then starts from the evaluated prompt.
 
-The KV cache is 8-bit (q8_0, with flash attention): for SmolLM2 at 8192 tokens
-it takes ~95 MB instead of ~190 MB, with the same greedy answers.
+The KV cache is 8-bit (q8_0, with flash attention): for SmolLM2 at 4,096 tokens
+it takes ~48 MB instead of ~95 MB, with the same greedy answers.
 
 A ``Llama`` object is not thread-safe, so the generator keeps a small pool of
 ``n_instances`` of them, loaded and warmed up at start, sharing one memory-mapped
-weight file (each adds its own KV cache and buffers, ~190 MB for SmolLM2):
+weight file (each adds its own KV cache and buffers):
 each generation leases one for its whole length, and waits while all are busy.
 Tokenizing and rendering touch only read-only state and need no lease.
 
@@ -53,7 +53,7 @@ from omnivox.engines.cascade.stops import StopScanner
 from omnivox.engines.events import TokenLogprob
 from omnivox.errors import ModelUnavailableError
 
-DEFAULT_CONTEXT_TOKENS = 8192
+DEFAULT_CONTEXT_TOKENS = 4096
 LEASE_POLL_S = 0.05
 CLOSE_WAIT_S = 10.0
 
@@ -95,6 +95,14 @@ class GrammarBranch:
     grammar: Grammar
     bias: float
     otherwise: Grammar | None = None
+
+
+StepGate = Callable[[Iterator[Any]], Iterator[Any]]
+"""Wraps the chat model's steps (each ``next()`` of the given iterator is one step)."""
+
+
+def _ungated(steps: Iterator[Any]) -> Iterator[Any]:
+    return steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,16 +257,23 @@ class LlamaGenerator:
         *,
         grammar: Grammar | None = None,
         branch: GrammarBranch | None = None,
+        gate: StepGate = _ungated,
     ) -> Iterator[TokenPiece | GenerationEnd]:
-        """Generate; ends with one ``GenerationEnd`` unless ``cancel`` is set first."""
+        """Generate; ends with one ``GenerationEnd`` unless ``cancel`` is set first.
+
+        Each model step (evaluating the prompt, each token) runs inside ``gate``.
+        """
         with self._lease(prompt_tokens, cancel) as llm:
             if llm is None:
                 return
             tokens = list(prompt_tokens)
             banned: Sequence[int] = ()
             if branch is not None:
-                grammar, banned = self._choose(llm, tokens, branch)
-            yield from self._generate(llm, tokens, sampling, cancel, grammar, banned)
+                chosen = list(gate(_one_step(self._choose, llm, tokens, branch)))
+                if not chosen:  # cancelled while waiting
+                    return
+                grammar, banned = chosen[0]
+            yield from self._generate(llm, tokens, sampling, cancel, grammar, banned, gate)
 
     def _choose(
         self, llm: Any, prompt_tokens: list[int], branch: GrammarBranch
@@ -286,6 +301,7 @@ class LlamaGenerator:
         cancel: threading.Event,
         grammar: Grammar | None,
         banned_first: Sequence[int] = (),
+        gate: StepGate = _ungated,
     ) -> Iterator[TokenPiece | GenerationEnd]:
         import llama_cpp
         from llama_cpp import LlamaGrammar
@@ -299,7 +315,7 @@ class LlamaGenerator:
             return
         llm.set_seed(sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        tokens = llm.generate(
+        generated = llm.generate(
             prompt_tokens,
             **sampler_args(sampling),
             logits_processor=bias_processor(
@@ -315,7 +331,7 @@ class LlamaGenerator:
         reason: Literal["stop", "length"] = "length"
         n_tokens = 0
         try:
-            for token in tokens:
+            for token in gate(generated):
                 if cancel.is_set():
                     return
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -334,11 +350,16 @@ class LlamaGenerator:
                 if n_tokens >= limit:
                     break
         finally:
-            tokens.close()
+            generated.close()
         tail = scanner.feed(decoder.decode(b"", final=True)) + scanner.flush()
         if tail:
             yield TokenPiece(tail, tuple(pending))
         yield GenerationEnd(reason, n_tokens)
+
+
+def _one_step(work: Callable[..., Any], *args: Any) -> Iterator[Any]:
+    """An iterator whose one ``next()`` does ``work``: a step for a ``StepGate``."""
+    yield work(*args)
 
 
 def _shared_prefix(llm: Any, tokens: Sequence[int]) -> int:

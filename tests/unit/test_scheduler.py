@@ -1,0 +1,119 @@
+"""The cascade's compute slot: one step at a time, earliest deadline first."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from omnivox.engines.cascade.scheduler import (
+    OUTPUT_BYTES_PER_S,
+    SPEECH_MARGIN_S,
+    TEXT_TOKENS_PER_S,
+    ComputeSlot,
+    Pace,
+    Stage,
+)
+
+
+def wait_for_waiters(slot: ComputeSlot, n: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(slot._waiting) < n:
+        assert time.monotonic() < deadline, "waiters never queued"
+        time.sleep(0.005)
+
+
+def test_a_pace_is_urgent_until_it_speaks_then_as_urgent_as_its_listener() -> None:
+    pace = Pace(arrived_s=100.0)
+    assert pace.deadline_s() == 100.0
+    pace.spoke(3 * OUTPUT_BYTES_PER_S)
+    assert pace.first_audio_s is not None
+    assert pace.deadline_s() == pace.first_audio_s + 3.0 - SPEECH_MARGIN_S
+    text = Pace(arrived_s=50.0, speaking=False)
+    text.wrote(10)
+    assert text.deadline_s() == 50.0 + 10 / TEXT_TOKENS_PER_S
+
+
+def test_the_slot_goes_to_the_earliest_deadline_then_to_speech_before_text() -> None:
+    slot = ComputeSlot()
+    granted: list[str] = []
+
+    def step(name: str, pace: Pace, stage: Stage) -> None:
+        with slot.hold(pace, stage) as ok:
+            assert ok
+            granted.append(name)
+
+    with slot.hold(Pace(arrived_s=0.0), Stage.TEXT):
+        threads = []
+        for name, arrived_s, stage in (
+            ("late", 30.0, Stage.TEXT),
+            ("early text", 10.0, Stage.TEXT),
+            ("middle", 20.0, Stage.LISTEN),
+            ("early speech", 10.0, Stage.SPEECH),
+        ):
+            thread = threading.Thread(target=step, args=(name, Pace(arrived_s), stage))
+            thread.start()
+            threads.append(thread)
+            wait_for_waiters(slot, len(threads))
+    for thread in threads:
+        thread.join(timeout=5)
+    assert granted == ["early speech", "early text", "middle", "late"]
+
+
+def test_a_cancelled_waiter_leaves_without_the_slot_and_blocks_no_one() -> None:
+    slot = ComputeSlot()
+    cancel = threading.Event()
+    outcome: list[bool] = []
+
+    def waiter() -> None:
+        with slot.hold(Pace(arrived_s=1.0), Stage.TEXT, cancel) as ok:
+            outcome.append(ok)
+
+    with slot.hold(Pace(arrived_s=0.0), Stage.TEXT):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        wait_for_waiters(slot, 1)
+        cancel.set()
+        thread.join(timeout=5)
+    assert outcome == [False]
+    with slot.hold(Pace(), Stage.TEXT) as ok:  # free again
+        assert ok
+
+
+def test_steps_hold_the_slot_during_each_next_only() -> None:
+    slot = ComputeSlot()
+    held_during_next: list[bool] = []
+
+    def items():
+        for i in range(3):
+            held_during_next.append(slot._busy)
+            yield i
+
+    seen = []
+    for item in slot.steps(items(), Pace(), Stage.TEXT):
+        seen.append((item, slot._busy))
+    assert seen == [(0, False), (1, False), (2, False)]
+    assert held_during_next == [True, True, True]
+
+
+def test_two_threads_never_hold_the_slot_at_once() -> None:
+    slot = ComputeSlot()
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, most
+        for _ in range(200):
+            with slot.hold(Pace(), Stage.TEXT):
+                with lock:
+                    inside += 1
+                    most = max(most, inside)
+                with lock:
+                    inside -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert most == 1
