@@ -315,6 +315,9 @@ def main() -> None:
         for c, s in zip(components, single, strict=True)
     ]
     results["summary"] = summarise(components, single, concurrent)
+    results["concurrent_runs"] = [
+        {"first_audio_s": r["first_audio_s"], "total_s": r["total_s"]} for r in concurrent
+    ]
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

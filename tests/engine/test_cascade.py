@@ -262,3 +262,15 @@ async def test_an_offline_hub_model_fails_at_start_with_a_clear_message(
     engine = CascadeEngine(Settings(cache_dir=models_dir, asr="Systran/faster-whisper-tiny"))
     with pytest.raises(ModelUnavailableError, match=r"faster-whisper-tiny.*HF_HUB_OFFLINE.*--asr"):
         await engine.start()
+
+
+async def test_a_hard_clip_is_heard_without_a_repetition_loop(
+    cascade: CascadeEngine, spoken: Spoken
+) -> None:
+    # Greedy Whisper base loops on this one ("I will not worry, I will not worry, ...")
+    # and its default sampled retries took seconds; the small beam hears the question.
+    text = cascade.transcripts.transcript(spoken("What should I pack for a day at the beach?"))
+    words = text.lower().replace(",", "").split()
+    assert "beach" in text.lower()
+    assert len(words) <= 16, text
+    assert max(words.count(w) for w in set(words)) <= 2, text
