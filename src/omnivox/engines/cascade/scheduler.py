@@ -34,12 +34,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from omnivox.audio import OUTPUT_SAMPLE_RATE
+from omnivox.audio.pcm import S16_BYTES_PER_SAMPLE
+
 T = TypeVar("T")
 
 SPEECH_MARGIN_S = 1.5
 TEXT_TOKENS_PER_S = 20.0
 CANCEL_POLL_S = 0.05
-OUTPUT_BYTES_PER_S = 48_000  # 24 kHz s16le mono
+OUTPUT_BYTES_PER_S = OUTPUT_SAMPLE_RATE * S16_BYTES_PER_SAMPLE  # mono
 
 
 class Stage(enum.IntEnum):
