@@ -165,6 +165,18 @@ async def test_two_concurrent_generations_both_succeed(
         assert len(result.pcm) > 0
 
 
+def test_the_chat_contexts_share_one_loaded_model(cascade: CascadeEngine) -> None:
+    import ctypes
+
+    def address(pointer: object) -> int | None:
+        return ctypes.cast(pointer, ctypes.c_void_p).value
+
+    instances = cascade.generator._instances
+    assert len(instances) > 1
+    assert len({address(llm.model) for llm in instances}) == 1
+    assert len({address(llm.ctx) for llm in instances}) == len(instances)
+
+
 async def test_text_only_answers_carry_logprobs_and_no_audio(cascade: CascadeEngine) -> None:
     sampling = SamplingParams(temperature=0.0, max_output_tokens=8, logprobs=True, top_logprobs=3)
     request = GenerationRequest(

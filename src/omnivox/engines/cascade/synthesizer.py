@@ -123,6 +123,10 @@ class PiperSynthesizer:
         # Idle onnxruntime threads spin by default, stealing the cores the chat model
         # is writing on between two sentences.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # onnxruntime's arena keeps the largest sentence's buffers for ever (~200 MB
+        # after one long sentence); without it they go back after each sentence, at
+        # no measurable cost in speed.
+        options.enable_cpu_mem_arena = False
         config = json.loads(files.config_path.read_text(encoding="utf-8"))
         model_bytes = files.model_path.read_bytes()
         seeded = reproducible_noise(model_bytes)
