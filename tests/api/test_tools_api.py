@@ -419,3 +419,219 @@ def test_an_engine_without_tools_refuses_them(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(**ask("hi", tools=[WEATHER]))
     assert caught.value.code == "unsupported_parameter" and caught.value.param == "tools"
+
+
+# -- strict schemas (OpenAI's Structured Outputs rules) -------------------------------------------
+
+LOOSE_WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+ADDRESS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "address": {
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "zip": {"type": "string"}},
+            "required": ["street"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["name", "address"],
+    "additionalProperties": False,
+}
+
+
+def strict_tool(parameters: dict[str, Any], name: str = "get_weather") -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {"name": name, "parameters": parameters, "strict": True},
+    }
+
+
+def strict_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "my_name", "schema": schema, "strict": True},
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code", "message"),
+    [
+        (
+            {"tools": [strict_tool(LOOSE_WEATHER["function"]["parameters"])]},
+            "tools[0].function.parameters",
+            "invalid_function_parameters",
+            "Invalid schema for function 'get_weather': In context=(), 'additionalProperties' is required to be supplied and to be false.",
+        ),
+        (
+            {"tools": [WEATHER, strict_tool(ADDRESS_SCHEMA, "save_address")]},
+            "tools[1].function.parameters",
+            "invalid_function_parameters",
+            "Invalid schema for function 'save_address': In context=('properties', 'address'), 'required' is required to be supplied and to be an array including every key in properties. Missing 'zip'.",
+        ),
+        (
+            {"tools": [strict_tool({"type": "array", "items": {"type": "string"}})]},
+            "tools[0].function.parameters",
+            "invalid_function_parameters",
+            "Invalid schema for function 'get_weather': schema must be a JSON Schema of 'type: \"object\"', got 'type: \"array\"'.",
+        ),
+        (
+            {"response_format": strict_format(ADDRESS_SCHEMA)},
+            "response_format",
+            "invalid_json_schema",
+            "Invalid schema for response_format 'my_name': In context=('properties', 'address'), 'required' is required to be supplied and to be an array including every key in properties. Missing 'zip'.",
+        ),
+        (
+            {"response_format": strict_format({"type": "string"})},
+            "response_format",
+            "invalid_json_schema",
+            "Invalid schema for response_format 'my_name': schema must be a JSON Schema of 'type: \"object\"', got 'type: \"string\"'.",
+        ),
+    ],
+)
+def test_strict_schemas_that_break_openais_rules_are_400s(
+    tool_server: LiveServer, extra: dict[str, Any], param: str, code: str, message: str
+) -> None:
+    response = post(tool_server, ask("reply in json", **extra))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error == {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": param,
+        "code": code,
+    }
+
+
+def test_schemas_without_strict_keep_the_lenient_rules(tool_client: openai.OpenAI) -> None:
+    called = tool_client.chat.completions.create(
+        **ask("Paris", tools=[LOOSE_WEATHER], tool_choice="required")
+    )
+    (call,) = called.choices[0].message.tool_calls or []
+    assert json.loads(call.function.arguments) == {"city": "Paris", "unit": "Paris"}
+    loose = {"type": "json_schema", "json_schema": {"name": "my_name", "schema": ADDRESS_SCHEMA}}
+    answer = tool_client.chat.completions.create(**ask("reply in json", response_format=loose))
+    assert json.loads(answer.choices[0].message.content or "") == {"said": "reply in json"}
+
+
+def test_the_sdk_sees_a_strict_schema_error_as_a_bad_request(tool_client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        tool_client.chat.completions.create(
+            **ask("Paris", tools=[strict_tool(LOOSE_WEATHER["function"]["parameters"])])
+        )
+    assert caught.value.code == "invalid_function_parameters"
+    assert caught.value.param == "tools[0].function.parameters"
+
+
+# -- allowed_tools and custom tools ---------------------------------------------------------------
+
+
+def allowed(mode: str, *names: str) -> dict[str, Any]:
+    return {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": mode,
+            "tools": [{"type": "function", "function": {"name": n}} for n in names],
+        },
+    }
+
+
+def test_allowed_tools_required_calls_one_of_the_allowed_tools(
+    tool_client: openai.OpenAI,
+) -> None:
+    completion = tool_client.chat.completions.create(
+        **ask("Paris", tools=[WEATHER, TIME], tool_choice=allowed("required", "get_time"))
+    )
+    assert completion.choices[0].finish_reason == "tool_calls"
+    (call,) = completion.choices[0].message.tool_calls or []
+    assert call.function.name == "get_time"
+
+
+def test_allowed_tools_auto_may_answer_in_words_and_calls_only_allowed_tools(
+    tool_client: openai.OpenAI,
+) -> None:
+    words = tool_client.chat.completions.create(
+        **ask("hello", tools=[WEATHER, TIME], tool_choice=allowed("auto", "get_time"))
+    )
+    assert words.choices[0].message.content == "You said: hello"
+    called = tool_client.chat.completions.create(
+        **ask("call get_weather", tools=[WEATHER, TIME], tool_choice=allowed("auto", "get_time"))
+    )
+    assert [c.function.name for c in called.choices[0].message.tool_calls or []] == ["get_time"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "param", "message"),
+    [
+        (
+            {"tools": [WEATHER, TIME], "tool_choice": allowed("required", "get_time", "nope")},
+            "invalid_value",
+            "tool_choice",
+            "Invalid value for 'tool_choice': no function named 'nope' was specified in the 'tools' parameter.",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": allowed("none", "get_weather")},
+            "invalid_value",
+            "tool_choice.allowed_tools.mode",
+            None,
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": allowed("auto")},
+            "empty_array",
+            "tool_choice.allowed_tools.tools",
+            None,
+        ),
+        (
+            {"tool_choice": allowed("auto", "get_weather")},
+            "invalid_value",
+            "tool_choice",
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+        ),
+        (
+            {"tools": [{"type": "custom", "custom": {"name": "grep"}}]},
+            "invalid_value",
+            "tools[0].type",
+            "Invalid value: 'custom'. Custom tools are not supported by this server; supported values are: 'function'.",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "custom", "custom": {"name": "grep"}}},
+            "invalid_value",
+            "tool_choice.type",
+            "Invalid value: 'custom'. Custom tools are not supported by this server; supported values are: 'function', 'allowed_tools'.",
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "allowed_tools": {
+                        "mode": "auto",
+                        "tools": [{"type": "custom", "custom": {"name": "grep"}}],
+                    },
+                },
+            },
+            "invalid_value",
+            "tool_choice.allowed_tools.tools[0].type",
+            "Invalid value: 'custom'. Custom tools are not supported by this server; supported values are: 'function'.",
+        ),
+    ],
+)
+def test_invalid_allowed_tools_and_custom_tools_are_400s(
+    tool_server: LiveServer, extra: dict[str, Any], code: str, param: str, message: str | None
+) -> None:
+    response = post(tool_server, ask("hi", **extra))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+    if message is not None:
+        assert error["message"] == message

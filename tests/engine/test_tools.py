@@ -270,6 +270,68 @@ def test_json_schema_answers_validate(client: openai.OpenAI) -> None:
     jsonschema.validate(json.loads(completion.choices[0].message.content or ""), schema)
 
 
+REMINDER_PARAMETERS = {
+    "type": "object",
+    "properties": {
+        "hour": {"type": "integer", "minimum": 1, "maximum": 12},
+        "email": {"type": "string", "format": "email"},
+    },
+    "required": ["hour", "email"],
+    "additionalProperties": False,
+}
+
+
+def assert_valid_with_formats(value: Any, schema: dict[str, Any]) -> None:
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    jsonschema.Draft202012Validator(schema, format_checker=checker).validate(value)
+
+
+def test_a_call_keeps_integers_in_bounds_and_emails_well_formed(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=user("Remind me at 17 o'clock by mail, my address is ada at example dot org."),
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "remind",
+                    "description": "Send a reminder at an hour of the clock",
+                    "parameters": REMINDER_PARAMETERS,
+                    "strict": True,
+                },
+            }
+        ],
+        tool_choice="required",
+        **GREEDY,
+    )
+    (call, *_) = completion.choices[0].message.tool_calls or []
+    assert call.function.name == "remind"
+    assert_valid_with_formats(json.loads(call.function.arguments), REMINDER_PARAMETERS)
+
+
+def test_json_schema_answers_keep_numbers_in_bounds(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "temperature_c": {"type": "number", "minimum": -50, "maximum": 60},
+            "humidity_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        "required": ["temperature_c", "humidity_percent"],
+        "additionalProperties": False,
+    }
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=user("The oven is at 451 degrees and 250 percent humid. Report it as JSON."),
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "reading", "schema": schema, "strict": True},
+        },
+        **GREEDY,
+    )
+    assert completion.choices[0].finish_reason == "stop"
+    assert_valid_with_formats(json.loads(completion.choices[0].message.content or ""), schema)
+
+
 def test_json_object_answers_parse(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
         model=MODEL,
@@ -306,6 +368,42 @@ def test_json_object_answers_parse(client: openai.OpenAI) -> None:
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "r", "schema": {"type": "thing"}},
+                }
+            },
+            "response_format",
+            "invalid_json_schema",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {
+                                    "x": {"type": "integer", "minimum": 5, "maximum": 3}
+                                },
+                            },
+                        },
+                    }
+                ]
+            },
+            "tools[0].function.parameters",
+            "invalid_function_parameters",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "r",
+                        "schema": {
+                            "type": "object",
+                            "properties": {"x": {"type": "number", "multipleOf": 0.5}},
+                        },
+                    },
                 }
             },
             "response_format",

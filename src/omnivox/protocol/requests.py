@@ -35,20 +35,28 @@ class _HashableDict(dict[str, str]):
 TAG_PREFIX = "~"  # marks union branch labels in error locations; no wire key starts with it
 
 
-def tagged_union(key: str, *models: type[WireModel]) -> Any:
+STRING_TAG = TAG_PREFIX + TAG_PREFIX + "string"  # the branch of a bare string, where allowed
+
+
+def tagged_union(key: str, *models: type[WireModel], strings: Any = None) -> Any:
     """A union chosen by the value of ``key`` ("type" or "role").
 
     Branch labels in error locations are ``~<value>`` so that ``validation``
     can tell them from field names; a bad or missing tag is one
-    ``invalid_union_member`` error that lists the allowed values.
+    ``invalid_union_member`` error that lists the allowed values. With
+    ``strings`` (a ``Literal``), a bare string is validated against it instead.
     """
     values = [m.model_fields[key].annotation.__args__[0] for m in models]  # type: ignore[union-attr]
 
     def pick(data: Any) -> str | None:
+        if strings is not None and isinstance(data, str):
+            return STRING_TAG
         tag = data.get(key) if isinstance(data, dict) else None
         return TAG_PREFIX + tag if isinstance(tag, str) and tag in values else None
 
     branches = tuple(Annotated[m, Tag(TAG_PREFIX + v)] for m, v in zip(models, values, strict=True))
+    if strings is not None:
+        branches = (Annotated[strings, Tag(STRING_TAG)], *branches)
     return Annotated[
         Union[branches],  # noqa: UP007
         Discriminator(
@@ -279,6 +287,22 @@ class ChatCompletionFunctionToolParam(WireModel):
     function: FunctionDefinition
 
 
+class ChatCompletionCustomToolParam(WireModel):
+    """A custom tool: parsed loosely only so that ``serving`` can refuse it in words
+    (custom tools are not supported)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+    type: Literal["custom"]
+
+
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    ChatCompletionToolParam = ChatCompletionFunctionToolParam | ChatCompletionCustomToolParam
+else:
+    ChatCompletionToolParam = tagged_union(
+        "type", ChatCompletionFunctionToolParam, ChatCompletionCustomToolParam
+    )
+
+
 class NamedFunction(WireModel):
     name: str
 
@@ -288,7 +312,46 @@ class ChatCompletionNamedToolChoiceParam(WireModel):
     function: NamedFunction
 
 
-ToolChoiceOption = Literal["none", "auto", "required"] | ChatCompletionNamedToolChoiceParam
+class ChatCompletionNamedToolChoiceCustomParam(WireModel):
+    """A custom tool named as the choice: parsed loosely only to be refused in words."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+    type: Literal["custom"]
+
+
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    AllowedTool = ChatCompletionNamedToolChoiceParam | ChatCompletionNamedToolChoiceCustomParam
+else:
+    AllowedTool = tagged_union(
+        "type", ChatCompletionNamedToolChoiceParam, ChatCompletionNamedToolChoiceCustomParam
+    )
+
+
+class ChatCompletionAllowedToolsParam(WireModel):
+    mode: Literal["auto", "required"]
+    tools: list[AllowedTool] = Field(min_length=1)
+
+
+class ChatCompletionAllowedToolChoiceParam(WireModel):
+    type: Literal["allowed_tools"]
+    allowed_tools: ChatCompletionAllowedToolsParam
+
+
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    ToolChoiceOption = (
+        Literal["none", "auto", "required"]
+        | ChatCompletionNamedToolChoiceParam
+        | ChatCompletionAllowedToolChoiceParam
+        | ChatCompletionNamedToolChoiceCustomParam
+    )
+else:
+    ToolChoiceOption = tagged_union(
+        "type",
+        ChatCompletionNamedToolChoiceParam,
+        ChatCompletionAllowedToolChoiceParam,
+        ChatCompletionNamedToolChoiceCustomParam,
+        strings=Literal["none", "auto", "required"],
+    )
 FunctionCallOption = Literal["none", "auto"] | NamedFunction
 
 
@@ -322,7 +385,7 @@ class CreateChatCompletionRequest(WireModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     response_format: ResponseFormat | None = None
-    tools: list[ChatCompletionFunctionToolParam] | None = None
+    tools: list[ChatCompletionToolParam] | None = None
     tool_choice: ToolChoiceOption | None = None
     parallel_tool_calls: bool | None = None
     functions: list[FunctionDefinition] | None = Field(default=None, min_length=1, max_length=128)

@@ -2,8 +2,10 @@
 
 Here live the rules that need more than one field or more than the schema:
 decoding and size-checking input audio, resolving earlier answers by audio id,
-the voice, the audio-output rules (§1.5, §1.6 of the wire spec), token limits
-and which parameters an engine supports. Errors carry OpenAI's ``param`` paths.
+the voice, the audio-output rules (§1.5, §1.6 of the wire spec), token limits,
+the tool choice (``allowed_tools`` narrows the tools; custom tools are
+refused), OpenAI's rules for ``strict`` schemas (``strict_schemas``) and which
+parameters an engine supports. Errors carry OpenAI's ``param`` paths.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from omnivox.audio.decode import decode_audio
 from omnivox.audio.pcm import s16le_to_float
@@ -38,6 +41,7 @@ from omnivox.errors import (
     UnsupportedValueError,
 )
 from omnivox.protocol import requests as wire
+from omnivox.serving.strict_schemas import check_strict_schemas
 from omnivox.store.audio import AudioStore
 
 MAX_OUTPUT_TOKENS = 16_384
@@ -100,6 +104,7 @@ def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -
     fmt = req.response_format
     if fmt is not None and fmt.type != "text" and "response_format" not in engine.capabilities:
         _unsupported_parameter("response_format")
+    check_strict_schemas(req)
     if isinstance(fmt, wire.ResponseFormatJSONObject) and not _mentions_json(req):
         raise InvalidRequestError(
             "'messages' must contain the word 'json' in some form, to use 'response_format' "
@@ -122,7 +127,7 @@ def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -
 
 
 def _check_tool_rules(req: wire.CreateChatCompletionRequest) -> None:
-    """A tool choice needs tools to choose from (OpenAI's wording)."""
+    """A tool choice needs tools to choose from (OpenAI's wording); custom tools are refused."""
     if not req.tools:
         if req.tool_choice is not None and req.tool_choice != "none":
             _only_with("tool_choice", "tools")
@@ -130,6 +135,24 @@ def _check_tool_rules(req: wire.CreateChatCompletionRequest) -> None:
             _only_with("parallel_tool_calls", "tools")
     if not req.functions and req.function_call is not None and req.function_call != "none":
         _only_with("function_call", "functions")
+    for i, tool in enumerate(req.tools or ()):
+        if isinstance(tool, wire.ChatCompletionCustomToolParam):
+            _custom_tools_refused(f"tools[{i}].type", "'function'")
+    choice = req.tool_choice
+    if isinstance(choice, wire.ChatCompletionNamedToolChoiceCustomParam):
+        _custom_tools_refused("tool_choice.type", "'function', 'allowed_tools'")
+    if isinstance(choice, wire.ChatCompletionAllowedToolChoiceParam):
+        for j, allowed in enumerate(choice.allowed_tools.tools):
+            if isinstance(allowed, wire.ChatCompletionNamedToolChoiceCustomParam):
+                _custom_tools_refused(f"tool_choice.allowed_tools.tools[{j}].type", "'function'")
+
+
+def _custom_tools_refused(param: str, supported: str) -> NoReturn:
+    raise InvalidValueError(
+        f"Invalid value: 'custom'. Custom tools are not supported by this server; "
+        f"supported values are: {supported}.",
+        param=param,
+    )
 
 
 def _only_with(name: str, needed: str) -> None:
@@ -247,9 +270,15 @@ def sampling_params(req: wire.CreateChatCompletionRequest) -> SamplingParams:
 
 
 def tool_specs(req: wire.CreateChatCompletionRequest) -> tuple[tuple[ToolSpec, ...], str, bool]:
-    """Tools (or legacy functions), the tool choice, and whether calls may run in parallel."""
+    """Tools (or legacy functions), the tool choice, and whether calls may run in parallel.
+
+    ``allowed_tools`` narrows the tools to those it lists (in the order of
+    ``tools``) and becomes its ``mode``, "auto" or "required".
+    """
     functions: Iterable[wire.FunctionDefinition] = (
-        [t.function for t in req.tools] if req.tools else (req.functions or [])
+        [t.function for t in req.tools if isinstance(t, wire.ChatCompletionFunctionToolParam)]
+        if req.tools
+        else (req.functions or [])
     )
     specs = tuple(ToolSpec(f.name, f.description, f.parameters, bool(f.strict)) for f in functions)
     choice = req.tool_choice if req.tools else req.function_call
@@ -257,22 +286,36 @@ def tool_specs(req: wire.CreateChatCompletionRequest) -> tuple[tuple[ToolSpec, .
         name = DEFAULT_TOOL_CHOICE_WITH_TOOLS if specs else "none"
     elif isinstance(choice, str):
         name = choice
-    else:
-        name = (
-            choice.function.name
-            if isinstance(choice, wire.ChatCompletionNamedToolChoiceParam)
-            else choice.name
-        )
-    known = {s.name for s in specs}
-    if name not in ("none", "auto", "required") and name not in known:
+    elif isinstance(choice, wire.ChatCompletionAllowedToolChoiceParam):
+        allowed = [
+            t.function.name
+            for t in choice.allowed_tools.tools
+            if isinstance(t, wire.ChatCompletionNamedToolChoiceParam)
+        ]
+        for wanted in allowed:
+            _check_named(req, wanted, {s.name for s in specs})
+        specs = tuple(s for s in specs if s.name in allowed)
+        name = choice.allowed_tools.mode
+    elif isinstance(choice, wire.ChatCompletionNamedToolChoiceParam):
+        name = choice.function.name
+    elif isinstance(choice, wire.NamedFunction):
+        name = choice.name
+    else:  # a custom tool, refused by check_request_rules
+        _custom_tools_refused("tool_choice.type", "'function', 'allowed_tools'")
+    if name not in ("none", "auto", "required"):
+        _check_named(req, name, {s.name for s in specs})
+    parallel = req.parallel_tool_calls is not False and req.functions is None
+    return specs, name, parallel
+
+
+def _check_named(req: wire.CreateChatCompletionRequest, name: str, known: set[str]) -> None:
+    if name not in known:
         param = "tool_choice" if req.tools else "function_call"
         raise InvalidValueError(
             f"Invalid value for '{param}': no function named '{name}' was specified in the "
             f"'{'tools' if req.tools else 'functions'}' parameter.",
             param=param,
         )
-    parallel = req.parallel_tool_calls is not False and req.functions is None
-    return specs, name, parallel
 
 
 def response_format(req: wire.CreateChatCompletionRequest) -> ResponseFormat:

@@ -1,12 +1,18 @@
 """Constrained decoding for the chat model: JSON schemas as llama.cpp grammars.
 
-``schema_grammar`` turns a JSON schema into GBNF with llama-cpp-python's own
-converter (``json_schema_to_gbnf``), with one change: a string may not hold a
-raw control character (a line break inside a string is written ``\\n``), so
-that everything the grammar allows parses with a strict ``json.loads``. What
-the converter does not enforce (``minimum``/``maximum``, most ``format`` s) is
-not enforced; ``enum``, ``const``, ``required``, nested objects and arrays,
-``minItems``/``maxItems``, string lengths and ``pattern`` are.
+``schema_grammar`` turns a JSON schema into GBNF with ``schema_gbnf`` (the
+converter of llama-cpp-python, made to enforce numeric bounds and string
+formats), with one change: a string may not hold a raw control character (a
+line break inside a string is written ``\\n``), so that everything the
+grammar allows parses with a strict ``json.loads``. Enforced: ``type``,
+``enum``, ``const``, ``required``, nested objects and arrays, ``anyOf``,
+``$ref``, ``minItems``/``maxItems``, string lengths and ``pattern``,
+``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum``, whole
+``multipleOf`` on bounded ranges, and the formats ``date``, ``time``,
+``date-time``, ``uuid``, ``email``, ``hostname``, ``ipv4``, ``ipv6``, ``uri``
+and ``duration``. Other formats are annotations, as JSON Schema says, and
+leave the string free; keywords the grammar can not honour together raise
+``SchemaError`` (see ``schema_gbnf`` for the details and the limits).
 
 ``response_format`` (``json_object``, ``json_schema``) becomes a grammar for
 the whole answer plus a line for the system prompt that tells the model what
@@ -37,11 +43,13 @@ class SchemaError(ValueError):
 
 
 def schema_grammar(schema: Mapping[str, Any]) -> str:
-    """GBNF whose ``root`` rule matches exactly the JSON texts valid under ``schema``."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    """GBNF whose ``root`` rule matches JSON texts valid under ``schema`` (see above)."""
+    from omnivox.engines.cascade.schema_gbnf import schema_to_gbnf  # loads llama_cpp
 
     try:
-        text = json_schema_to_gbnf(json.dumps(schema))
+        text = schema_to_gbnf(schema)
+    except SchemaError:
+        raise
     except Exception as exc:  # the converter asserts, raises KeyError, ValueError...
         detail = str(exc) or type(exc).__name__
         raise SchemaError(f"it can not be used for constrained decoding ({detail})") from None
