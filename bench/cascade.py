@@ -11,7 +11,14 @@ server's) are put to the default cascade at temperature 0, three ways:
    (recognise, write the whole reply, synthesize it all, in sequence);
 2. ``omnivox serve`` (a subprocess), one conversation: time to the first audio
    byte of a pcm16 stream as the SDK sees it, and total time;
-3. the same server with 4 conversations at once.
+3. the same server with 4 conversations at once, two ways:
+   - *turn-taking* (the goal's measure): each conversation begins at a random
+     moment of the first 8 s (seeded), and like a person it listens to the
+     whole answer (first audio + the answer's audio length) and takes the
+     length of its next question to say it before the next request is sent;
+   - *back to back* (a saturation test): each conversation sends its next
+     question the moment the previous answer's stream ends, all four starting
+     together, so the two cores never rest.
 
 Peak RSS is the server process's high-water mark (VmHWM) after all runs.
 
@@ -29,6 +36,7 @@ import io
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import subprocess
@@ -84,6 +92,7 @@ VOICE = "alloy"
 MAX_ANSWER_TOKENS = 200
 CONCURRENCY = 4
 OUTPUT_BYTES_PER_S = 48_000
+START_SPREAD_S = 8.0  # turn-taking conversations begin within this many seconds
 
 
 @dataclass
@@ -194,6 +203,7 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
     start = time.perf_counter()
     first_audio_s = None
     transcript = ""
+    audio_bytes = 0
     for chunk in client.chat.completions.create(
         model="gpt-4o-audio-preview",
         modalities=["text", "audio"],
@@ -214,15 +224,36 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
         ],
     ):
         audio = chunk.choices[0].delta.audio if chunk.choices else None
-        if audio is not None and audio.data and first_audio_s is None:
-            first_audio_s = time.perf_counter() - start
+        if audio is not None and audio.data:
+            if first_audio_s is None:
+                first_audio_s = time.perf_counter() - start
+            audio_bytes += len(base64.b64decode(audio.data))
         if audio is not None and audio.transcript:
             transcript += audio.transcript
     return {
         "first_audio_s": round(first_audio_s or float("nan"), 3),
         "total_s": round(time.perf_counter() - start, 3),
+        "answer_audio_s": round(audio_bytes / OUTPUT_BYTES_PER_S, 3),
         "transcript": transcript,
     }
+
+
+def wav_seconds(wav: bytes) -> float:
+    with wave.open(io.BytesIO(wav)) as reader:
+        return reader.getnframes() / reader.getframerate()
+
+
+def take_turns(client: openai.OpenAI, wavs: list[bytes], start_delay_s: float) -> list[dict]:
+    """A conversation as a person holds it: say the question, hear the whole answer."""
+    time.sleep(start_delay_s)
+    runs = []
+    for w in wavs:
+        run = stream_once(client, w)
+        runs.append(run)
+        heard_s = run["first_audio_s"] + run["answer_audio_s"]
+        time.sleep(max(0.0, heard_s - run["total_s"]))  # the rest of the answer plays
+        time.sleep(wav_seconds(w))  # the next question is spoken
+    return runs
 
 
 class Server:
@@ -300,13 +331,24 @@ def main() -> None:
                 single.append(stream_once(client, variant(w, 1)))
                 progress(f"single {i + 1}/{len(wavs)}: first audio {single[-1]['first_audio_s']} s")
 
+            starts = random.Random(7).sample(range(int(START_SPREAD_S * 10)), CONCURRENCY)
+
+            def clips_of(offset: int, salt: int) -> list[bytes]:
+                return [variant(w, salt + offset) for w in wavs[offset:] + wavs[:offset]]
+
             def conversation(offset: int) -> list[dict[str, Any]]:
                 own = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
-                order = wavs[offset:] + wavs[:offset]
-                return [stream_once(own, variant(w, 2 + offset)) for w in order]
+                return take_turns(own, clips_of(offset, 2), starts[offset] / 10)
+
+            def back_to_back(offset: int) -> list[dict[str, Any]]:
+                own = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
+                return [stream_once(own, w) for w in clips_of(offset, 2 + CONCURRENCY)]
 
             with ThreadPoolExecutor(CONCURRENCY) as pool:
                 concurrent = [r for rs in pool.map(conversation, range(CONCURRENCY)) for r in rs]
+                progress(f"turn-taking: {len(concurrent)} answers")
+                saturated = [r for rs in pool.map(back_to_back, range(CONCURRENCY)) for r in rs]
+                progress(f"back to back: {len(saturated)} answers")
             results["server_peak_rss_mb"] = server.peak_rss_mb()
         finally:
             server.stop()
@@ -314,9 +356,12 @@ def main() -> None:
         {**asdict(c), "stream_first_audio_s": s["first_audio_s"], "stream_total_s": s["total_s"]}
         for c, s in zip(components, single, strict=True)
     ]
-    results["summary"] = summarise(components, single, concurrent)
+    results["summary"] = summarise(components, single, concurrent, saturated)
     results["concurrent_runs"] = [
         {"first_audio_s": r["first_audio_s"], "total_s": r["total_s"]} for r in concurrent
+    ]
+    results["back_to_back_runs"] = [
+        {"first_audio_s": r["first_audio_s"], "total_s": r["total_s"]} for r in saturated
     ]
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -325,13 +370,17 @@ def main() -> None:
 
 
 def summarise(
-    components: list[Components], single: list[dict[str, Any]], concurrent: list[dict[str, Any]]
+    components: list[Components],
+    single: list[dict[str, Any]],
+    concurrent: list[dict[str, Any]],
+    saturated: list[dict[str, Any]],
 ) -> dict[str, Any]:
     first = [s["first_audio_s"] for s in single]
     long = [(c, s) for c, s in zip(components, single, strict=True) if c.sentences >= 3]
     ratio_floor = [s["first_audio_s"] / c.floor_s for c, s in zip(components, single, strict=True)]
     ratio_naive_long = [s["first_audio_s"] / c.naive_time_to_audio_s for c, s in long]
     concurrent_first = [r["first_audio_s"] for r in concurrent]
+    saturated_first = [r["first_audio_s"] for r in saturated]
     return {
         "asr_rtf_p50": statistics.median(c.asr_rtf for c in components),
         "chat_tokens_per_s_p50": statistics.median(c.chat_tokens_per_s for c in components),
@@ -351,6 +400,11 @@ def summarise(
         "concurrent_first_audio_s_p95": percentile(concurrent_first, 0.95),
         "concurrent_p95_over_single_p50": round(
             percentile(concurrent_first, 0.95) / statistics.median(first), 3
+        ),
+        "back_to_back_first_audio_s_p50": statistics.median(saturated_first),
+        "back_to_back_first_audio_s_p95": percentile(saturated_first, 0.95),
+        "back_to_back_p95_over_single_p50": round(
+            percentile(saturated_first, 0.95) / statistics.median(first), 3
         ),
     }
 

@@ -3,9 +3,9 @@
 Here live the rules that need more than one field or more than the schema:
 decoding and size-checking input audio, resolving earlier answers by audio id,
 the voice, the audio-output rules (§1.5, §1.6 of the wire spec), token limits,
-the tool choice (``allowed_tools`` narrows the tools; custom tools are
-refused), OpenAI's rules for ``strict`` schemas (``strict_schemas``) and which
-parameters an engine supports. Errors carry OpenAI's ``param`` paths.
+and which parameters an engine supports; the tools and the choice among them
+are read by ``tool_choice``, OpenAI's rules for ``strict`` schemas are checked
+by ``strict_schemas``. Errors carry OpenAI's ``param`` paths.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
 
 from omnivox.audio.decode import decode_audio
 from omnivox.audio.pcm import s16le_to_float
@@ -29,7 +28,6 @@ from omnivox.engines.base import (
     SamplingParams,
     SpeechOutput,
     ToolCall,
-    ToolSpec,
     Turn,
 )
 from omnivox.errors import (
@@ -42,6 +40,7 @@ from omnivox.errors import (
 )
 from omnivox.protocol import requests as wire
 from omnivox.serving.strict_schemas import check_strict_schemas
+from omnivox.serving.tool_choice import check_tool_rules, tool_specs
 from omnivox.store.audio import AudioStore
 
 MAX_OUTPUT_TOKENS = 16_384
@@ -61,7 +60,6 @@ OPENAI_VOICES = (
     "marin",
     "cedar",
 )
-DEFAULT_TOOL_CHOICE_WITH_TOOLS = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +98,7 @@ def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -
     uses_tools = bool(req.tools or req.functions)
     if uses_tools and "tools" not in engine.capabilities:
         _unsupported_parameter("tools" if req.tools else "functions")
-    _check_tool_rules(req)
+    check_tool_rules(req)
     fmt = req.response_format
     if fmt is not None and fmt.type != "text" and "response_format" not in engine.capabilities:
         _unsupported_parameter("response_format")
@@ -124,42 +122,6 @@ def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -
             f"{MAX_OUTPUT_TOKENS} completion tokens, whereas you provided {max_tokens}.",
             param=name,
         )
-
-
-def _check_tool_rules(req: wire.CreateChatCompletionRequest) -> None:
-    """A tool choice needs tools to choose from (OpenAI's wording); custom tools are refused."""
-    if not req.tools:
-        if req.tool_choice is not None and req.tool_choice != "none":
-            _only_with("tool_choice", "tools")
-        if req.parallel_tool_calls is not None:
-            _only_with("parallel_tool_calls", "tools")
-    if not req.functions and req.function_call is not None and req.function_call != "none":
-        _only_with("function_call", "functions")
-    for i, tool in enumerate(req.tools or ()):
-        if isinstance(tool, wire.ChatCompletionCustomToolParam):
-            _custom_tools_refused(f"tools[{i}].type", "'function'")
-    choice = req.tool_choice
-    if isinstance(choice, wire.ChatCompletionNamedToolChoiceCustomParam):
-        _custom_tools_refused("tool_choice.type", "'function', 'allowed_tools'")
-    if isinstance(choice, wire.ChatCompletionAllowedToolChoiceParam):
-        for j, allowed in enumerate(choice.allowed_tools.tools):
-            if isinstance(allowed, wire.ChatCompletionNamedToolChoiceCustomParam):
-                _custom_tools_refused(f"tool_choice.allowed_tools.tools[{j}].type", "'function'")
-
-
-def _custom_tools_refused(param: str, supported: str) -> NoReturn:
-    raise InvalidValueError(
-        f"Invalid value: 'custom'. Custom tools are not supported by this server; "
-        f"supported values are: {supported}.",
-        param=param,
-    )
-
-
-def _only_with(name: str, needed: str) -> None:
-    raise InvalidValueError(
-        f"Invalid value for '{name}': '{name}' is only allowed when '{needed}' are specified.",
-        param=name,
-    )
 
 
 def _mentions_json(req: wire.CreateChatCompletionRequest) -> bool:
@@ -267,55 +229,6 @@ def sampling_params(req: wire.CreateChatCompletionRequest) -> SamplingParams:
         logprobs=bool(req.logprobs),
         top_logprobs=req.top_logprobs or 0,
     )
-
-
-def tool_specs(req: wire.CreateChatCompletionRequest) -> tuple[tuple[ToolSpec, ...], str, bool]:
-    """Tools (or legacy functions), the tool choice, and whether calls may run in parallel.
-
-    ``allowed_tools`` narrows the tools to those it lists (in the order of
-    ``tools``) and becomes its ``mode``, "auto" or "required".
-    """
-    functions: Iterable[wire.FunctionDefinition] = (
-        [t.function for t in req.tools if isinstance(t, wire.ChatCompletionFunctionToolParam)]
-        if req.tools
-        else (req.functions or [])
-    )
-    specs = tuple(ToolSpec(f.name, f.description, f.parameters, bool(f.strict)) for f in functions)
-    choice = req.tool_choice if req.tools else req.function_call
-    if choice is None:
-        name = DEFAULT_TOOL_CHOICE_WITH_TOOLS if specs else "none"
-    elif isinstance(choice, str):
-        name = choice
-    elif isinstance(choice, wire.ChatCompletionAllowedToolChoiceParam):
-        allowed = [
-            t.function.name
-            for t in choice.allowed_tools.tools
-            if isinstance(t, wire.ChatCompletionNamedToolChoiceParam)
-        ]
-        for wanted in allowed:
-            _check_named(req, wanted, {s.name for s in specs})
-        specs = tuple(s for s in specs if s.name in allowed)
-        name = choice.allowed_tools.mode
-    elif isinstance(choice, wire.ChatCompletionNamedToolChoiceParam):
-        name = choice.function.name
-    elif isinstance(choice, wire.NamedFunction):
-        name = choice.name
-    else:  # a custom tool, refused by check_request_rules
-        _custom_tools_refused("tool_choice.type", "'function', 'allowed_tools'")
-    if name not in ("none", "auto", "required"):
-        _check_named(req, name, {s.name for s in specs})
-    parallel = req.parallel_tool_calls is not False and req.functions is None
-    return specs, name, parallel
-
-
-def _check_named(req: wire.CreateChatCompletionRequest, name: str, known: set[str]) -> None:
-    if name not in known:
-        param = "tool_choice" if req.tools else "function_call"
-        raise InvalidValueError(
-            f"Invalid value for '{param}': no function named '{name}' was specified in the "
-            f"'{'tools' if req.tools else 'functions'}' parameter.",
-            param=param,
-        )
 
 
 def response_format(req: wire.CreateChatCompletionRequest) -> ResponseFormat:
