@@ -46,6 +46,8 @@ def test_a_schema_that_follows_every_rule_passes() -> None:
         }
     )
     check_strict_schema(nested(10))
+    # keywords are only keywords where a schema has them: these are property names
+    check_strict_schema(strict_object({"not": {"type": "string"}, "if": {"type": "boolean"}}))
 
 
 @pytest.mark.parametrize(
@@ -106,6 +108,20 @@ def test_a_schema_that_follows_every_rule_passes() -> None:
             },
             "In context=('$defs', 'Pet'), 'required' is required to be supplied and to be an "
             "array including every key in properties. Missing 'a', 'b'.",
+        ),
+        (
+            strict_object(
+                {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}
+            ),
+            "In context=('properties', 'tags'), 'uniqueItems' is not permitted.",
+        ),
+        (
+            strict_object({"x": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}),
+            "In context=('properties', 'x'), 'oneOf' is not permitted.",
+        ),
+        (
+            {**strict_object({}), "minProperties": 1},
+            "In context=(), 'minProperties' is not permitted.",
         ),
         (nested(11), "11 levels of nesting exceeds limit of 10."),
         (

@@ -19,6 +19,12 @@ with code ``invalid_function_parameters`` (param
   key in properties. Missing 'zip'.`` The context is the path of keys from the
   root to that object, as a Python tuple. Objects are checked depth first,
   in the order they are written; the first broken rule is the one reported.
+- no keyword that constrained decoding does not enforce (``NOT_PERMITTED``:
+  ``allOf``, ``oneOf``, ``not``, ``if``/``then``/``else``, ``uniqueItems``,
+  ``contains``, ``patternProperties``, ``minProperties``...), anywhere:
+  ``In context=('properties', 'tags'), 'uniqueItems' is not permitted.``
+  So a strict schema's answers always validate; a schema without ``strict``
+  may use them, and they are then not enforced.
 - at most ``MAX_NESTING`` levels of objects (the root is level 1; arrays and
   ``anyOf`` add none; a ``$ref`` is not followed, and a ``$defs`` entry counts
   one level below the object that holds it): ``11 levels of nesting exceeds
@@ -43,6 +49,26 @@ MAX_NESTING = 10
 MAX_PROPERTIES = 5000
 _SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("$defs", "definitions")
+NOT_PERMITTED = (
+    "allOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentRequired",
+    "dependentSchemas",
+    "uniqueItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "unevaluatedItems",
+    "patternProperties",
+    "propertyNames",
+    "unevaluatedProperties",
+    "minProperties",
+    "maxProperties",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +125,10 @@ def check_strict_schema(schema: Mapping[str, Any]) -> None:
         )
     deepest = 0
     n_properties = 0
-    for found in _objects(schema, (), 0):
+    for found in _subschemas(schema, (), 0):
+        _check_keywords(found)
+        if not _is_object(found.schema):
+            continue
         _check_object(found)
         deepest = max(deepest, found.level)
         n_properties += len(found.schema.get("properties") or {})
@@ -107,6 +136,12 @@ def check_strict_schema(schema: Mapping[str, Any]) -> None:
         raise StrictSchemaError(f"{deepest} levels of nesting exceeds limit of {MAX_NESTING}.")
     if n_properties > MAX_PROPERTIES:
         raise StrictSchemaError(f"{n_properties} parameters exceed the limit of {MAX_PROPERTIES}.")
+
+
+def _check_keywords(found: _Object) -> None:
+    for keyword in NOT_PERMITTED:
+        if keyword in found.schema:
+            raise StrictSchemaError(f"In context={found.context!r}, '{keyword}' is not permitted.")
 
 
 def _check_object(found: _Object) -> None:
@@ -136,32 +171,33 @@ def _is_object(schema: Mapping[str, Any]) -> bool:
     )
 
 
-def _objects(schema: Any, context: tuple[str | int, ...], level: int) -> Iterator[_Object]:
-    """Every object schema under ``schema`` (itself included), depth first."""
+def _subschemas(schema: Any, context: tuple[str | int, ...], level: int) -> Iterator[_Object]:
+    """Every schema under ``schema`` (itself included), depth first; ``level`` counts
+    the objects on the way down."""
     if not isinstance(schema, Mapping):
         return
     if _is_object(schema):
         level += 1
-        yield _Object(schema, context, level)
-        if level > MAX_NESTING:
-            return  # too deep already: the nesting error is the answer
+    yield _Object(schema, context, level)
+    if level > MAX_NESTING:
+        return  # too deep already: the nesting error is the answer
     properties = schema.get("properties")
     if isinstance(properties, Mapping):
         for key, sub in properties.items():
-            yield from _objects(sub, (*context, "properties", key), level)
+            yield from _subschemas(sub, (*context, "properties", key), level)
     items = schema.get("items")
     if isinstance(items, Mapping):
-        yield from _objects(items, (*context, "items"), level)
+        yield from _subschemas(items, (*context, "items"), level)
     extra = schema.get("additionalProperties")
     if isinstance(extra, Mapping):
-        yield from _objects(extra, (*context, "additionalProperties"), level)
+        yield from _subschemas(extra, (*context, "additionalProperties"), level)
     for key in _SUBSCHEMA_LISTS:
         subs = schema.get(key)
         if isinstance(subs, list):
             for i, sub in enumerate(subs):
-                yield from _objects(sub, (*context, key, i), level)
+                yield from _subschemas(sub, (*context, key, i), level)
     for key in _SUBSCHEMA_MAPS:
         subs = schema.get(key)
         if isinstance(subs, Mapping):
             for name, sub in subs.items():
-                yield from _objects(sub, (*context, key, name), level)
+                yield from _subschemas(sub, (*context, key, name), level)
