@@ -19,6 +19,7 @@ server's) are put to the default cascade at temperature 0, three ways:
    - *back to back* (a saturation test): each conversation sends its next
      question the moment the previous answer's stream ends, all four starting
      together, so the two cores never rest.
+   Each conversation's client runs in its own process.
 
 Peak RSS is the server process's high-water mark (VmHWM) after all runs.
 
@@ -34,6 +35,7 @@ import base64
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -45,7 +47,7 @@ import tempfile
 import threading
 import time
 import wave
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -227,7 +229,7 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
         if audio is not None and audio.data:
             if first_audio_s is None:
                 first_audio_s = time.perf_counter() - start
-            audio_bytes += len(base64.b64decode(audio.data))
+            audio_bytes += base64_bytes(audio.data)
         if audio is not None and audio.transcript:
             transcript += audio.transcript
     return {
@@ -238,13 +240,19 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
     }
 
 
+def base64_bytes(data: str) -> int:
+    """How many bytes ``data`` decodes to, without decoding it."""
+    return len(data) * 3 // 4 - data[-2:].count("=")
+
+
 def wav_seconds(wav: bytes) -> float:
     with wave.open(io.BytesIO(wav)) as reader:
         return reader.getnframes() / reader.getframerate()
 
 
-def take_turns(client: openai.OpenAI, wavs: list[bytes], start_delay_s: float) -> list[dict]:
+def take_turns(base_url: str, wavs: list[bytes], start_delay_s: float) -> list[dict]:
     """A conversation as a person holds it: say the question, hear the whole answer."""
+    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
     time.sleep(start_delay_s)
     runs = []
     for w in wavs:
@@ -254,6 +262,12 @@ def take_turns(client: openai.OpenAI, wavs: list[bytes], start_delay_s: float) -
         time.sleep(max(0.0, heard_s - run["total_s"]))  # the rest of the answer plays
         time.sleep(wav_seconds(w))  # the next question is spoken
     return runs
+
+
+def back_to_back(base_url: str, wavs: list[bytes]) -> list[dict]:
+    """A conversation that asks again the moment an answer's stream ends."""
+    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    return [stream_once(client, w) for w in wavs]
 
 
 class Server:
@@ -336,18 +350,21 @@ def main() -> None:
             def clips_of(offset: int, salt: int) -> list[bytes]:
                 return [variant(w, salt + offset) for w in wavs[offset:] + wavs[:offset]]
 
-            def conversation(offset: int) -> list[dict[str, Any]]:
-                own = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
-                return take_turns(own, clips_of(offset, 2), starts[offset] / 10)
-
-            def back_to_back(offset: int) -> list[dict[str, Any]]:
-                own = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
-                return [stream_once(own, w) for w in clips_of(offset, 2 + CONCURRENCY)]
-
-            with ThreadPoolExecutor(CONCURRENCY) as pool:
-                concurrent = [r for rs in pool.map(conversation, range(CONCURRENCY)) for r in rs]
+            # One process per conversation: clients in threads of one process would wait
+            # for each other's GIL while streams arrive, and count that as server time.
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(CONCURRENCY, mp_context=spawn) as pool:
+                turns = [
+                    pool.submit(take_turns, server.base_url, clips_of(i, 2), starts[i] / 10)
+                    for i in range(CONCURRENCY)
+                ]
+                concurrent = [r for f in turns for r in f.result()]
                 progress(f"turn-taking: {len(concurrent)} answers")
-                saturated = [r for rs in pool.map(back_to_back, range(CONCURRENCY)) for r in rs]
+                rushes = [
+                    pool.submit(back_to_back, server.base_url, clips_of(i, 2 + CONCURRENCY))
+                    for i in range(CONCURRENCY)
+                ]
+                saturated = [r for f in rushes for r in f.result()]
                 progress(f"back to back: {len(saturated)} answers")
             results["server_peak_rss_mb"] = server.peak_rss_mb()
         finally:

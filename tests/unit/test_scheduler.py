@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+import pytest
+
+from omnivox.engines.cascade import scheduler
 from omnivox.engines.cascade.scheduler import (
     OUTPUT_BYTES_PER_S,
+    RESERVE_S,
     SPEECH_MARGIN_S,
     TEXT_TOKENS_PER_S,
     ComputeSlot,
@@ -117,3 +122,70 @@ def test_two_threads_never_hold_the_slot_at_once() -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert most == 1
+
+
+def test_debug_logging_names_slow_waits_and_every_speech_step(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slot = ComputeSlot()
+    caplog.set_level(logging.DEBUG, logger="omnivox.scheduler")
+    with slot.hold(Pace(), Stage.TEXT):
+        pass  # a text step that did not wait: not worth a line
+    with slot.hold(Pace(), Stage.SPEECH):
+        time.sleep(0.02)
+    first = threading.Event()
+
+    def hold_a_while() -> None:
+        with slot.hold(Pace(), Stage.SPEECH):
+            first.set()
+            time.sleep(0.15)
+
+    holder = threading.Thread(target=hold_a_while)
+    holder.start()
+    first.wait(5)
+    with slot.hold(Pace(), Stage.TEXT):
+        pass
+    holder.join()
+    lines = [r.getMessage() for r in caplog.records if r.name == "omnivox.scheduler"]
+    assert len(lines) == 3  # the text step that did not wait is not among them
+    assert lines[0].startswith("speech step: waited 0.0")
+    assert sum(line.startswith("speech step") for line in lines) == 2
+    assert any(line.startswith("text step: waited 0.1") for line in lines)
+
+
+def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scheduler, "RESERVE_S", 0.5)  # longer than any thread switch here
+    slot = ComputeSlot()
+    urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
+    order: list[str] = []
+    later_asking = threading.Event()
+
+    def later_step() -> None:
+        later_asking.set()
+        with slot.hold(later, Stage.LISTEN):
+            order.append("later")
+
+    with slot.hold(urgent, Stage.TEXT):
+        order.append("urgent 1")
+    thread = threading.Thread(target=later_step)
+    thread.start()  # asks while the urgent conversation is between two steps
+    later_asking.wait(5)
+    with slot.hold(urgent, Stage.TEXT):
+        order.append("urgent 2")
+    thread.join()
+    assert order == ["urgent 1", "urgent 2", "later"]
+
+
+def test_a_reservation_lapses_when_its_conversation_does_not_come_back() -> None:
+    slot = ComputeSlot()
+    with slot.hold(Pace(arrived_s=1.0), Stage.TEXT):
+        pass
+    asked = time.monotonic()
+    with slot.hold(Pace(arrived_s=2.0), Stage.LISTEN):
+        waited = time.monotonic() - asked
+    assert RESERVE_S * 0.5 <= waited < RESERVE_S + 0.5
+    asked = time.monotonic()
+    with slot.hold(Pace(arrived_s=0.5), Stage.LISTEN):  # more urgent: no wait
+        assert time.monotonic() - asked < RESERVE_S

@@ -17,6 +17,19 @@ A conversation's deadline comes from its ``Pace``:
   sound. This is what keeps first audio low with several conversations at once;
 - a text-only answer is paced at ``TEXT_TOKENS_PER_S`` from its arrival.
 
+At DEBUG level (logger ``omnivox.scheduler``) every step that waited longer
+than ``LOG_WAIT_S`` for the slot, and every recognition or synthesis step, is
+logged with its stage, wait, length and how far its deadline was: the first
+thing to read when first audio is slow under load.
+
+Between two steps of one conversation its thread does a little work of its
+own (passing a token on, cutting a unit), and the slot is free for that
+moment. A long step of a less urgent conversation (a ~1 s transcription)
+that asked just then would take the slot and hold it up for its whole
+length, so for ``RESERVE_S`` after a release the slot stays reserved for the
+conversation that released it: it goes to that conversation, or to a more
+urgent one, and to anyone else only once the reservation has lapsed.
+
 Steps are not preempted: a long step (transcribing a long clip) delays the
 others by its length, which ``SPEECH_MARGIN_S`` is sized to absorb.
 
@@ -29,6 +42,7 @@ import contextlib
 import enum
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,10 +52,13 @@ from omnivox.audio import OUTPUT_SAMPLE_RATE
 from omnivox.audio.pcm import S16_BYTES_PER_SAMPLE
 
 T = TypeVar("T")
+log = logging.getLogger("omnivox.scheduler")
 
 SPEECH_MARGIN_S = 1.5
 TEXT_TOKENS_PER_S = 20.0
 CANCEL_POLL_S = 0.05
+LOG_WAIT_S = 0.1
+RESERVE_S = 0.005
 OUTPUT_BYTES_PER_S = OUTPUT_SAMPLE_RATE * S16_BYTES_PER_SAMPLE  # mono
 
 
@@ -79,11 +96,25 @@ class Pace:
         return self.arrived_s + self.text_tokens / TEXT_TOKENS_PER_S
 
 
-class _Waiter:
-    __slots__ = ("granted", "key")
+def _log_step(stage: Stage, asked_s: float, got_s: float, deadline_s: float) -> None:
+    waited_s = got_s - asked_s
+    if stage is Stage.TEXT and waited_s < LOG_WAIT_S:
+        return
+    log.debug(
+        "%s step: waited %.3f s, held %.3f s, deadline %+.3f s from the request",
+        stage.name.lower(),
+        waited_s,
+        time.monotonic() - got_s,
+        deadline_s - asked_s,
+    )
 
-    def __init__(self, key: tuple[float, int, int]) -> None:
+
+class _Waiter:
+    __slots__ = ("granted", "key", "pace")
+
+    def __init__(self, key: tuple[float, int, int], pace: Pace) -> None:
         self.key = key
+        self.pace = pace
         self.granted = threading.Event()
 
     def __lt__(self, other: _Waiter) -> bool:
@@ -98,26 +129,45 @@ class ComputeSlot:
         self._busy = False
         self._waiting: list[_Waiter] = []
         self._order = itertools.count()
+        self._holder: tuple[Pace, tuple[float, int]] | None = None
+        self._reserved: tuple[Pace, tuple[float, int]] | None = None
+        self._reserved_until_s = 0.0
 
     @contextlib.contextmanager
     def hold(
         self, pace: Pace, stage: Stage, cancel: threading.Event | None = None
     ) -> Iterator[bool]:
         """Hold the slot for one step; yields False (without it) once ``cancel`` is set."""
-        granted = self._acquire((pace.deadline_s(), int(stage), next(self._order)), cancel)
+        deadline_s = pace.deadline_s()
+        asked_s = time.monotonic()
+        granted = self._acquire(pace, (deadline_s, int(stage), next(self._order)), cancel)
+        got_s = time.monotonic()
         try:
             yield granted
         finally:
             if granted:
                 self._release()
+                if log.isEnabledFor(logging.DEBUG):
+                    _log_step(stage, asked_s, got_s, deadline_s)
 
-    def _acquire(self, key: tuple[float, int, int], cancel: threading.Event | None) -> bool:
-        with self._lock:
-            if not self._busy and not self._waiting:
-                self._busy = True
-                return True
-            waiter = _Waiter(key)
-            heapq.heappush(self._waiting, waiter)
+    def _acquire(
+        self, pace: Pace, key: tuple[float, int, int], cancel: threading.Event | None
+    ) -> bool:
+        while True:
+            with self._lock:
+                if not self._busy and not self._waiting:
+                    lapse_s = self._reservation_lapse_s(pace, key)
+                    if lapse_s <= 0:
+                        self._busy = True
+                        self._holder = (pace, key[:2])
+                        return True
+                else:
+                    waiter = _Waiter(key, pace)
+                    heapq.heappush(self._waiting, waiter)
+                    break
+            if cancel is not None and cancel.is_set():
+                return False
+            time.sleep(lapse_s)
         while not waiter.granted.wait(CANCEL_POLL_S if cancel is not None else None):
             if cancel is not None and cancel.is_set():
                 with self._lock:
@@ -131,12 +181,26 @@ class ComputeSlot:
             return False
         return True
 
+    def _reservation_lapse_s(self, pace: Pace, key: tuple[float, int, int]) -> float:
+        """How long ``pace`` must leave the free slot to the one that just released it."""
+        if self._reserved is None:
+            return 0.0
+        owner, owner_key = self._reserved
+        left_s = self._reserved_until_s - time.monotonic()
+        if owner is pace or key[:2] < owner_key or left_s <= 0:
+            return 0.0
+        return left_s
+
     def _release(self) -> None:
         with self._lock:
             if self._waiting:
-                heapq.heappop(self._waiting).granted.set()  # the slot passes on, still busy
+                waiter = heapq.heappop(self._waiting)
+                self._holder = (waiter.pace, waiter.key[:2])
+                waiter.granted.set()  # the slot passes on, still busy
             else:
                 self._busy = False
+                self._reserved = self._holder
+                self._reserved_until_s = time.monotonic() + RESERVE_S
 
     def steps(
         self,
