@@ -289,6 +289,18 @@ def test_json_object_answers_parse(tool_client: openai.OpenAI) -> None:
 # -- the 400s -------------------------------------------------------------------------------------------
 
 
+def assert_refused(
+    server: LiveServer, extra: dict[str, Any], code: str | None, param: str, message: str | None
+) -> None:
+    """``extra`` makes a 400 with this code and param (and message, when given)."""
+    response = post(server, ask("hi", **extra))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+    if message is not None:
+        assert error["message"] == message
+
+
 @pytest.mark.parametrize(
     ("extra", "code", "param", "message"),
     [
@@ -390,12 +402,7 @@ def test_invalid_tool_format_and_sampling_values(
     param: str,
     message: str | None,
 ) -> None:
-    response = post(tool_server, ask("hi", **extra))
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
-    if message is not None:
-        assert error["message"] == message
+    assert_refused(tool_server, extra, code, param, message)
 
 
 def test_boundary_values_are_accepted(tool_client: openai.OpenAI) -> None:
@@ -629,9 +636,4 @@ def test_allowed_tools_auto_may_answer_in_words_and_calls_only_allowed_tools(
 def test_invalid_allowed_tools_and_custom_tools_are_400s(
     tool_server: LiveServer, extra: dict[str, Any], code: str, param: str, message: str | None
 ) -> None:
-    response = post(tool_server, ask("hi", **extra))
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
-    if message is not None:
-        assert error["message"] == message
+    assert_refused(tool_server, extra, code, param, message)

@@ -288,8 +288,8 @@ class ChatCompletionFunctionToolParam(WireModel):
 
 
 class ChatCompletionCustomToolParam(WireModel):
-    """A custom tool: parsed loosely only so that ``serving`` can refuse it in words
-    (custom tools are not supported)."""
+    """A custom tool, in ``tools`` or named in ``tool_choice``: parsed loosely only so
+    that ``serving`` can refuse it in words (custom tools are not supported)."""
 
     model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
     type: Literal["custom"]
@@ -312,11 +312,7 @@ class ChatCompletionNamedToolChoiceParam(WireModel):
     function: NamedFunction
 
 
-class ChatCompletionNamedToolChoiceCustomParam(WireModel):
-    """A custom tool named as the choice: parsed loosely only to be refused in words."""
-
-    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
-    type: Literal["custom"]
+ChatCompletionNamedToolChoiceCustomParam = ChatCompletionCustomToolParam
 
 
 if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
