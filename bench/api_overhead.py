@@ -9,10 +9,16 @@ serialisation, and also the loopback I/O and the client's own parsing. That last
 part is measured too, as the client floor: the same client fetching the same
 response bytes (recorded from the server) from a process that only replays them,
 so "overhead beyond the floor" = request p50 - engine p50 - floor p50 is the
-server's share alone. Requests/s for a trivial request come from wrk (16
-connections, 1 thread) when it is installed.
+server's share alone. The server's CPU time per request (all its threads, from
+the kernel's scheduler statistics) less the engine's own CPU time is the CPU
+overhead: the server's work, which the host's load moves far less than wall
+time. The three are timed in alternation, in short rounds, and
+each overhead is the median over the rounds of that round's difference, so that
+the host's load drifting over a run does not land on one side of a difference.
+Requests/s for a trivial request come from wrk (16 connections, 1 thread) when
+it is installed.
 
-    .venv/bin/python bench/api_overhead.py [--requests 400]
+    .venv/bin/python bench/api_overhead.py [--requests 1200] [--rounds 12]
 
 Prints a table and writes bench/api_overhead.json.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -34,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,54 +72,82 @@ wrk.body = '%s'
 """
 
 
+WARM_UP_REQUESTS = 20
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def engine_times_ms(n: int, speak: bool) -> list[float]:
-    engine = FakeEngine(word_delay_s=0.0)
-    request = GenerationRequest(
-        turns=(Turn("user", ("hello there",)),),
-        sampling=SamplingParams(),
-        speech=SpeechOutput("alloy") if speak else None,
-    )
+class EngineTimer:
+    """The engine alone, in this process: the same request, timed end to end."""
 
-    async def once() -> float:
-        start = time.perf_counter()
-        prepared = await engine.prepare(request)
-        async for _ in engine.generate(prepared):
-            pass
-        return (time.perf_counter() - start) * 1000
+    def __init__(self, speak: bool) -> None:
+        self.engine = FakeEngine(word_delay_s=0.0)
+        self.request = GenerationRequest(
+            turns=(Turn("user", ("hello there",)),),
+            sampling=SamplingParams(),
+            speech=SpeechOutput("alloy") if speak else None,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.cpu_s = 0.0
+        self.n_timed = 0
 
-    async def run() -> list[float]:
-        return [await once() for _ in range(n)]
+    def times_ms(self, n: int) -> list[float]:
+        cpu_start_s = time.thread_time()
+        try:
+            return self._times_ms(n)
+        finally:
+            self.cpu_s += time.thread_time() - cpu_start_s
+            self.n_timed += n
 
-    return asyncio.run(run())
+    def _times_ms(self, n: int) -> list[float]:
+        async def once() -> float:
+            start = time.perf_counter()
+            prepared = await self.engine.prepare(self.request)
+            async for _ in self.engine.generate(prepared):
+                pass
+            return (time.perf_counter() - start) * 1000
+
+        async def run() -> list[float]:
+            return [await once() for _ in range(n)]
+
+        return self.loop.run_until_complete(run())
+
+    def close(self) -> None:
+        self.loop.close()
 
 
-def request_times_ms(base_url: str, n: int, body: dict[str, Any]) -> list[float]:
+class Client:
     """Whole requests over one keep-alive connection, read to the last byte.
 
     The client is the standard library's ``http.client``: a few tens of
     microseconds per request, so the difference to the engine's time is
     (almost all) the server's.
     """
-    url = urlsplit(base_url)
-    payload = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    times = []
-    for i in range(n + 20):
-        start = time.perf_counter()
-        connection.request("POST", url.path + "/chat/completions", payload, headers)
-        response = connection.getresponse()
-        response.read()
-        assert response.status == 200
-        if i >= 20:  # warm-up
+
+    def __init__(self, base_url: str, body: dict[str, Any]) -> None:
+        url = urlsplit(base_url)
+        self.path = url.path + "/chat/completions"
+        self.payload = json.dumps(body).encode()
+        self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        self.times_ms(WARM_UP_REQUESTS)
+
+    def times_ms(self, n: int) -> list[float]:
+        headers = {"Content-Type": "application/json"}
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            self.connection.request("POST", self.path, self.payload, headers)
+            response = self.connection.getresponse()
+            response.read()
+            assert response.status == 200
             times.append((time.perf_counter() - start) * 1000)
-    connection.close()
-    return times
+        return times
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def recorded_response(base_url: str, body: dict[str, Any]) -> bytes:
@@ -147,16 +184,81 @@ def _replay(response: bytes, port_queue: Any) -> None:
                 conn.sendall(response)
 
 
-def floor_times_ms(response: bytes, n: int, body: dict[str, Any]) -> list[float]:
-    """The client's time for ``response`` from a process that only replays it."""
+@contextmanager
+def replayer(response: bytes) -> Iterator[str]:
+    """The base URL of a process that answers every request with ``response``."""
     ports: Any = multiprocessing.Queue()
-    replayer = multiprocessing.Process(target=_replay, args=(response, ports), daemon=True)
-    replayer.start()
+    process = multiprocessing.Process(target=_replay, args=(response, ports), daemon=True)
+    process.start()
     try:
-        return request_times_ms(f"http://127.0.0.1:{ports.get(timeout=10)}/v1", n, body)
+        yield f"http://127.0.0.1:{ports.get(timeout=10)}/v1"
     finally:
-        replayer.terminate()
-        replayer.join()
+        process.terminate()
+        process.join()
+
+
+def server_cpu_s() -> float:
+    """CPU time of the ``omnivox serve`` child so far, all its threads, from the scheduler (ns)."""
+    total_ns = 0
+    for pid in _children("omnivox"):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total_ns += int((task / "schedstat").read_text().split()[0])
+    return total_ns / 1e9
+
+
+def _children(name: str) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            comm, fields = text.split("(", 1)[1].rsplit(")", 1)
+            if int(fields.split()[1]) == os.getpid() and comm.startswith(name):
+                found.append(int(stat.parent.name))
+    return found
+
+
+def measure(
+    base_url: str, body: dict[str, Any], speak: bool, n: int, rounds: int
+) -> dict[str, Any]:
+    """Engine, server and floor timed in alternation, ``rounds`` times.
+
+    The host's load drifts over seconds; timing the three side by side in short
+    rounds and taking the median of the rounds' differences keeps that drift
+    out of the overhead.
+    """
+    per_round = max(1, n // rounds)
+    engine = EngineTimer(speak)
+    engine.times_ms(WARM_UP_REQUESTS)
+    pooled: dict[str, list[float]] = {"engine": [], "request": [], "client_floor": []}
+    overheads, beyond = [], []
+    with replayer(recorded_response(base_url, body)) as floor_url:
+        server, floor = Client(base_url, body), Client(floor_url, body)
+        server_cpu = 0.0
+        for _ in range(rounds):
+            e = engine.times_ms(per_round)
+            cpu_start_s = server_cpu_s()
+            r = server.times_ms(per_round)
+            server_cpu += server_cpu_s() - cpu_start_s
+            f = floor.times_ms(per_round)
+            pooled["engine"] += e
+            pooled["request"] += r
+            pooled["client_floor"] += f
+            overhead = statistics.median(r) - statistics.median(e)
+            overheads.append(overhead)
+            beyond.append(overhead - statistics.median(f))
+        server.close()
+        floor.close()
+    engine.close()
+    result: dict[str, Any] = {k: summary(v) for k, v in pooled.items()}
+    result["overhead_p50_ms"] = round(statistics.median(overheads), 3)
+    result["overhead_beyond_floor_p50_ms"] = round(statistics.median(beyond), 3)
+    result["overhead_p50_ms_by_round"] = [round(o, 3) for o in overheads]
+    engine_cpu_ms = 1000 * engine.cpu_s / engine.n_timed
+    result["engine_cpu_ms"] = round(engine_cpu_ms, 3)
+    result["server_cpu_ms"] = round(1000 * server_cpu / (per_round * rounds), 3)
+    result["server_cpu_beyond_engine_ms"] = round(result["server_cpu_ms"] - engine_cpu_ms, 3)
+    return result
 
 
 def wrk_requests_per_s(base_url: str, duration_s: int = 10) -> float | None:
@@ -195,11 +297,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--requests", type=int, default=1200, help="per kind of request")
+    parser.add_argument("--rounds", type=int, default=12, help="engine/server/floor alternations")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "requests": args.requests,
+        "rounds": args.rounds,
     }
     with (
         tempfile.TemporaryDirectory() as data_dir,
@@ -208,22 +312,22 @@ def main() -> None:
         ) as base_url,
     ):
         for name, body, speak in (("text", TEXT_BODY, False), ("audio_stream", AUDIO_BODY, True)):
-            engine = summary(engine_times_ms(args.requests, speak))
-            request = summary(request_times_ms(base_url, args.requests, body))
-            floor = summary(floor_times_ms(recorded_response(base_url, body), args.requests, body))
-            overhead_ms = request["p50_ms"] - engine["p50_ms"]
-            results[name] = {
-                "engine": engine,
-                "request": request,
-                "client_floor": floor,
-                "overhead_p50_ms": round(overhead_ms, 3),
-                "overhead_beyond_floor_p50_ms": round(overhead_ms - floor["p50_ms"], 3),
-            }
+            results[name] = measure(base_url, body, speak, args.requests, args.rounds)
         results["trivial_requests_per_s"] = wrk_requests_per_s(base_url)
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {results['machine']}")
-    columns = ("engine p50", "request p50", "p95", "p99", "floor p50", "overhead", "beyond floor")
+    columns = (
+        "engine p50",
+        "request p50",
+        "p95",
+        "p99",
+        "floor p50",
+        "overhead",
+        "beyond floor",
+        "server CPU",
+        "CPU overhead",
+    )
     print(f"{'request':<14}" + "".join(f"{c:>14}" for c in columns))
     for name in ("text", "audio_stream"):
         r = results[name]
@@ -235,6 +339,8 @@ def main() -> None:
             r["client_floor"]["p50_ms"],
             r["overhead_p50_ms"],
             r["overhead_beyond_floor_p50_ms"],
+            r["server_cpu_ms"],
+            r["server_cpu_beyond_engine_ms"],
         )
         print(f"{name:<14}" + "".join(f"{v:>12.2f}ms" for v in values))
     print(f"trivial requests/s (wrk, 16 connections): {results['trivial_requests_per_s']}")

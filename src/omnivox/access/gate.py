@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -289,11 +290,13 @@ class KeyedAdmission:
         )
         prices = self.access.config.prices[self.model_cls]
         cost_usd = 0.0 if outcome == "failed" else prices.cost_usd(*tokens)
-        corrected, recorded = await asyncio.gather(
-            self._correct(sum(tokens) - self.charged_tokens),
-            self._record(outcome, run.completion_id, tokens, cost_usd),
-            return_exceptions=True,
-        )
+        record = self._record(outcome, run.completion_id, tokens, cost_usd)
+        if self.limits is None:  # nothing to correct: no task pair for the row alone
+            corrected, recorded = None, await _outcome_of(record)
+        else:
+            corrected, recorded = await asyncio.gather(
+                self._correct(sum(tokens) - self.charged_tokens), record, return_exceptions=True
+            )
         if isinstance(corrected, BaseException):
             log.warning("could not correct the token charge of %s: %s", self.request_id, corrected)
         if isinstance(recorded, BaseException):
@@ -331,3 +334,12 @@ class KeyedAdmission:
             cost_usd=cost_usd,
         )
         await self.access.ledger.record(entry)
+
+
+async def _outcome_of(awaitable: Awaitable[None]) -> BaseException | None:
+    """What ``gather(..., return_exceptions=True)`` gives for one awaitable, without a task."""
+    try:
+        await awaitable
+    except Exception as exc:
+        return exc
+    return None

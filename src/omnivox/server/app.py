@@ -4,15 +4,25 @@
 error shape for every failure (invalid JSON, validation, unknown routes,
 internal errors), and the headers middleware. HTTP only: requests are parsed
 into protocol models and handed to ``serving``; nothing here knows about models
-or audio. ``access`` (keys, rate limits, the usage ledger) is asked in the
-order its docstring gives; without one every request is served unmetered.
+or audio.
+
+``POST /v1/chat/completions`` is the one route on the hot path: it is answered
+by a thin ASGI dispatcher in front of FastAPI (the headers middleware around the
+handler, nothing else): FastAPI's and Starlette's own layers (error and
+exception middlewares, body limit, exit stack, routing) would only add work
+that this route does not need to every request. The handler raises only ``OmnivoxError``
+for the client; the headers middleware turns it, or anything unexpected, into
+OpenAI's error shape, as FastAPI's handlers do for every other route.
+
+``access`` (keys, rate limits, the usage ledger) is asked in the order its
+docstring gives; without one every request is served unmetered.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnivox import ids
 from omnivox.access.gate import AccessControl, OpenAccess
@@ -49,6 +60,7 @@ INVALID_JSON_MESSAGE = (
 )
 KNOWN_PARAMETERS = frozenset(CreateChatCompletionRequest.model_fields)
 SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
+CHAT_PATH = "/v1/chat/completions"
 
 
 def json_response(body: str, status: int = 200) -> Response:
@@ -68,7 +80,7 @@ def create_app(
     *,
     access: AccessControl | None = None,
     start_engine: bool = True,
-) -> FastAPI:
+) -> OmnivoxApp:
     """The app; with ``start_engine`` its lifespan loads the engine's models first."""
     gate: AccessControl = access if access is not None else OpenAccess()
     catalog = ModelCatalog(settings.model_id, settings.model_snapshot_date, settings.openai_aliases)
@@ -132,12 +144,6 @@ def create_app(
         response.headers.update(admission.headers)
         return response
 
-    # A plain Starlette route: the handler reads and validates the body itself, so
-    # FastAPI's dependency solving would only add work to the hottest path.
-    app.router.add_route(
-        "/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=False
-    )
-
     @app.get("/v1/usage")
     async def usage(request: Request, since: str | None = None) -> Response:
         caller = gate.authenticate(request.headers.get("authorization"))
@@ -169,7 +175,31 @@ def create_app(
         return json_response(json.dumps(body), status)
 
     app.add_middleware(OpenAIHeadersMiddleware, max_body_bytes=settings.max_body_bytes)
-    return app
+    return OmnivoxApp(app, chat_completions, settings.max_body_bytes)
+
+
+class OmnivoxApp:
+    """``POST /v1/chat/completions`` straight to its handler; everything else to FastAPI."""
+
+    def __init__(
+        self,
+        api: FastAPI,
+        chat: Callable[[Request], Awaitable[Response]],
+        max_body_bytes: int,
+    ) -> None:
+        self.api = api
+        self._chat = chat
+        self._chat_app: ASGIApp = OpenAIHeadersMiddleware(self._serve_chat, max_body_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
+            await self._chat_app(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _serve_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._chat(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompletionRequest:
