@@ -72,6 +72,7 @@ from omnivox.engines.cascade.engine import CascadeEngine  # noqa: E402
 from omnivox.engines.cascade.generator import TokenPiece  # noqa: E402
 from omnivox.engines.cascade.segmenter import SpeechSegmenter  # noqa: E402
 from omnivox.engines.cascade.speaker import UnitSpeaker  # noqa: E402
+from omnivox.heap import tune_malloc  # noqa: E402
 from omnivox.settings import Settings  # noqa: E402
 
 QUESTIONS = (
@@ -317,6 +318,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    tune_malloc()  # the server's allocator settings, so components are timed alike
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 from omnivox import __version__
 from omnivox.errors import ModelUnavailableError, OmnivoxError
+from omnivox.heap import tune_malloc
 from omnivox.settings import Settings
 
 DESCRIPTION = """\
@@ -237,27 +237,6 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
-MALLOC_ARENAS = 2
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def _cap_malloc_arenas() -> None:
-    """Keep glibc from giving each model thread its own heap.
-
-    Recognition, chat and synthesis threads each allocate large numpy buffers;
-    with glibc's default of up to 8 arenas per core the freed memory of one
-    thread is not reused by another and the server's RSS grows with every
-    concurrent conversation. Two arenas hold it flat at no measurable speed cost.
-    """
-    if sys.platform != "linux":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):
-        return
-
-
 def _fast_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed (it comes with uvicorn[standard])."""
     try:
@@ -278,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "serve":
-        _cap_malloc_arenas()
+        tune_malloc()
         with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
             return runner.run(_serve(settings))
     from omnivox.access import admin
