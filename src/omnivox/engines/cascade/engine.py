@@ -69,6 +69,7 @@ from omnivox.errors import (
     ModelUnavailableError,
     ServerError,
 )
+from omnivox.heap import release_free_memory
 
 if TYPE_CHECKING:
     from omnivox.settings import Settings
@@ -237,6 +238,7 @@ class CascadeEngine:
                 if isinstance(part, AudioClip) and self.transcripts.cached(part) is None:
                     with self.slot.hold(pace, Stage.LISTEN):
                         self.transcripts.transcript(part)
+                    release_free_memory()
 
     # -- generate -----------------------------------------------------------------
 
@@ -335,6 +337,7 @@ def _speech_work(
         for pcm in slot.steps(speaker.speak(unit, cancel), pace, Stage.SPEECH, cancel):
             pace.spoke(len(pcm))
             yield AudioDelta(pcm)
+        release_free_memory()
 
 
 @contextlib.contextmanager
