@@ -229,8 +229,15 @@ async def _serve(settings: Settings) -> int:
         return 1
     store = SqliteAudioStore(settings.data_dir / "audio.sqlite3")
     app = create_app(settings, engine, store, access=access, start_engine=False)
+    # No access log and no X-Forwarded-* rewriting: omnivox meters callers by key, never
+    # by address, so neither would change an answer; both would cost every request.
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        proxy_headers=False,
     )
     log.info("serving on http://%s:%d/v1", settings.host, settings.port)
     await uvicorn.Server(config).serve()

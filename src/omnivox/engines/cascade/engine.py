@@ -238,7 +238,6 @@ class CascadeEngine:
                 if isinstance(part, AudioClip) and self.transcripts.cached(part) is None:
                     with self.slot.hold(pace, Stage.LISTEN):
                         self.transcripts.transcript(part)
-                    release_free_memory()
 
     # -- generate -----------------------------------------------------------------
 
@@ -260,12 +259,17 @@ class CascadeEngine:
             lambda cancel: self._text_work(prepared, payload, units, pace, cancel), name="llm"
         )
         end: GenerationEnd | None = None
-        async with contextlib.aclosing(bridge.items()) as items:
-            async for item in items:
-                if isinstance(item, GenerationEnd):
-                    end = item
-                else:
-                    yield item
+        try:
+            async with contextlib.aclosing(bridge.items()) as items:
+                async for item in items:
+                    if isinstance(item, GenerationEnd):
+                        end = item
+                    else:
+                        yield item
+        finally:
+            # Whatever the answer freed goes back to the system, so fragments do not
+            # pile up conversation after conversation.
+            release_free_memory()
         if end is None:
             raise ServerError()
         yield Finished(end.reason, end.n_tokens)
@@ -337,6 +341,8 @@ def _speech_work(
         for pcm in slot.steps(speaker.speak(unit, cancel), pace, Stage.SPEECH, cancel):
             pace.spoke(len(pcm))
             yield AudioDelta(pcm)
+        # The unit's audio has left: hand back what its synthesis (and, after the first
+        # unit, the recognition before it) freed, off the path to the first sound.
         release_free_memory()
 
 
