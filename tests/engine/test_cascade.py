@@ -286,3 +286,21 @@ async def test_a_hard_clip_is_heard_without_a_repetition_loop(
     assert "beach" in text.lower()
     assert len(words) <= 16, text
     assert max(words.count(w) for w in set(words)) <= 2, text
+
+
+async def test_an_answer_hands_back_its_freed_memory(
+    cascade: CascadeEngine, spoken: Spoken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released_s: list[float] = []
+    monkeypatch.setattr(
+        "omnivox.engines.cascade.engine.release_free_memory",
+        lambda: released_s.append(time.perf_counter()),
+    )
+    prepared = await cascade.prepare(ask(spoken(CATS)))
+    audio_s = []
+    async for event in cascade.generate(prepared):
+        if isinstance(event, AudioDelta):
+            audio_s.append(time.perf_counter())
+    # after every spoken unit (several sentences: several units) and once at the end
+    assert audio_s and len(released_s) >= 3
+    assert max(released_s) >= max(audio_s)

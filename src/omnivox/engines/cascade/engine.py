@@ -238,6 +238,7 @@ class CascadeEngine:
                 if isinstance(part, AudioClip) and self.transcripts.cached(part) is None:
                     with self.slot.hold(pace, Stage.LISTEN):
                         self.transcripts.transcript(part)
+                    release_free_memory()  # the pass's buffers: the largest the server frees
 
     # -- generate -----------------------------------------------------------------
 
@@ -341,9 +342,7 @@ def _speech_work(
         for pcm in slot.steps(speaker.speak(unit, cancel), pace, Stage.SPEECH, cancel):
             pace.spoke(len(pcm))
             yield AudioDelta(pcm)
-        # The unit's audio has left: hand back what its synthesis (and, after the first
-        # unit, the recognition before it) freed, off the path to the first sound.
-        release_free_memory()
+        release_free_memory()  # the unit's audio has left: what its synthesis freed
 
 
 @contextlib.contextmanager
