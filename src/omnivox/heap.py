@@ -8,14 +8,15 @@ near what is live:
   (``M_ARENA_MAX``; left alone when ``MALLOC_ARENA_MAX`` is set). With glibc's
   default of up to 8 arenas per core the memory one thread frees is not reused
   by another, and the resident set grows with every concurrent conversation.
-- ``release_free_memory`` after each recognition pass, after each synthesized
-  unit has left and at the end of each answer: ``malloc_trim(0)`` hands the
+- ``release_free_memory`` after each recognition pass and after each
+  synthesized unit has left, in the model threads (never on the event loop: a
+  release after a large free can take milliseconds): ``malloc_trim(0)`` hands the
   free pages inside the heaps back to the system, so the fragments that
   recognition and synthesis leave do not add up, conversation after
   conversation, into the high-water mark. On the cascade benchmark the peak
-  fell from 1.30-1.33 GB to 1.12 GB; with the release after each unit and
-  answer only (not after recognition) it was 1.22 GB. Each release costs about
-  a millisecond, and the next step faults its pages in again (a recognition
+  fell from 1.30-1.33 GB to 1.12 GB; with the release after each unit only
+  (not after recognition) it was 1.22 GB. Each release takes a millisecond
+  or a few, and the next step faults its pages in again (a recognition
   pass after a release: ~13 % more page faults, a few percent more time). A
   lower fixed ``M_MMAP_THRESHOLD`` would return large blocks too, but the
   recogniser then maps and unmaps its per-step buffers every step: at 1 MiB a

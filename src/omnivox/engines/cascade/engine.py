@@ -260,17 +260,12 @@ class CascadeEngine:
             lambda cancel: self._text_work(prepared, payload, units, pace, cancel), name="llm"
         )
         end: GenerationEnd | None = None
-        try:
-            async with contextlib.aclosing(bridge.items()) as items:
-                async for item in items:
-                    if isinstance(item, GenerationEnd):
-                        end = item
-                    else:
-                        yield item
-        finally:
-            # Whatever the answer freed goes back to the system, so fragments do not
-            # pile up conversation after conversation.
-            release_free_memory()
+        async with contextlib.aclosing(bridge.items()) as items:
+            async for item in items:
+                if isinstance(item, GenerationEnd):
+                    end = item
+                else:
+                    yield item
         if end is None:
             raise ServerError()
         yield Finished(end.reason, end.n_tokens)
