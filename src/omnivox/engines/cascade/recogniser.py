@@ -14,7 +14,8 @@ speech (plus ``TOKEN_ALLOWANCE``), and no retries at higher temperatures.
 Whisper's defaults (greedy, then up to five sampled retries of up to 448 tokens
 each) turned one 2.8 s question into a repetition loop and 12 s of decoding
 while every other conversation waited; the beam of 3 hears it right in ~1.1 s,
-the same time for any run.
+the same time for any run. Greedy decoding (a beam of 1) is only 5-20 % faster
+over the benchmark's 12 questions but mishears 4 of them, one as a loop.
 
 Each pass encodes Whisper's full 30 s window (~0.7 s on 2 cores, whatever the
 clip's length). Windows cut to the clip are 3 to 10 times faster to encode,
