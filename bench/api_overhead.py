@@ -200,7 +200,9 @@ def replayer(response: bytes) -> Iterator[str]:
 def server_cpu_s() -> float:
     """CPU time of the ``omnivox serve`` child so far, all its threads, from the scheduler (ns)."""
     total_ns = 0
-    for pid in _children("omnivox"):
+    pids = _children("omnivox")
+    assert pids, "the omnivox serve process was not found among this process's children"
+    for pid in pids:
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 total_ns += int((task / "schedstat").read_text().split()[0])

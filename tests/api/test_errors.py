@@ -162,6 +162,13 @@ def test_unknown_route_is_unknown_url(fake_server) -> None:
     assert_error(httpx.get(fake_server.base_url + "/chat/completions"), 404, "unknown_url", None)
 
 
+def test_a_trailing_slash_is_redirected_to_the_route(fake_server) -> None:
+    response = httpx.post(fake_server.base_url + "/chat/completions/", json={})
+    assert response.status_code == 307
+    assert response.headers["location"].endswith("/v1/chat/completions")
+    assert response.headers["x-request-id"].startswith("req_")
+
+
 def test_unknown_voice(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(

@@ -296,7 +296,15 @@ async def test_an_answer_hands_back_its_freed_memory(
         "omnivox.engines.cascade.engine.release_free_memory",
         lambda: released_s.append(time.perf_counter()),
     )
-    prepared = await cascade.prepare(ask(spoken(CATS)))
+    heard = spoken(CATS)
+    # the same words with a few samples of silence more: a clip no earlier test transcribed
+    clip = AudioClip(
+        np.concatenate([heard.samples, np.zeros(160, np.float32)]),
+        heard.sample_rate,
+        heard.sha256 + "-padded",
+    )
+    assert cascade.transcripts.cached(clip) is None
+    prepared = await cascade.prepare(ask(clip))
     audio_s = []
     async for event in cascade.generate(prepared):
         if isinstance(event, AudioDelta):

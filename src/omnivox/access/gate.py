@@ -337,7 +337,8 @@ class KeyedAdmission:
 
 
 async def _outcome_of(awaitable: Awaitable[None]) -> BaseException | None:
-    """What ``gather(..., return_exceptions=True)`` gives for one awaitable, without a task."""
+    """The ``Exception`` ``awaitable`` raised, or None, without a task; a cancellation
+    still propagates (as it should: the request itself is being cancelled)."""
     try:
         await awaitable
     except Exception as exc:

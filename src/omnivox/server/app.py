@@ -12,7 +12,11 @@ handler, nothing else): FastAPI's and Starlette's own layers (error and
 exception middlewares, body limit, exit stack, routing) would only add work
 that this route does not need to every request. The handler raises only ``OmnivoxError``
 for the client; the headers middleware turns it, or anything unexpected, into
-OpenAI's error shape, as FastAPI's handlers do for every other route.
+OpenAI's error shape, as FastAPI's handlers do for every other route. The
+same handler stays registered in FastAPI too, so a path the dispatcher does not
+match exactly (a trailing slash, which FastAPI redirects; an app mounted under
+a prefix) is still answered, through the longer way. ``create_app`` therefore
+returns the dispatcher; the FastAPI app is its ``api``.
 
 ``access`` (keys, rate limits, the usage ledger) is asked in the order its
 docstring gives; without one every request is served unmetered.
@@ -174,6 +178,7 @@ def create_app(
         }
         return json_response(json.dumps(body), status)
 
+    app.router.add_route(CHAT_PATH, chat_completions, methods=["POST"], include_in_schema=False)
     app.add_middleware(OpenAIHeadersMiddleware, max_body_bytes=settings.max_body_bytes)
     return OmnivoxApp(app, chat_completions, settings.max_body_bytes)
 
