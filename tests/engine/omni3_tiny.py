@@ -24,6 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.engine.omni_tiny import save_feature_extractor, save_tokenizer
+
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -80,7 +82,10 @@ def build_tiny_qwen3_omni(folder: Path, *, seed: int = 0) -> Path:
     from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = save_tokenizer(folder)
+    tokenizer = save_tokenizer(
+        folder, SPECIAL_TOKENS, CORPUS, VOCAB_SIZE - 16, whole_words=ROLE_TOKENS
+    )
+    assert len(tokenizer) <= VOCAB_SIZE, len(tokenizer)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS + ROLE_TOKENS}
     for role in ROLE_TOKENS:  # sanity: one token each
         assert tokenizer.encode(role, add_special_tokens=False) == [ids[role]], role
@@ -92,43 +97,6 @@ def build_tiny_qwen3_omni(folder: Path, *, seed: int = 0) -> Path:
     discourage_end_of_speech(model)
     model.save_pretrained(folder)
     return folder
-
-
-def save_tokenizer(folder: Path) -> Any:
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - 16,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(CORPUS, trainer)
-    # Role words as whole added tokens (not special, so decode() keeps them).
-    bpe.add_tokens(
-        [AddedToken(r, single_word=False, normalized=False, special=False) for r in ROLE_TOKENS]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
-    )
-    assert len(tokenizer) <= VOCAB_SIZE, len(tokenizer)
-    tokenizer.save_pretrained(folder)
-    return tokenizer
-
-
-def save_feature_extractor(folder: Path) -> None:
-    from transformers import WhisperFeatureExtractor
-
-    WhisperFeatureExtractor(
-        feature_size=128, sampling_rate=16_000, hop_length=160, chunk_length=30, n_fft=400
-    ).save_pretrained(folder)
 
 
 def config_dict(ids: dict[str, int]) -> dict[str, Any]:

@@ -80,25 +80,34 @@ def build_tiny_omni(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def save_tokenizer(folder: Path):  # -> PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def save_tokenizer(
+    folder: Path,
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS,
+    corpus: tuple[str, ...] = CORPUS,
+    trained_vocab_size: int = VOCAB_SIZE - 8,
+    whole_words: tuple[str, ...] = (),
+):  # -> PreTrainedTokenizerFast
+    """A byte-level BPE trained on ``corpus``; ``whole_words`` are added as single tokens."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - 8,
-        special_tokens=list(SPECIAL_TOKENS),
+        vocab_size=trained_vocab_size,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(CORPUS, trainer)
+    bpe.train_from_iterator(corpus, trainer)
+    if whole_words:  # not special, so decode() keeps them
+        bpe.add_tokens([AddedToken(w, normalized=False, special=False) for w in whole_words])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        additional_special_tokens=list(special_tokens[1:]),
     )
     tokenizer.save_pretrained(folder)
     return tokenizer
