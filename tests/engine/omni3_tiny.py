@@ -94,6 +94,7 @@ def build_tiny_qwen3_omni(folder: Path, *, seed: int = 0) -> Path:
     config = Qwen3OmniMoeConfig(**config_dict(ids))
     torch.manual_seed(seed)
     model = Qwen3OmniMoeForConditionalGeneration(config)
+    initialise_experts(model, config.talker_config.text_config.initializer_range)
     discourage_end_of_speech(model)
     model.save_pretrained(folder)
     return folder
@@ -241,6 +242,20 @@ def config_dict(ids: dict[str, int]) -> dict[str, Any]:
         "user_token_id": ids["user"],
         "assistant_token_id": ids["assistant"],
     }
+
+
+def initialise_experts(model: Any, std: float) -> None:
+    """transformers (5.23) leaves the talker's fused expert weights as ``torch.empty``
+    (whatever was in memory: sometimes huge, sometimes NaN): draw them like the rest."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__.endswith("TextExperts"):
+                for param in module.parameters():
+                    param.normal_(0.0, std)
+    for name, param in model.named_parameters():
+        assert bool(torch.isfinite(param).all()) and float(param.abs().max()) < 100, name
 
 
 def discourage_end_of_speech(model: Any) -> None:

@@ -321,6 +321,15 @@ def test_every_openai_voice_speaks_with_a_qwen_speaker() -> None:
     assert speakers.speaker_for("nova", ["Chelsie", "Ethan"]) == "Chelsie"
     assert speakers.speaker_for("onyx", ["Chelsie", "Ethan"]) == "Ethan"
     assert speakers.speaker_for("onyx", ["Zoe", "Adam"]) == "Adam"  # another checkpoint's
+    # Qwen3-Omni's third speaker takes the warmer male voices; Qwen2.5 has Ethan for them
+    assert speakers.speaker_for("cedar", ["Aiden", "Chelsie", "Ethan"]) == "Aiden"
+    assert speakers.speaker_for("cedar", ["Chelsie", "Ethan"]) == "Ethan"
+    qwen3 = speakers.voice_table(["Aiden", "Chelsie", "Ethan"])
+    assert {qwen3[v] for v in ("alloy", "onyx", "verse")} == {
+        "speaker Chelsie (female)",
+        "speaker Ethan (male)",
+        "speaker Aiden (male, relaxed)",
+    }
 
 
 # -- start-up ---------------------------------------------------------------------
@@ -447,15 +456,14 @@ def _greedy_steps(networks: Any, prompt: Any, n_text: int, n_codes: int) -> tupl
         return code
 
     speaker = networks.model.speaker_map["Chelsie"]
-    cache, length, logits = networks.prefill_talker(
-        prefill.talker_context, speaker["bos_token"], reply[0]
-    )
+    started = networks.prefill_talker(prefill.talker_context, speaker["bos_token"], reply[0])
     talker = networks.new_talker_batch()
-    talker.add(1, cache, length)
-    codes = [pick(logits)]
+    talker.add(1, started.cache, started.length)
+    codes = [pick(started.logits)]
     while len(codes) < n_codes:
         part = reply[min(len(codes), len(reply) - 1)]
-        codes.append(pick(networks.talker_step(talker, torch.tensor([codes[-1]]), part[None])[0]))
+        logits, _ = networks.talker_step(talker, torch.tensor([[codes[-1]]]), part[None])
+        codes.append(pick(logits[0]))
     return tokens, codes
 
 

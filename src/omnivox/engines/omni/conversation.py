@@ -62,9 +62,9 @@ class Sink:
 @dataclass(frozen=True, slots=True)
 class SpeechRequest:
     speaker: str
-    speaker_bos: int
+    speaker_bos: int  # the id that starts this speaker's speech (Qwen2.5: text; Qwen3: codec)
     sampler: CodeSampler
-    generator: Any  # torch.Generator of the DiT's noise
+    generator: Any  # torch.Generator of the DiT's noise (Qwen2.5-Omni)
 
 
 @dataclass(eq=False)
@@ -91,10 +91,10 @@ class Conversation:
     talker_context: Any = None
     talker_started: bool = False
     talker_done: bool = False
-    last_code: int = -1
-    n_codes: int = 0
+    last_frame: list[int] = field(default_factory=list)  # the talker's last frame of codes
+    n_codes: int = 0  # frames spoken (one code each for Qwen2.5, 16 for Qwen3)
     max_codes: int | None = None
-    stream: Any = None  # SpeechStream, once the talker started
+    stream: Any = None  # SpeechStream or FrameStream, once the talker started
     _released: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -1,4 +1,4 @@
-"""The omni engine: Qwen2.5-Omni hears the conversation and answers in text and speech.
+"""The omni engine: Qwen2.5-Omni or Qwen3-Omni hears the conversation and answers in speech.
 
 ``prepare`` builds the ChatML prompt with the audio in place (``prompt``) and
 turns it into token ids and Whisper features on a worker thread
@@ -7,7 +7,7 @@ every conversation (``scheduler``, ``vocoder``) and relays what they report:
 
     model thread: thinker prefill, batched thinker steps ── TextDelta ───────┐
         └─ batched talker steps ── speech codes ─> vocoder thread:           ├─> events
-               DiT windows + BigVGAN, batched across conversations ── AudioDelta ┘
+               windows of codes to waveform, batched across conversations ── AudioDelta ┘
 
 Text deltas leave as the thinker writes them; audio leaves chunk by chunk as
 the talker's codes become waveform; ``Finished`` comes last, once both are
@@ -16,8 +16,12 @@ conversation's cancel event: the model thread drops its rows before its next
 step and the vocoder before its next chunk, freeing the slot at once
 (``active_conversations`` counts the conversations either thread still holds).
 
-Only Qwen2.5-Omni checkpoints are served (see ``loading``); OpenAI voices map to
-its speakers as ``speakers`` documents. This module wires the parts; it knows
+The checkpoint's family (see ``loading``) picks the parts: Qwen2.5-Omni runs
+``networks.Networks`` and token2wav's DiT and BigVGAN (``streaming``,
+``vocoder``); Qwen3-Omni runs ``networks_qwen3.Qwen3Networks`` (talker and code
+predictor) and Code2Wav (``code2wav``); the scheduler, the conversations, the
+API and the threads are the same. OpenAI voices map to the checkpoint's
+speakers as ``speakers`` documents. This module wires the parts; it knows
 nothing of HTTP.
 """
 
@@ -33,6 +37,7 @@ from omnivox.engines.base import Capability, GenerationRequest, PreparedGenerati
 from omnivox.engines.cascade.stops import StopScanner
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
 from omnivox.engines.omni import speakers
+from omnivox.engines.omni.code2wav import FramePlan
 from omnivox.engines.omni.conversation import (
     Conversation,
     Failure,
@@ -41,11 +46,11 @@ from omnivox.engines.omni.conversation import (
     SpeechRequest,
     TextEnd,
 )
-from omnivox.engines.omni.encoding import EncodedPrompt, PromptEncoder
+from omnivox.engines.omni.encoding import QWEN2_5_AUDIO, EncodedPrompt, PromptEncoder, qwen3_audio
 from omnivox.engines.omni.loading import Checkpoint, load_checkpoint
-from omnivox.engines.omni.prompt import build_prompt
+from omnivox.engines.omni.prompt import QWEN_SYSTEM_PROMPT, build_prompt
 from omnivox.engines.omni.sampling import CodeSampler, Detokenizer, TextSampler, make_generator
-from omnivox.engines.omni.scheduler import Scheduler, SpeechLimits
+from omnivox.engines.omni.scheduler import QWEN2_5_LIMITS, QWEN3_LIMITS, Scheduler, SpeechLimits
 from omnivox.engines.omni.streaming import ChunkPlan
 from omnivox.errors import ContextLengthExceededError, ServerError
 from omnivox.settings import Settings
@@ -64,18 +69,24 @@ class OmniEngine:
         settings: Settings,
         *,
         plan: ChunkPlan | None = None,
+        frame_plan: FramePlan | None = None,
         limits: SpeechLimits | None = None,
         forced_lengths: tuple[int, int] | None = None,
         loader: Callable[[Settings], Checkpoint] | None = None,
     ) -> None:
         """``forced_lengths`` (benchmarks only): every answer has exactly this many
-        (text tokens, speech codes), ends of text and speech suppressed. ``loader``
+        (text tokens, speech frames), ends of text and speech suppressed. ``plan`` is
+        Qwen2.5-Omni's chunking, ``frame_plan`` Qwen3-Omni's; ``limits`` (speech length)
+        defaults to the family's. ``loader``
         replaces loading ``settings.model`` from disk or the hub (benchmarks build a
         randomly initialised full-size model in memory)."""
         self.settings = settings
         self.context_window_tokens = DEFAULT_CONTEXT_TOKENS
         self.plan = plan or ChunkPlan()
-        self.limits = limits or SpeechLimits()
+        self.frame_plan = frame_plan or FramePlan()
+        self._limits = limits
+        self.limits = limits or QWEN2_5_LIMITS
+        self._system_prompt: str | None = QWEN_SYSTEM_PROMPT
         self.forced_lengths = forced_lengths
         self._loader = loader or _load_from_settings
         self.checkpoint: Checkpoint | None = None
@@ -96,10 +107,6 @@ class OmniEngine:
     def _load(self) -> None:
         import torch
 
-        from omnivox.engines.omni.networks import Networks
-        from omnivox.engines.omni.streaming import Token2Wave
-        from omnivox.engines.omni.vocoder import Vocoder
-
         checkpoint = self._loader(self.settings)
         # torch's thread count is per thread: the two worker threads set their own.
         cpu_threads = self.settings.threads if checkpoint.device.type == "cpu" else None
@@ -107,18 +114,41 @@ class OmniEngine:
         text_config = model.config.thinker_config.text_config
         self.context_window_tokens = int(text_config.max_position_embeddings)
         self._eos_ids = _end_token_ids(model, tokenizer)
-        networks = Networks(model, checkpoint.device, checkpoint.dtype)
-        t2w = Token2Wave(model.token2wav, model.speaker_map, checkpoint.device)
-        self._vocoder = Vocoder(t2w, self.plan)
+        if checkpoint.family == "qwen3":
+            networks, self._vocoder, layout = self._qwen3_parts(checkpoint)
+            self.limits = self._limits or QWEN3_LIMITS
+            self._system_prompt = None
+        else:
+            networks, self._vocoder, layout = self._qwen2_5_parts(checkpoint)
         self._scheduler = Scheduler(
             networks, self._vocoder, self._eos_ids, self.limits, _token_text(tokenizer)
         )
-        self._encoder = PromptEncoder(tokenizer, checkpoint.feature_extractor)
+        self._encoder = PromptEncoder(tokenizer, checkpoint.feature_extractor, layout)
         self.checkpoint = checkpoint
         if checkpoint.device.type == "cuda":
-            torch.cuda.synchronize()  # the speakers' conditions are read on the vocoder's stream
+            torch.cuda.synchronize()  # what was computed at load is read on the vocoder's stream
         self._vocoder.start(cpu_threads)
         self._scheduler.start(cpu_threads)
+
+    def _qwen2_5_parts(self, checkpoint: Checkpoint) -> tuple[Any, Any, Any]:
+        from omnivox.engines.omni.networks import Networks
+        from omnivox.engines.omni.streaming import Token2Wave
+        from omnivox.engines.omni.vocoder import Vocoder
+
+        model = checkpoint.model
+        networks = Networks(model, checkpoint.device, checkpoint.dtype)
+        t2w = Token2Wave(model.token2wav, model.speaker_map, checkpoint.device)
+        return networks, Vocoder(t2w, self.plan), QWEN2_5_AUDIO
+
+    def _qwen3_parts(self, checkpoint: Checkpoint) -> tuple[Any, Any, Any]:
+        from omnivox.engines.omni.code2wav import Code2Wave, Code2WavVocoder
+        from omnivox.engines.omni.networks_qwen3 import Qwen3Networks
+
+        model = checkpoint.model
+        networks = Qwen3Networks(model, checkpoint.device, checkpoint.dtype)
+        vocoder = Code2WavVocoder(Code2Wave(model.code2wav, checkpoint.device), self.frame_plan)
+        n_window = int(model.config.thinker_config.audio_config.n_window)
+        return networks, vocoder, qwen3_audio(n_window)
 
     async def close(self) -> None:
         scheduler, vocoder = self._scheduler, self._vocoder
@@ -129,7 +159,7 @@ class OmniEngine:
             await asyncio.to_thread(vocoder.stop)
 
     def voice_table(self) -> Mapping[str, str]:
-        names = self.checkpoint.model.speaker_map if self.checkpoint is not None else None
+        names = self.checkpoint.speaker_ids() if self.checkpoint is not None else None
         return speakers.voice_table(names)
 
     @property
@@ -149,7 +179,8 @@ class OmniEngine:
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
         if self._encoder is None:
             raise ServerError("the omni engine is not started")
-        encoded = await asyncio.to_thread(self._encoder.encode, build_prompt(request))
+        prompt = build_prompt(request, self._system_prompt)
+        encoded = await asyncio.to_thread(self._encoder.encode, prompt)
         if encoded.n_tokens >= self.context_window_tokens:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {self.context_window_tokens} tokens. "
@@ -204,7 +235,6 @@ class OmniEngine:
                     self._vocoder.poke()
 
     def _conversation(self, prepared: PreparedGeneration, sink: Sink) -> Conversation:
-        import torch
 
         assert self.checkpoint is not None
         request, prompt = prepared.request, prepared.payload
@@ -212,14 +242,13 @@ class OmniEngine:
         sampling = request.sampling
         speech = None
         if request.speech is not None:
-            speaker_map = self.checkpoint.model.speaker_map
-            speaker = speakers.speaker_for(request.speech.voice, speaker_map)
-            seen = torch.zeros_like(self.scheduler.networks.allowed_codes)
-            seen[list(self.scheduler.networks.initially_penalised)] = True
+            speaker_ids = self.checkpoint.speaker_ids()
+            speaker = speakers.speaker_for(request.speech.voice, speaker_ids)
+            seen = self.scheduler.networks.initially_seen()
             noise_seed = None if sampling.seed is None else sampling.seed + NOISE_SEED_OFFSET
             speech = SpeechRequest(
                 speaker=speaker,
-                speaker_bos=int(speaker_map[speaker]["bos_token"]),
+                speaker_bos=speaker_ids[speaker],
                 sampler=CodeSampler(make_generator(device, sampling.seed), seen),
                 generator=make_generator(device, noise_seed),
             )

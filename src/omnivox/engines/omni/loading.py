@@ -1,22 +1,25 @@
-"""Find and load a Qwen2.5-Omni checkpoint: a local directory or a Hugging Face Hub id.
+"""Find and load a Qwen2.5-Omni or Qwen3-Omni checkpoint: a local directory or a hub id.
 
 ``resolve_model_dir`` turns ``--model`` into a local directory:
 
-- a directory is used as it is (it needs ``config.json``, the weights,
-  ``spk_dict.pt``, the tokenizer and ``preprocessor_config.json``);
+- a directory is used as it is (it needs ``config.json``, the weights, the
+  tokenizer and ``preprocessor_config.json``; Qwen2.5-Omni also ``spk_dict.pt``);
 - anything else is a hub repo id, fetched with ``huggingface_hub`` into
   ``<models_dir>/hub`` (with its progress bars) or found already cached there or
   in the default Hugging Face cache. Offline (``HF_HUB_OFFLINE=1``, or no
   network) and not cached raises ``ModelUnavailableError`` naming the model and
   how to get it.
 
-``load_checkpoint`` loads it with transformers: bf16 on CUDA, float32 on the
-CPU; token2wav always in float32 (transformers' own rule: the DiT and BigVGAN
-are numerically fragile in half precision). The vision tower is dropped after
-loading: the Chat Completions audio API sends no images to this engine, and
-it is ~0.7 B parameters of GPU memory. Qwen3-Omni checkpoints are recognised
-and refused with a clear message: their talker (multi-codebook, with a code
-predictor) and code2wav need a different streaming path.
+``load_checkpoint`` loads it with transformers, the family read from
+``config.json`` (``qwen2_5_omni`` or ``qwen3_omni_moe``): bf16 on CUDA,
+float32 on the CPU; Qwen2.5-Omni's token2wav always in float32
+(transformers' own rule: the DiT and BigVGAN are numerically fragile in half
+precision), Qwen3-Omni's Code2Wav in the model's dtype, as its ``generate``
+runs it. The vision tower is dropped after loading: the Chat Completions audio
+API sends no images to this engine, and it is ~0.6-0.7 B parameters of GPU
+memory. ``Checkpoint.speakers`` names the voices (Qwen2.5: ``spk_dict.pt``;
+Qwen3: the talker config's ``speaker_id``) with the id that starts speech in
+each.
 
 torch and transformers are imported inside the functions that need them.
 """
@@ -25,16 +28,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omnivox.errors import ModelUnavailableError
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-3B"
-SUPPORTED_TYPES = ("qwen2_5_omni",)
-QWEN3_TYPES = ("qwen3_omni_moe",)
+Family = Literal["qwen2.5", "qwen3"]
+FAMILIES: Mapping[str, Family] = {"qwen2_5_omni": "qwen2.5", "qwen3_omni_moe": "qwen3"}
 MIN_TRANSFORMERS = "5.16"  # older 5.x releases break Qwen2.5-Omni's token2wav or layout
+MIN_TRANSFORMERS_QWEN3 = "5.23"  # the batched Qwen3-Omni generate() this engine is tested against
 INSTALL_HINT = "pip install 'omnivox[omni]' (on a CPU-only machine install torch==2.13.0 first)"
 MAX_REASON_CHARS = 200
 
@@ -50,6 +55,11 @@ class Checkpoint:
     dtype: Any  # torch.dtype of the thinker and talker
     model_dir: Path
     name: str
+    family: Family = "qwen2.5"
+    speakers: Mapping[str, int] | None = None  # display name -> the id that starts its speech
+
+    def speaker_ids(self) -> Mapping[str, int]:
+        return self.speakers if self.speakers is not None else speaker_ids(self.model, self.family)
 
 
 def resolve_model_dir(spec: str | None, models_dir: Path) -> Path:
@@ -156,38 +166,58 @@ def import_libraries() -> tuple[Any, Any]:
     return torch, transformers
 
 
+def speaker_ids(model: Any, family: Family) -> dict[str, int]:
+    """Display name -> the speaker's id: Qwen2.5's text bos token, Qwen3's codec token."""
+    from omnivox.engines.omni.speakers import display_name
+
+    if family == "qwen3":
+        table = getattr(model.config.talker_config, "speaker_id", None) or {}
+        return {display_name(str(key)): int(value) for key, value in table.items()}
+    speaker_map = getattr(model, "speaker_map", None) or {}
+    return {name: int(params["bos_token"]) for name, params in speaker_map.items()}
+
+
 def load_checkpoint(spec: str | None, models_dir: Path, device_setting: str) -> Checkpoint:
     torch, transformers = import_libraries()
     model_dir = resolve_model_dir(spec, models_dir)
     kind = model_type(model_dir)
-    if kind in QWEN3_TYPES:
-        raise ModelUnavailableError(
-            f"{model_dir} is a Qwen3-Omni checkpoint ({kind}); transformers "
-            f"{transformers.__version__} can run it, but this engine streams Qwen2.5-Omni "
-            "only (Qwen/Qwen2.5-Omni-3B or -7B)."
-        )
-    if kind not in SUPPORTED_TYPES:
+    family = FAMILIES.get(kind)
+    if family is None:
         raise ModelUnavailableError(
             f"{model_dir} holds a {kind or 'unknown'!r} model; the omni engine runs "
-            "Qwen2.5-Omni checkpoints (Qwen/Qwen2.5-Omni-3B or -7B)."
+            "Qwen2.5-Omni (Qwen/Qwen2.5-Omni-3B or -7B) and Qwen3-Omni "
+            "(Qwen/Qwen3-Omni-30B-A3B-Instruct) checkpoints."
+        )
+    from packaging.version import Version
+
+    if family == "qwen3" and Version(transformers.__version__) < Version(MIN_TRANSFORMERS_QWEN3):
+        raise ModelUnavailableError(
+            f"{model_dir} is a Qwen3-Omni checkpoint; transformers {transformers.__version__} "
+            f"can not run it here: pip install 'transformers>={MIN_TRANSFORMERS_QWEN3}'."
         )
     device, dtype = pick_device(device_setting)
+    model_class = (
+        transformers.Qwen3OmniMoeForConditionalGeneration
+        if family == "qwen3"
+        else transformers.Qwen2_5OmniForConditionalGeneration
+    )
     try:
-        model = transformers.Qwen2_5OmniForConditionalGeneration.from_pretrained(
-            model_dir, dtype=dtype, attn_implementation="sdpa"
-        )
+        model = model_class.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
         extractor = transformers.WhisperFeatureExtractor.from_pretrained(model_dir)
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(f"Cannot load the omni model from {model_dir}: {exc}") from exc
-    if not getattr(model, "has_talker", False) or not model.speaker_map:
+    speakers = speaker_ids(model, family) if getattr(model, "has_talker", False) else {}
+    if not speakers:
+        where = "speaker_id in its talker config" if family == "qwen3" else "spk_dict.pt"
         raise ModelUnavailableError(
-            f"{model_dir} has no talker or no speakers (spk_dict.pt): it can not speak."
+            f"{model_dir} has no talker or no speakers ({where}): it can not speak."
         )
     drop_vision_tower(model)
     model.eval()
     model.to(device)
-    model.token2wav.float()
+    if family == "qwen2.5":
+        model.token2wav.float()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return Checkpoint(
@@ -198,4 +228,6 @@ def load_checkpoint(spec: str | None, models_dir: Path, device_setting: str) -> 
         dtype=dtype,
         model_dir=model_dir,
         name=spec or DEFAULT_MODEL,
+        family=family,
+        speakers=speakers,
     )

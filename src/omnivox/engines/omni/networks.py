@@ -20,17 +20,22 @@ step by step instead, computing what ``generate`` computes:
   the thinker's last fed token the reply stream is the text-eos embedding, then
   the text-pad embedding for ever.
 
-Positions are sequential (``RaggedBatch``). This module knows nothing of
-conversations, sampling or audio.
+Positions are sequential (``RaggedBatch``). A Qwen2.5-Omni talker step makes
+one code, a "frame" of one codebook; ``OmniNetworks`` is the interface the
+scheduler drives, which ``networks_qwen3.Qwen3Networks`` also implements
+(frames of 16 codebooks there). This module knows nothing of conversations,
+sampling or audio.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from omnivox.engines.omni.batch import RaggedBatch
 from omnivox.engines.omni.encoding import EncodedPrompt
+from omnivox.engines.omni.sampling import QWEN2_5_TALKER, CodeSampler, CodeSampling
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,42 @@ class ThinkerPrefill:
     talker_context: Any  # [1, length, hidden] or None
 
 
+@dataclass(frozen=True, slots=True)
+class TalkerPrefill:
+    cache: Any
+    length: int
+    logits: Any  # [vocab] of the first frame's first code
+    hidden: Any  # [hidden] the talker's last state (what Qwen3's code predictor reads), or None
+
+
+class OmniNetworks(Protocol):
+    """What the scheduler needs of a family's thinker and talker."""
+
+    device: Any
+    allowed_codes: Any  # bool [vocab]: codes a talker may say (speech and its end)
+    speech_codes_only: Any  # bool [vocab]: the same without the end (forced lengths)
+    codec_end_ids: tuple[int, ...]
+    text_eos_part: Any
+    text_pad_part: Any
+    code_sampling: CodeSampling
+
+    def new_thinker_batch(self) -> RaggedBatch: ...
+    def new_talker_batch(self) -> RaggedBatch: ...
+    def initially_seen(self) -> Any: ...
+    def prefill_thinker(self, prompt: EncodedPrompt, *, for_talker: bool) -> ThinkerPrefill: ...
+    def thinker_step(self, batch: RaggedBatch, tokens: Any) -> tuple[Any, Any]: ...
+    def prefill_talker(self, context: Any, speaker: int, first_part: Any) -> TalkerPrefill: ...
+    def talker_step(self, batch: RaggedBatch, frames: Any, parts: Any) -> tuple[Any, Any]: ...
+    def complete_frames(
+        self, hidden: Any, first_codes: Any, samplers: Sequence[CodeSampler]
+    ) -> Any: ...
+
+
 class Networks:
+    """Qwen2.5-Omni's thinker and talker (frames of one code)."""
+
+    code_sampling = QWEN2_5_TALKER
+
     def __init__(self, model: Any, device: Any, dtype: Any) -> None:
         import torch
 
@@ -81,6 +121,14 @@ class Networks:
 
     def new_thinker_batch(self) -> RaggedBatch:
         return RaggedBatch(self.thinker_batch_config)
+
+    def initially_seen(self) -> Any:
+        """The codes penalised from the start (transformers' ``generate`` does so)."""
+        import torch
+
+        seen = torch.zeros_like(self.allowed_codes)
+        seen[list(self.initially_penalised)] = True
+        return seen
 
     def new_talker_batch(self) -> RaggedBatch:
         return RaggedBatch(self.talker_batch_config)
@@ -127,10 +175,8 @@ class Networks:
         hidden = out.last_hidden_state[:, -1]
         return self.thinker.lm_head(hidden), hidden + embeds[:, -1]
 
-    def prefill_talker(
-        self, context: Any, speaker_bos: int, first_part: Any
-    ) -> tuple[Any, int, Any]:
-        """(cache, length, logits [vocab]) of the talker's prefill."""
+    def prefill_talker(self, context: Any, speaker_bos: int, first_part: Any) -> TalkerPrefill:
+        """The talker's prefill: [context, the speaker's text bos, the first reply part]."""
         import torch
 
         bos = self.embed_text(torch.tensor([[speaker_bos]], device=self.device))
@@ -150,12 +196,13 @@ class Networks:
             use_cache=True,
         )
         logits = self.talker.codec_head(out.last_hidden_state[:, -1])[0]
-        return cache, length, logits
+        return TalkerPrefill(cache, length, logits, None)
 
-    def talker_step(self, batch: RaggedBatch, codes: Any, parts: Any) -> Any:
-        """Logits [rows, vocab] after feeding ``codes`` [rows] and reply ``parts`` [rows, dim]."""
+    def talker_step(self, batch: RaggedBatch, frames: Any, parts: Any) -> tuple[Any, Any]:
+        """(logits [rows, vocab], None) after feeding ``frames`` [rows, 1] and reply
+        ``parts`` [rows, dim]."""
         mask, positions = batch.step_inputs()
-        inputs = self.embed_code(codes.view(-1, 1)) + parts.unsqueeze(1)
+        inputs = self.embed_code(frames.view(-1, 1)) + parts.unsqueeze(1)
         out = self.talker.model(
             inputs_embeds=self.talker.thinker_to_talker_proj(inputs),
             attention_mask=mask,
@@ -164,4 +211,10 @@ class Networks:
             use_cache=True,
         )
         batch.advance(mask)
-        return self.talker.codec_head(out.last_hidden_state[:, -1])
+        return self.talker.codec_head(out.last_hidden_state[:, -1]), None
+
+    def complete_frames(
+        self, hidden: Any, first_codes: Any, samplers: Sequence[CodeSampler]
+    ) -> Any:
+        """Frames [rows, 1]: a Qwen2.5-Omni frame is its one code."""
+        return first_codes.view(-1, 1)

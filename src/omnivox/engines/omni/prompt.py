@@ -1,9 +1,10 @@
-"""A conversation of ``Turn`` s as Qwen2.5-Omni's ChatML, with the audio left in place.
+"""A conversation of ``Turn`` s as Qwen-Omni's ChatML, with the audio left in place.
 
 The model hears audio itself, so a clip is not transcribed: it stays in the
 prompt as an ``AudioClip`` between the text pieces, and ``OmniEncoder`` later
-swaps it for ``<|audio_bos|>`` + one ``<|AUDIO|>`` per audio-encoder frame +
-``<|audio_eos|>``. The layout is the one of the checkpoint's chat template:
+swaps it for the family's audio start token, one placeholder per audio-encoder
+output, and its end token. The layout is the one of the checkpoints' chat
+templates (Qwen2.5-Omni and Qwen3-Omni alike):
 
     <|im_start|>system\\n{system}<|im_end|>\\n
     <|im_start|>user\\n{text and audio, as sent}<|im_end|>\\n
@@ -11,9 +12,12 @@ swaps it for ``<|audio_bos|>`` + one ``<|AUDIO|>`` per audio-encoder frame +
     ...
     <|im_start|>assistant\\n
 
-- The system turn always begins with ``QWEN_SYSTEM_PROMPT``: Qwen's model card
-  says the talker speaks properly only under it. The client's system and
-  developer messages follow it in the same turn, in order.
+- Qwen2.5-Omni: the system turn always begins with ``QWEN_SYSTEM_PROMPT``:
+  Qwen's model card says the talker speaks properly only under it. The
+  client's system and developer messages follow it in the same turn, in order.
+- Qwen3-Omni needs no such prompt (its talker never reads the system turn):
+  the system turn holds the client's system and developer messages, and is
+  left out when there are none, as its chat template does.
 - An earlier assistant answer referenced by its audio id arrives as a clip with
   its ``transcript``: the model wrote those words, so they go back as text (and
   are billed as audio, since the client sent audio). A clip without a
@@ -62,9 +66,14 @@ class ChatPrompt:
     audio_transcripts: tuple[str, ...]
 
 
-def build_prompt(request: GenerationRequest) -> ChatPrompt:
-    pieces: list[PromptPiece] = [Markup(f"{IM_START}system\n"), _system_text(request)]
-    pieces.append(Markup(f"{IM_END}\n"))
+def build_prompt(
+    request: GenerationRequest, system_prompt: str | None = QWEN_SYSTEM_PROMPT
+) -> ChatPrompt:
+    """The prompt of ``request``; ``system_prompt`` (the family's) leads the system turn."""
+    pieces: list[PromptPiece] = []
+    system = _system_text(request, system_prompt)
+    if system:
+        pieces.extend([Markup(f"{IM_START}system\n"), system, Markup(f"{IM_END}\n")])
     transcripts: list[str] = []
     for turn in request.turns:
         if turn.role in ("system", "developer"):
@@ -77,13 +86,13 @@ def build_prompt(request: GenerationRequest) -> ChatPrompt:
     return ChatPrompt(tuple(_merge_text(pieces)), tuple(transcripts))
 
 
-def _system_text(request: GenerationRequest) -> str:
+def _system_text(request: GenerationRequest, system_prompt: str | None) -> str:
     client = [
         _text_of(turn).strip()
         for turn in request.turns
         if turn.role in ("system", "developer") and _text_of(turn).strip()
     ]
-    return "\n\n".join([QWEN_SYSTEM_PROMPT, *client])
+    return "\n\n".join([*([system_prompt] if system_prompt else []), *client])
 
 
 def _turn_body(turn: Turn, transcripts: list[str]) -> tuple[str, list[PromptPiece]]:

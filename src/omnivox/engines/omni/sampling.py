@@ -6,13 +6,17 @@ temperature (0 is greedy), top_p, and a seeded ``torch.Generator`` of its own,
 so a seed reproduces a conversation whatever else shares the batch. Logprobs
 are read from the raw distribution, before biases and penalties.
 
-``CodeSampler`` does the same for a talker row with the settings
-transformers' ``Qwen2_5OmniForConditionalGeneration.generate`` uses for speech
-(top_k 40, top_p 0.8, temperature 0.9, repetition penalty 1.05 over the codes
-so far), and allows only real speech codes and the two end-of-speech codes:
+``CodeSampler`` does the same for a talker row with the settings of the
+model family (``CodeSampling``: transformers' ``generate`` uses top_k 40,
+top_p 0.8, temperature 0.9 and a repetition penalty of 1.05 over the codes so
+far for Qwen2.5-Omni; top_k 50, top_p 1.0, temperature 0.9 and 1.05 for
+Qwen3-Omni), and allows only real speech codes and the end-of-speech codes:
 the codec vocabulary's other specials (start, mask, padding slots) have no
 waveform and end a random-weight model's run with an index error otherwise.
 The talker's rows are filtered together; only the random draws are per row.
+``choose_residuals`` draws the rest of a Qwen3-Omni frame (one code per
+residual codebook) the way its code predictor's ``generate`` does (top_k 50,
+top_p 0.8, no penalty), from each row's own generator.
 
 ``Detokenizer`` yields text as soon as it is whole: a token that ends inside
 a UTF-8 character waits for the next one.
@@ -31,11 +35,22 @@ from omnivox.engines.base import SamplingParams
 from omnivox.engines.events import TokenLogprob
 
 GREEDY_BELOW = 1e-5
-TALKER_TOP_K = 40
-TALKER_TOP_P = 0.8
-TALKER_TEMPERATURE = 0.9
-TALKER_REPETITION_PENALTY = 1.05
 MAX_TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSampling:
+    """How a family's ``generate`` draws speech codes (all rows alike)."""
+
+    top_k: int
+    top_p: float
+    temperature: float
+    repetition_penalty: float = 1.0
+
+
+QWEN2_5_TALKER = CodeSampling(top_k=40, top_p=0.8, temperature=0.9, repetition_penalty=1.05)
+QWEN3_TALKER = CodeSampling(top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05)
+QWEN3_RESIDUALS = CodeSampling(top_k=50, top_p=0.8, temperature=1.0)
 
 
 def make_generator(device: Any, seed: int | None) -> Any:
@@ -114,28 +129,41 @@ class CodeSampler:
     seen: Any  # bool [vocab] on the device: codes to penalise
 
 
-def choose_codes(logits: Any, samplers: Sequence[CodeSampler], allowed: Any) -> Any:
+def choose_codes(
+    logits: Any, samplers: Sequence[CodeSampler], allowed: Any, sampling: CodeSampling
+) -> Any:
     """The next speech code of each talker row (a [rows] long tensor on the device)."""
     import torch
 
     rows = logits.float().masked_fill(~allowed, float("-inf"))
     seen = torch.stack([s.seen for s in samplers])
-    penalised = torch.where(
-        rows > 0, rows / TALKER_REPETITION_PENALTY, rows * TALKER_REPETITION_PENALTY
-    )
-    rows = torch.where(seen, penalised, rows) / TALKER_TEMPERATURE
-    k = min(TALKER_TOP_K, rows.shape[-1])
-    kth = torch.topk(rows, k, dim=-1).values[..., -1:]
-    rows = rows.masked_fill(rows < kth, float("-inf"))
-    probs = torch.softmax(_top_p_filter(rows, TALKER_TOP_P), dim=-1)
-    draws = [
-        torch.multinomial(probs[i], 1, generator=sampler.generator)
-        for i, sampler in enumerate(samplers)
-    ]
-    codes = torch.cat(draws)
+    penalty = sampling.repetition_penalty
+    penalised = torch.where(rows > 0, rows / penalty, rows * penalty)
+    rows = torch.where(seen, penalised, rows)
+    codes = _draw(rows, sampling, [s.generator for s in samplers])
     for i, sampler in enumerate(samplers):
         sampler.seen[codes[i]] = True
     return codes
+
+
+def choose_residuals(logits: Any, generators: Sequence[Any], sampling: CodeSampling) -> Any:
+    """One residual code per row (a [rows] long tensor) from ``logits`` [rows, codebook]."""
+    return _draw(logits.float(), sampling, generators)
+
+
+def _draw(rows: Any, sampling: CodeSampling, generators: Sequence[Any]) -> Any:
+    import torch
+
+    rows = rows / sampling.temperature
+    k = min(sampling.top_k, rows.shape[-1])
+    kth = torch.topk(rows, k, dim=-1).values[..., -1:]
+    rows = rows.masked_fill(rows < kth, float("-inf"))
+    probs = torch.softmax(_top_p_filter(rows, sampling.top_p), dim=-1)
+    draws = [
+        torch.multinomial(probs[i], 1, generator=generator)
+        for i, generator in enumerate(generators)
+    ]
+    return torch.cat(draws)
 
 
 class Detokenizer:

@@ -10,10 +10,12 @@ One thread owns the thinker and the talker. Each turn of its loop:
    next step);
 3. runs ONE batched thinker step for all conversations still writing: each
    row's next token, and for speaking rows the reply part the talker reads;
-4. runs ONE batched talker step for all talking rows, then starts the talker
+4. runs ONE batched talker step for all talking rows (a frame each: one code
+   for Qwen2.5-Omni; for Qwen3-Omni the talker's code and, in one batched
+   pass of its code predictor, 15 residual codes), then starts the talker
    of speaking conversations whose first reply part now exists (a talker
-   prefill each; they join the talker's batch for the next turn). New codes go
-   to the vocoder thread.
+   prefill each; they join the talker's batch for the next turn). New frames
+   go to the vocoder thread.
 
 So several conversations share every forward pass, and none waits for another
 to finish: that is batching of decoding steps across conversations, not a
@@ -24,8 +26,10 @@ after the text's last token the parts are its end marker, then padding, until
 the talker says it is done.
 
 Speech length: the talker stops at its end-of-speech code, or at
-``SpeechLimits`` (``base_codes + codes_per_text_token`` x the text's tokens,
-4096 at most: a runaway talker never holds a slot for ever).
+``SpeechLimits`` (``base_codes + codes_per_text_token`` x the text's tokens
+frames, 4096 at most: a runaway talker never holds a slot for ever; the
+family sets the defaults, ``QWEN2_5_LIMITS`` at 50 frames/s and
+``QWEN3_LIMITS`` at 12.5).
 
 This module knows nothing of HTTP, asyncio or how codes become audio.
 """
@@ -40,9 +44,9 @@ from typing import Any
 from omnivox.engines.events import TextDelta
 from omnivox.engines.omni.batch import RaggedBatch
 from omnivox.engines.omni.conversation import Conversation, Failure, SpeechEnd, TextEnd
-from omnivox.engines.omni.networks import Networks
+from omnivox.engines.omni.networks import OmniNetworks
 from omnivox.engines.omni.sampling import choose_codes
-from omnivox.engines.omni.vocoder import Vocoder
+from omnivox.engines.omni.vocoder import VocoderThread
 from omnivox.errors import ServerError
 
 MAX_PREFILLS_PER_TURN = 2
@@ -59,11 +63,15 @@ class SpeechLimits:
         return min(self.max_codes, self.base_codes + self.codes_per_text_token * n_tokens)
 
 
+QWEN2_5_LIMITS = SpeechLimits()  # 2 s + 0.8 s per text token, at 50 codes/s
+QWEN3_LIMITS = SpeechLimits(base_codes=25, codes_per_text_token=10)  # the same at 12.5 frames/s
+
+
 class Scheduler:
     def __init__(
         self,
-        networks: Networks,
-        vocoder: Vocoder,
+        networks: OmniNetworks,
+        vocoder: VocoderThread,
         eos_ids: frozenset[int],
         limits: SpeechLimits,
         token_text: Any,
@@ -269,12 +277,13 @@ class Scheduler:
         assert conversation.speech is not None
         conversation.talker_started = True
         self.vocoder.open(conversation)
-        cache, length, logits = self.networks.prefill_talker(
+        prefill = self.networks.prefill_talker(
             conversation.talker_context, conversation.speech.speaker_bos, conversation.reply[0]
         )
         conversation.talker_context = None
-        self._talker.add(conversation.id, cache, length)
-        self._take_codes([conversation], logits.unsqueeze(0))
+        self._talker.add(conversation.id, prefill.cache, prefill.length)
+        hidden = None if prefill.hidden is None else prefill.hidden.unsqueeze(0)
+        self._take_codes([conversation], prefill.logits.unsqueeze(0), hidden)
 
     def _talker_step(self) -> None:
         import torch
@@ -284,11 +293,12 @@ class Scheduler:
         parts = [c.reply_part(c.n_codes) for c in rows]
         if any(part is None for part in parts):
             raise RuntimeError("the talker ran ahead of the thinker")  # an invariant broke
-        codes = torch.tensor([c.last_code for c in rows], device=self.networks.device)
-        logits = self.networks.talker_step(self._talker, codes, torch.stack(parts))
-        self._take_codes(rows, logits)
+        frames = torch.tensor([c.last_frame for c in rows], device=self.networks.device)
+        logits, hidden = self.networks.talker_step(self._talker, frames, torch.stack(parts))
+        self._take_codes(rows, logits, hidden)
 
-    def _take_codes(self, rows: list[Conversation], logits: Any) -> None:
+    def _take_codes(self, rows: list[Conversation], logits: Any, hidden: Any) -> None:
+        """Draw each row's next code; complete the frames of rows that go on speaking."""
         import torch
 
         networks = self.networks
@@ -296,15 +306,27 @@ class Scheduler:
             [networks.speech_codes_only if c.forced_codes else networks.allowed_codes for c in rows]
         )
         samplers = [c.speech.sampler for c in rows if c.speech is not None]
-        codes = choose_codes(logits, samplers, allowed).tolist()
+        codes = choose_codes(logits, samplers, allowed, networks.code_sampling)
+        ends = networks.codec_end_ids
+        speaking = [i for i, code in enumerate(codes.tolist()) if code not in ends]
+        frames: dict[int, list[int]] = {}
+        if speaking:
+            index = torch.tensor(speaking, device=codes.device)
+            completed = networks.complete_frames(
+                None if hidden is None else hidden.index_select(0, index),
+                codes.index_select(0, index),
+                [samplers[i] for i in speaking],
+            )
+            frames = dict(zip(speaking, completed.tolist(), strict=True))
         finished = []
-        for conversation, code in zip(rows, codes, strict=True):
-            if code in networks.codec_end_ids:
+        for i, conversation in enumerate(rows):
+            frame = frames.get(i)
+            if frame is None:
                 finished.append(conversation)
                 continue
             conversation.n_codes += 1
-            conversation.last_code = int(code)
-            conversation.stream.add([int(code)])
+            conversation.last_frame = frame
+            conversation.stream.add(frame)
             limit = conversation.forced_codes or conversation.max_codes or self.limits.max_codes
             if conversation.n_codes >= limit:
                 finished.append(conversation)

@@ -1,28 +1,30 @@
-"""OpenAI's voice names mapped to the speakers a Qwen2.5-Omni checkpoint ships.
+"""OpenAI's voice names mapped to the speakers an omni checkpoint ships.
 
 Qwen2.5-Omni-3B and -7B carry two speakers in ``spk_dict.pt``: "Chelsie", a
-female voice, and "Ethan", a male one. Each OpenAI voice maps to the one closer
-to how that voice sounds:
+female voice, and "Ethan", a male one. Qwen3-Omni-30B-A3B names three in its
+talker's config (``speaker_id``): "Chelsie", "Ethan" and "Aiden", a relaxed
+male voice. Each OpenAI voice maps to the first speaker of its list that the
+checkpoint has, closest to how that voice sounds first:
 
-    ==========  ========  ===================================
-    OpenAI      speaker   OpenAI's voice, as commonly heard
-    ==========  ========  ===================================
-    alloy       Chelsie   neutral, slightly feminine
-    ash         Ethan     male, clear
-    ballad      Ethan     male, warm
-    coral       Chelsie   female, bright
-    echo        Ethan     male, resonant
-    fable       Ethan     male, storyteller
-    nova        Chelsie   female, lively
-    onyx        Ethan     male, deep
-    sage        Chelsie   female, calm
-    shimmer     Chelsie   female, soft
-    verse       Ethan     male, expressive
-    marin       Chelsie   female, natural
-    cedar       Ethan     male, natural
-    ==========  ========  ===================================
+    ==========  ===============  ===================================
+    OpenAI      speakers         OpenAI's voice, as commonly heard
+    ==========  ===============  ===================================
+    alloy       Chelsie          neutral, slightly feminine
+    ash         Ethan            male, clear
+    ballad      Aiden, Ethan     male, warm
+    coral       Chelsie          female, bright
+    echo        Ethan            male, resonant
+    fable       Aiden, Ethan     male, storyteller
+    nova        Chelsie          female, lively
+    onyx        Ethan            male, deep
+    sage        Chelsie          female, calm
+    shimmer     Chelsie          female, soft
+    verse       Aiden, Ethan     male, expressive
+    marin       Chelsie          female, natural
+    cedar       Aiden, Ethan     male, natural
+    ==========  ===============  ===================================
 
-A checkpoint whose speakers differ (a fine-tune with its own ``spk_dict.pt``)
+A checkpoint whose speakers differ (a fine-tune with speakers of its own)
 keeps the mapping for the names it has; every other voice falls back to its
 first speaker in alphabetical order, so any OpenAI voice name works.
 
@@ -35,39 +37,49 @@ from collections.abc import Iterable, Mapping
 
 FEMALE = "Chelsie"
 MALE = "Ethan"
+RELAXED_MALE = "Aiden"
 SPEAKER_DESCRIPTIONS = {
-    FEMALE: "Qwen2.5-Omni speaker Chelsie (female)",
-    MALE: "Qwen2.5-Omni speaker Ethan (male)",
+    FEMALE: "speaker Chelsie (female)",
+    MALE: "speaker Ethan (male)",
+    RELAXED_MALE: "speaker Aiden (male, relaxed)",
 }
-VOICE_SPEAKERS: Mapping[str, str] = {
-    "alloy": FEMALE,
-    "ash": MALE,
-    "ballad": MALE,
-    "coral": FEMALE,
-    "echo": MALE,
-    "fable": MALE,
-    "nova": FEMALE,
-    "onyx": MALE,
-    "sage": FEMALE,
-    "shimmer": FEMALE,
-    "verse": MALE,
-    "marin": FEMALE,
-    "cedar": MALE,
+VOICE_SPEAKERS: Mapping[str, tuple[str, ...]] = {
+    "alloy": (FEMALE,),
+    "ash": (MALE,),
+    "ballad": (RELAXED_MALE, MALE),
+    "coral": (FEMALE,),
+    "echo": (MALE,),
+    "fable": (RELAXED_MALE, MALE),
+    "nova": (FEMALE,),
+    "onyx": (MALE,),
+    "sage": (FEMALE,),
+    "shimmer": (FEMALE,),
+    "verse": (RELAXED_MALE, MALE),
+    "marin": (FEMALE,),
+    "cedar": (RELAXED_MALE, MALE),
 }
+QWEN2_5_SPEAKERS = (FEMALE, MALE)
+
+
+def display_name(config_key: str) -> str:
+    """A speaker key of Qwen3-Omni's config (``"chelsie"``) as a display name."""
+    return config_key[:1].upper() + config_key[1:]
 
 
 def speaker_for(voice: str, available: Iterable[str]) -> str:
     """The checkpoint's speaker that speaks for the OpenAI ``voice``."""
     names = sorted(available)
     if not names:
-        raise ValueError("the checkpoint has no speakers (spk_dict.pt is empty)")
-    wanted = VOICE_SPEAKERS.get(voice)
-    return wanted if wanted in names else names[0]
+        raise ValueError("the checkpoint has no speakers")
+    for wanted in VOICE_SPEAKERS.get(voice, ()):
+        if wanted in names:
+            return wanted
+    return names[0]
 
 
 def voice_table(available: Iterable[str] | None = None) -> dict[str, str]:
     """OpenAI voice -> a description of the speaker it maps to."""
-    names = sorted(available) if available is not None else sorted(SPEAKER_DESCRIPTIONS)
+    names = sorted(available) if available is not None else sorted(QWEN2_5_SPEAKERS)
     table = {}
     for voice in VOICE_SPEAKERS:
         speaker = speaker_for(voice, names)
