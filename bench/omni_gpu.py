@@ -5,7 +5,8 @@ once, each a 3 s spoken question, through the engine's Protocol (prepare +
 generate; the HTTP layer's own cost is measured by ``api_overhead.py``).
 Output lengths are forced (end of text and end of speech suppressed) so runs
 are comparable whatever the weights: every answer is ``--text-tokens`` tokens
-and ``--speech-codes`` speech codes (50 per second of audio).
+and ``--speech-codes`` speech frames (Qwen2.5-Omni: one code each, 50 per
+second of audio; Qwen3-Omni: 16 codes each, 12.5 per second).
 
 Per conversation: time to first token and to first audio (from ``prepare``: the
 decoded question in hand, features and prompt still to make),
@@ -15,14 +16,17 @@ audio duration) and playback stall (seconds a listener who starts playing at
 the first chunk would wait for later chunks). Per level: peak GPU memory.
 
 Models:
-  --model DIR|HUB_ID   real weights (any Qwen2.5-Omni checkpoint)
-  --size 3b|7b         no weights at hand: the published architecture with random
+  --model DIR|HUB_ID   real weights (any Qwen2.5-Omni or Qwen3-Omni checkpoint)
+  --size 3b|7b|30b-a3b no weights at hand: the published architecture with random
                        weights (speed does not depend on their values), built in
-                       memory; --config DIR reads config.json from a checkpoint dir
-  --tiny               the tests' tiny random model, on the CPU (runs anywhere)
+                       memory (30b-a3b: Qwen3-Omni-30B-A3B, ~64 GiB in bf16);
+                       --config DIR reads config.json from a checkpoint dir
+  --tiny [--family qwen3]  the tests' tiny random model, on the CPU (runs anywhere)
 
-    .venv/bin/python bench/omni_gpu.py --size 7b            # on a GPU
-    .venv/bin/python bench/omni_gpu.py --tiny               # on a CPU
+    .venv/bin/python bench/omni_gpu.py --size 7b                        # on a GPU
+    .venv/bin/python bench/omni_gpu.py --size 30b-a3b --out bench/omni_gpu_qwen3.json
+    .venv/bin/python bench/omni_gpu.py --tiny                           # on a CPU
+    .venv/bin/python bench/omni_gpu.py --tiny --family qwen3 --out bench/omni_gpu_qwen3.json
 
 Prints a table and writes bench/omni_gpu.json (or --out).
 """
@@ -46,6 +50,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.engine import omni3_tiny  # noqa: E402
 from tests.engine.omni_tiny import (  # noqa: E402
     SPECIAL_TOKENS,
     build_tiny_omni,
@@ -66,7 +71,7 @@ from omnivox.engines.omni.loading import Checkpoint, drop_vision_tower, pick_dev
 from omnivox.settings import Settings  # noqa: E402
 
 OUTPUT_RATE = 24_000
-CODES_PER_S = 50
+FRAMES_PER_S = {"qwen2.5": 50.0, "qwen3": 12.5}
 QUESTION_S = 3.0
 
 # Qwen2.5-Omni's published config.json dimensions (thinker text, talker, audio tower;
@@ -123,6 +128,78 @@ PUBLISHED = {
         },
     },
 }
+
+
+# Qwen3-Omni-30B-A3B-Instruct's published config.json dimensions, laid over the tests'
+# tiny layout (tests/engine/omni3_tiny.py: token ids, codec and speaker ids at the
+# checkpoint's offsets from the codebook); pass --config DIR to use a real one instead.
+_QWEN3_ROPE = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [24, 20, 20]}
+PUBLISHED_QWEN3: dict[str, Any] = {
+    "thinker_config": {
+        "audio_config": {
+            "encoder_layers": 32,
+            "d_model": 1280,
+            "encoder_attention_heads": 20,
+            "encoder_ffn_dim": 5120,
+            "downsample_hidden_size": 480,
+            "output_dim": 2048,
+        },
+        "vision_config": {"out_hidden_size": 2048},
+        "text_config": {
+            "vocab_size": 152064,
+            "hidden_size": 2048,
+            "num_hidden_layers": 48,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 4,
+            "head_dim": 128,
+            "num_experts": 128,
+            "num_experts_per_tok": 8,
+            "moe_intermediate_size": 768,
+            "max_position_embeddings": 65536,
+            "rope_parameters": {**_QWEN3_ROPE, "interleaved": True},
+        },
+    },
+    "talker_config": {
+        "text_config": {
+            "vocab_size": 3072,
+            "hidden_size": 1024,
+            "intermediate_size": 2048,
+            "num_hidden_layers": 20,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 2,
+            "head_dim": 128,
+            "num_experts": 128,
+            "num_experts_per_tok": 6,
+            "moe_intermediate_size": 384,
+            "shared_expert_intermediate_size": 768,
+            "max_position_embeddings": 65536,
+            "rope_parameters": {**_QWEN3_ROPE, "interleaved": True},
+        },
+        "code_predictor_config": {
+            "vocab_size": 2048,
+            "hidden_size": 1024,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 5,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "max_position_embeddings": 65536,
+        },
+        "thinker_hidden_size": 2048,
+        "accept_hidden_layer": 24,
+    },
+    "code2wav_config": {
+        "codebook_size": 2048,
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "decoder_dim": 1536,
+        "initializer_range": 0.02,
+    },
+}
+QWEN3_CODEBOOK = 2048
 
 
 @dataclass
@@ -188,8 +265,28 @@ def published_config(size: str, ids: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def published_qwen3_config(ids: dict[str, int]) -> dict[str, Any]:
+    config = _merge(omni3_tiny.config_dict(ids), PUBLISHED_QWEN3)
+    shift = QWEN3_CODEBOOK - omni3_tiny.CODEBOOK  # codec specials and speakers: 2148.., 2301..
+    talker = config["talker_config"]
+    talker.update({key: value + shift for key, value in omni3_tiny.CODEC.items()})
+    talker["speaker_id"] = {name: code + shift for name, code in omni3_tiny.SPEAKERS.items()}
+    return config
+
+
 def random_loader(size: str, config_dir: Path | None, device_setting: str) -> Any:
     """A loader building the full-size architecture with random weights, in memory."""
+    if size == "30b-a3b":
+        return random_qwen3_loader(config_dir, device_setting)
 
     def load(settings: Settings) -> Checkpoint:
         import torch
@@ -231,6 +328,41 @@ def random_loader(size: str, config_dir: Path | None, device_setting: str) -> An
             dtype=dtype,
             model_dir=folder,
             name="random weights",
+        )
+
+    return load
+
+
+def random_qwen3_loader(config_dir: Path | None, device_setting: str) -> Any:
+    def load(settings: Settings) -> Checkpoint:
+        from transformers import (
+            AutoTokenizer,
+            Qwen3OmniMoeConfig,
+            Qwen3OmniMoeForConditionalGeneration,
+            WhisperFeatureExtractor,
+        )
+
+        folder = Path(tempfile.mkdtemp(prefix="omni3-bench-"))
+        ids = omni3_tiny.save_tokenizer_and_extractor(folder)
+        if config_dir is not None:
+            config = Qwen3OmniMoeConfig.from_pretrained(config_dir)
+        else:
+            config = Qwen3OmniMoeConfig(**published_qwen3_config(ids))
+        device, dtype = pick_device(device_setting)
+        with device:
+            model = Qwen3OmniMoeForConditionalGeneration._from_config(config, dtype=dtype)
+        omni3_tiny.initialise_experts(model, config.talker_config.text_config.initializer_range)
+        drop_vision_tower(model)
+        model.eval()
+        return Checkpoint(
+            model=model,
+            tokenizer=AutoTokenizer.from_pretrained(folder),
+            feature_extractor=WhisperFeatureExtractor.from_pretrained(folder),
+            device=device,
+            dtype=dtype,
+            model_dir=folder,
+            name="random weights",
+            family="qwen3",
         )
 
     return load
@@ -322,7 +454,7 @@ async def level(engine: OmniEngine, concurrency: int, base_seed: int) -> dict[st
         "peak_gpu_memory_gb": None if peak_gb is None else round(peak_gb, 2),
         "peak_thinker_rows": engine.scheduler.peak_thinker_rows,
         "peak_talker_rows": engine.scheduler.peak_talker_rows,
-        "peak_dit_batch": engine._vocoder.peak_batch if engine._vocoder is not None else None,
+        "peak_vocoder_batch": engine._vocoder.peak_batch if engine._vocoder is not None else None,
         "runs": [asdict(r) for r in runs],
     }
 
@@ -352,16 +484,25 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     forced = (args.text_tokens, args.speech_codes)
     loader = None
     if args.tiny:
-        folder = build_tiny_omni(Path(tempfile.mkdtemp(prefix="omni-tiny-")))
+        qwen3 = args.family == "qwen3"
+        build = omni3_tiny.build_tiny_qwen3_omni if qwen3 else build_tiny_omni
+        folder = build(Path(tempfile.mkdtemp(prefix="omni-tiny-")))
         settings = Settings(engine="omni", model=str(folder), device="cpu", threads=args.threads)
-        model_name = "tiny random Qwen2.5-Omni (tests/engine/omni_tiny.py)"
+        model_name = (
+            "tiny random Qwen3-Omni (tests/engine/omni3_tiny.py)"
+            if qwen3
+            else "tiny random Qwen2.5-Omni (tests/engine/omni_tiny.py)"
+        )
     elif args.model:
         settings = Settings(engine="omni", model=args.model, device=args.device)
         model_name = args.model
     else:
         settings = Settings(engine="omni", device=args.device, threads=args.threads)
         loader = random_loader(args.size, args.config, args.device)
-        shape = f"{args.config}/config.json" if args.config else f"Qwen2.5-Omni-{args.size.upper()}"
+        published = "Qwen3-Omni-30B-A3B" if args.size == "30b-a3b" else "Qwen2.5-Omni-"
+        if args.size != "30b-a3b":
+            published += args.size.upper()
+        shape = f"{args.config}/config.json" if args.config else published
         model_name = f"{shape} architecture, random weights"
     engine = OmniEngine(settings, forced_lengths=forced, loader=loader)
     loaded = time.perf_counter()
@@ -369,6 +510,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     load_s = time.perf_counter() - loaded
     assert engine.checkpoint is not None
     device = engine.checkpoint.device
+    family = engine.checkpoint.family
     weights_gb = None
     if device.type == "cuda":
         weights_gb = round(torch.cuda.memory_allocated() / 2**30, 2)
@@ -388,10 +530,11 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": str(engine.checkpoint.dtype) if engine.checkpoint else None,
         "load_s": round(load_s, 1),
         "weights_gpu_memory_gb": weights_gb,
-        "forced": f"{forced[0]} text tokens, {forced[1]} speech codes "
-        f"({forced[1] / CODES_PER_S:.1f} s of audio) per answer",
+        "forced": f"{forced[0]} text tokens, {forced[1]} speech frames "
+        f"({forced[1] / FRAMES_PER_S[family]:.1f} s of audio) per answer",
         "question": f"{QUESTION_S:.0f} s of audio + a short text",
-        "chunk_plan": asdict(engine.plan),
+        "family": family,
+        "chunk_plan": asdict(engine.frame_plan if family == "qwen3" else engine.plan),
         "levels": levels,
     }
 
@@ -399,8 +542,11 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny model, on the CPU")
-    parser.add_argument("--model", help="a Qwen2.5-Omni checkpoint dir or hub id (real weights)")
-    parser.add_argument("--size", choices=sorted(PUBLISHED), default="7b")
+    parser.add_argument("--model", help="an omni checkpoint dir or hub id (real weights)")
+    parser.add_argument("--size", choices=[*sorted(PUBLISHED), "30b-a3b"], default="7b")
+    parser.add_argument(
+        "--family", choices=["qwen2.5", "qwen3"], default="qwen2.5", help="with --tiny"
+    )
     parser.add_argument("--config", type=Path, help="read config.json from this checkpoint dir")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (CPU runs)")
@@ -411,7 +557,11 @@ def main() -> None:
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.text_tokens = args.text_tokens or (24 if args.tiny else 100)
-    args.speech_codes = args.speech_codes or (150 if args.tiny else 500)
+    qwen3 = args.size == "30b-a3b" or (args.tiny and args.family == "qwen3")
+    seconds = 3 if args.tiny else 10  # of speech per answer
+    args.speech_codes = args.speech_codes or round(
+        seconds * FRAMES_PER_S["qwen3" if qwen3 else "qwen2.5"]
+    )
     result = asyncio.run(run_bench(args))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)

@@ -81,6 +81,18 @@ def build_tiny_qwen3_omni(folder: Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
 
+    ids = save_tokenizer_and_extractor(folder)
+    config = Qwen3OmniMoeConfig(**config_dict(ids))
+    torch.manual_seed(seed)
+    model = Qwen3OmniMoeForConditionalGeneration(config)
+    initialise_experts(model, config.talker_config.text_config.initializer_range)
+    discourage_end_of_speech(model)
+    model.save_pretrained(folder)
+    return folder
+
+
+def save_tokenizer_and_extractor(folder: Path) -> dict[str, int]:
+    """Write the tokenizer and the feature extractor; the ids of the special and role tokens."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = save_tokenizer(
         folder, SPECIAL_TOKENS, CORPUS, VOCAB_SIZE - 16, whole_words=ROLE_TOKENS
@@ -91,13 +103,7 @@ def build_tiny_qwen3_omni(folder: Path, *, seed: int = 0) -> Path:
         assert tokenizer.encode(role, add_special_tokens=False) == [ids[role]], role
     assert len(tokenizer.encode("\n", add_special_tokens=False)) == 1
     save_feature_extractor(folder)
-    config = Qwen3OmniMoeConfig(**config_dict(ids))
-    torch.manual_seed(seed)
-    model = Qwen3OmniMoeForConditionalGeneration(config)
-    initialise_experts(model, config.talker_config.text_config.initializer_range)
-    discourage_end_of_speech(model)
-    model.save_pretrained(folder)
-    return folder
+    return ids
 
 
 def config_dict(ids: dict[str, int]) -> dict[str, Any]:
@@ -254,8 +260,8 @@ def initialise_experts(model: Any, std: float) -> None:
             if type(module).__name__.endswith("TextExperts"):
                 for param in module.parameters():
                     param.normal_(0.0, std)
-    for name, param in model.named_parameters():
-        assert bool(torch.isfinite(param).all()) and float(param.abs().max()) < 100, name
+        for name, param in model.named_parameters():
+            assert bool(torch.isfinite(param).all()) and float(param.abs().max()) < 100, name
 
 
 def discourage_end_of_speech(model: Any) -> None:

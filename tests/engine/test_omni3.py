@@ -147,7 +147,7 @@ def test_the_stream_carries_the_same_answer_in_chunks(server: LiveServer) -> Non
     assert audio_chunks >= 2  # vocoded in chunks, not as one clip at the end
 
 
-@pytest.mark.parametrize("fmt", ["mp3", "flac", "opus"])
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "opus", "aac"])
 def test_compressed_output_decodes_to_the_same_length(server: LiveServer, fmt: str) -> None:
     audio = ask(server, fmt=fmt).choices[0].message.audio
     assert audio is not None
@@ -244,12 +244,15 @@ async def test_speech_leaves_in_chunks_of_whole_frames_while_text_leads(server: 
     )
     events = [event async for event in engine.generate(await engine.prepare(request))]
     chunks = [len(e.pcm_s16le) // 2 for e in events if isinstance(e, AudioDelta)]
-    # 25 frames: the first 4, then 12, then the 9 left; the clip ends 555 samples short
-    later = SPEECH_FRAMES - plan.first_frames - plan.frames
+    # 25 frames: the first alone (as early as Code2Wav allows), then 2, 4 and 8 (doubling
+    # up to 12), then the 10 left at the end; the clip ends 555 samples short
+    assert (plan.first_frames, plan.frames) == (1, 12)
     assert chunks == [
-        plan.first_frames * SAMPLES_PER_FRAME - LOOK_AHEAD_SAMPLES,
-        plan.frames * SAMPLES_PER_FRAME,
-        later * SAMPLES_PER_FRAME,
+        SAMPLES_PER_FRAME - LOOK_AHEAD_SAMPLES,
+        2 * SAMPLES_PER_FRAME,
+        4 * SAMPLES_PER_FRAME,
+        8 * SAMPLES_PER_FRAME,
+        10 * SAMPLES_PER_FRAME,
     ]
     assert isinstance(events[-1], Finished)
     first_audio = next(i for i, e in enumerate(events) if isinstance(e, AudioDelta))
@@ -407,7 +410,9 @@ def test_code2wav_in_windows_is_code2wav_in_one_piece(tiny_qwen3: Path) -> None:
     frames = rng.integers(0, CODEBOOK, size=(20, NUM_CODE_GROUPS)).tolist()
     with torch.inference_mode():
         whole = model.code2wav(torch.tensor([frames]).transpose(1, 2)).reshape(-1).numpy()
-        stream = FrameStream(c2w, FramePlan(first_frames=3, frames=5, context_frames=25))
+        plan = FramePlan(first_frames=3, frames=5, context_frames=25)
+        assert [plan.chunk_frames(i) for i in range(4)] == [3, 5, 5, 5]
+        stream = FrameStream(c2w, plan)
         pieces = []
         for frame in frames:  # the talker adds frames one by one
             stream.add(frame)

@@ -12,9 +12,12 @@ transformers' ``chunked_decode`` does), the same approximation Qwen's own
 chunked decoding makes.
 
 ``FrameStream`` keeps a conversation's frames and what has been sent. Its
-chunks are fixed (``FramePlan``: the first ``first_frames``, then ``frames`` at
-a time, the rest at the end), so the audio does not depend on how fast the
-talker ran and a seed reproduces it. A chunk ending at frame ``e`` decodes the
+chunks are fixed (``FramePlan``: the first chunk is one frame, the earliest
+audio the model allows (57 ms of it); each next chunk twice the last, up to
+``frames`` (~1 s), the rest at the end), so the audio does not depend on how
+fast the talker ran and a seed reproduces it. Doubling keeps a listener fed
+while the talker runs at least twice as fast as real time: chunk k+1 takes
+the talker 2x the frames that chunk k's audio lasts, and chunks stay few. A chunk ending at frame ``e`` decodes the
 window ``[max(0, s - context), e)`` (``s`` the previous chunk's end) and sends
 samples ``[s x 1920 - 555, e x 1920 - 555)`` (from 0 for the first). The last
 555 samples of the clip are never made, as in transformers' ``generate``.
@@ -40,13 +43,17 @@ from omnivox.engines.omni.vocoder import MAX_BATCH, Jobs, VocoderThread
 
 @dataclass(frozen=True, slots=True)
 class FramePlan:
-    first_frames: int = 4  # 0.32 s of speech makes the first chunk
-    frames: int = 12  # then ~1 s at a time
+    first_frames: int = 1  # the first chunk: 80 ms of codes, 57 ms of audio
+    frames: int = 12  # chunks double up to this (~1 s)
     context_frames: int = 25  # earlier frames each window sees (transformers' value)
 
     def __post_init__(self) -> None:
         if min(self.first_frames, self.frames, self.context_frames) < 1:
             raise ValueError("a FramePlan needs at least one frame per chunk and of context")
+
+    def chunk_frames(self, index: int) -> int:
+        """Frames in chunk ``index`` (0 first): doubling from ``first_frames`` to ``frames``."""
+        return min(self.frames, self.first_frames << min(index, 30))
 
 
 class Code2Wave:
@@ -101,6 +108,7 @@ class FrameStream:
         self._frames: list[list[int]] = []
         self._finished = False
         self.sent_frames = 0  # audio up to this frame's boundary has been sent
+        self.chunks = 0
         self.done = False
 
     def add(self, frame: list[int]) -> None:
@@ -122,8 +130,7 @@ class FrameStream:
             return None
         with self._lock:
             n_frames, finished = len(self._frames), self._finished
-            size = self._plan.first_frames if self.sent_frames == 0 else self._plan.frames
-            end = self.sent_frames + size
+            end = self.sent_frames + self._plan.chunk_frames(self.chunks)
             if end > n_frames:
                 if not finished:
                     return None
@@ -141,6 +148,7 @@ class FrameStream:
         first = self.sent_frames * per_frame - ahead if self.sent_frames else 0
         audio = wave[first - job.start * per_frame :]
         self.sent_frames = job.end
+        self.chunks += 1
         with self._lock:
             self.done = self._finished and job.end >= len(self._frames)
         return audio
