@@ -55,7 +55,11 @@ def _serve_parser(commands: Any) -> None:
         help="cascade chat model: smollm2 (embedded), a local .gguf path or repo_id/file.gguf",
     )
     p.add_argument("--tts", help="cascade synthesizer: joe (embedded) or a Piper voice .onnx path")
-    p.add_argument("--model", help="omni engine: a hub id (Qwen/Qwen2.5-Omni-3B) or a local dir")
+    p.add_argument(
+        "--model",
+        help="omni engine: a Qwen2.5-Omni or Qwen3-Omni hub id (Qwen/Qwen2.5-Omni-3B, "
+        "Qwen/Qwen3-Omni-30B-A3B-Instruct) or a local dir",
+    )
     p.add_argument("--device", help="omni engine: auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads per model")
     p.add_argument("--model-id", help="the served model's name; default omnivox-audio")

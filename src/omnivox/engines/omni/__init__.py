@@ -1,4 +1,4 @@
-"""The omni engine: one native speech-to-speech model (Qwen2.5-Omni) that hears and speaks.
+"""The omni engine: one native speech-to-speech model (Qwen2.5-Omni or Qwen3-Omni).
 
 Only ``create_engine`` is exported. torch and transformers load when the engine
 starts, never when this package is imported, so ``omnivox --help`` and the

@@ -16,9 +16,10 @@ chunks are fixed (``FramePlan``: the first chunk is one frame, the earliest
 audio the model allows (57 ms of it); each next chunk twice the last, up to
 ``frames`` (~1 s), the rest at the end), so the audio does not depend on how
 fast the talker ran and a seed reproduces it. Doubling keeps a listener fed
-while the talker runs at least twice as fast as real time: chunk k+1 takes
-the talker 2x the frames that chunk k's audio lasts, and chunks stay few. A chunk ending at frame ``e`` decodes the
-window ``[max(0, s - context), e)`` (``s`` the previous chunk's end) and sends
+while the talker runs at least twice as fast as real time (chunk k+1 has
+twice the frames of chunk k, whose audio plays while they are made) and
+keeps the chunks few. A chunk ending at frame ``e`` decodes the window
+``[max(0, s - context), e)``, ``s`` being the previous chunk's end, and sends
 samples ``[s x 1920 - 555, e x 1920 - 555)`` (from 0 for the first). The last
 555 samples of the clip are never made, as in transformers' ``generate``.
 
