@@ -42,6 +42,7 @@ from omnivox.engines.events import AudioDelta, Finished, TextDelta  # noqa: E402
 from omnivox.engines.omni.engine import OmniEngine  # noqa: E402
 from omnivox.engines.omni.loading import load_checkpoint  # noqa: E402
 from omnivox.engines.omni.scheduler import SpeechLimits  # noqa: E402
+from omnivox.settings import Settings  # noqa: E402
 from tests.conftest import sdk_client  # noqa: E402
 from tests.engine.omni3_tiny import (  # noqa: E402
     CODEBOOK,
@@ -434,3 +435,30 @@ def test_code2wav_in_windows_is_code2wav_in_one_piece(tiny_qwen3: Path) -> None:
     np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-5)  # within the context
     for got, expected in zip(batched, alone, strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+# -- on a GPU -----------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+async def test_the_tiny_qwen3_omni_speaks_on_cuda(tiny_qwen3: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    limits = SpeechLimits(base_codes=SPEECH_FRAMES, codes_per_text_token=0)
+    settings = Settings(engine="omni", model=str(tiny_qwen3), device="cuda")
+    engine = OmniEngine(settings, limits=limits)
+    await engine.start()
+    try:
+        clip = AudioClip(tone(INPUT_S), 16_000, "tone")
+        request = GenerationRequest(
+            (Turn("user", (clip,)),),
+            sampling=SamplingParams(temperature=0.0, max_output_tokens=TEXT_TOKENS, seed=1),
+            speech=SpeechOutput("nova"),
+        )
+        events = [event async for event in engine.generate(await engine.prepare(request))]
+        pcm = b"".join(e.pcm_s16le for e in events if isinstance(e, AudioDelta))
+        assert any(isinstance(e, TextDelta) for e in events)
+        assert isinstance(events[-1], Finished)
+        assert len(pcm) // 2 == SPEECH_SAMPLES
+    finally:
+        await engine.close()
