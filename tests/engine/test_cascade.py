@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,20 +138,39 @@ async def test_prompt_tokens_bill_the_audio_transcript_apart(
 async def test_history_audio_is_transcribed_once(
     cascade: CascadeEngine, spoken: Spoken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recogniser = cascade.transcripts.recogniser
+    recogniser = cascade.listener.recogniser
     calls: list[int] = []
-    transcribe = recogniser.transcribe
+    transcribe_clips = recogniser.transcribe_clips
 
-    def counting(samples: np.ndarray) -> str:
-        calls.append(len(samples))
-        return transcribe(samples)
+    def counting(clips: Any) -> list[str]:
+        calls.append(len(clips))
+        return transcribe_clips(clips)
 
-    monkeypatch.setattr(recogniser, "transcribe", counting)
+    monkeypatch.setattr(recogniser, "transcribe_clips", counting)
     request = ask(spoken("How many legs does a spider have?"))
     first = await cascade.prepare(request)
     second = await cascade.prepare(request)
     assert len(calls) == 1
     assert first.payload == second.payload
+
+
+async def test_questions_asked_at_once_are_heard_in_shared_passes(
+    cascade: CascadeEngine, spoken: Spoken
+) -> None:
+    questions = {
+        "What is the capital of Spain?": "spain",
+        "Name the colors of the rainbow.": "rainbow",
+        "Tell me three facts about the moon.": "moon",
+        "Why is the sky blue?": "sky",
+    }
+    clips = [spoken(q) for q in questions]
+    listener = cascade.listener
+    passes, heard = listener.passes, listener.clips_heard
+    await asyncio.gather(*(cascade.prepare(ask(clip)) for clip in clips))
+    assert listener.clips_heard - heard == len(clips)
+    assert listener.passes - passes < len(clips)  # some passes heard several questions
+    for clip, word in zip(clips, questions.values(), strict=True):
+        assert word in cascade.transcripts.transcript(clip).lower()  # each its own words
 
 
 async def test_two_concurrent_generations_both_succeed(

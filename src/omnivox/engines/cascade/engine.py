@@ -49,6 +49,7 @@ from omnivox.engines.cascade.generator import (
     LlamaGenerator,
     TokenPiece,
 )
+from omnivox.engines.cascade.listening import Listener
 from omnivox.engines.cascade.prompt import (
     build_messages,
     client_audio_transcripts,
@@ -110,6 +111,7 @@ class CascadeEngine:
         self._generator: LlamaGenerator | None = None
         self._synthesizer: PiperSynthesizer | None = None
         self._transcripts: TranscriptBook | None = None
+        self._listener: Listener | None = None
         self.slot = ComputeSlot()
 
     # -- life cycle ---------------------------------------------------------------
@@ -144,12 +146,13 @@ class CascadeEngine:
         with _loading("voice", voice_files.model_path, "--tts"):
             synthesizer = PiperSynthesizer(voice_files, cpu_threads=threads)
         self._transcripts = TranscriptBook(recogniser)
+        self._listener = Listener(self._transcripts, recogniser)
         self._generator, self._synthesizer = generator, synthesizer
         self.context_window_tokens = generator.context_window_tokens
 
     async def close(self) -> None:
         generator, self._generator = self._generator, None
-        self._synthesizer = self._transcripts = None
+        self._synthesizer = self._transcripts = self._listener = None
         if generator is not None:
             await asyncio.to_thread(generator.close)
 
@@ -166,6 +169,12 @@ class CascadeEngine:
         if self._transcripts is None:
             raise ServerError("the cascade engine is not started")
         return self._transcripts
+
+    @property
+    def listener(self) -> Listener:
+        if self._listener is None:
+            raise ServerError("the cascade engine is not started")
+        return self._listener
 
     @property
     def generator(self) -> LlamaGenerator:
@@ -233,12 +242,15 @@ class CascadeEngine:
         ) from error
 
     def _transcribe_all(self, request: GenerationRequest, pace: Pace) -> None:
-        for turn in request.turns:
-            for part in turn.parts:
-                if isinstance(part, AudioClip) and self.transcripts.cached(part) is None:
-                    with self.slot.hold(pace, Stage.LISTEN):
-                        self.transcripts.transcript(part)
-                    release_free_memory()  # the pass's buffers: the largest the server frees
+        clips = [
+            part
+            for turn in request.turns
+            for part in turn.parts
+            if isinstance(part, AudioClip) and self.transcripts.cached(part) is None
+        ]
+        if clips:
+            self.listener.hear(clips, lambda: self.slot.hold(pace, Stage.LISTEN))
+            release_free_memory()  # the pass's buffers: the largest the server frees
 
     # -- generate -----------------------------------------------------------------
 

@@ -45,13 +45,20 @@ class TranscriptBook:
             if known is not None:
                 self._known.move_to_end(clip.sha256)
                 return known
-        samples = resample(clip.samples, clip.sample_rate, self.recogniser.sample_rate)
-        text = self.recogniser.transcribe(samples)
+        text = self.recogniser.transcribe(self.samples(clip))
+        self.remember(clip, text)
+        return text
+
+    def samples(self, clip: AudioClip) -> np.ndarray:
+        """The clip at the recogniser's sample rate."""
+        return resample(clip.samples, clip.sample_rate, self.recogniser.sample_rate)
+
+    def remember(self, clip: AudioClip, text: str) -> None:
         with self._lock:
             self._known[clip.sha256] = text
+            self._known.move_to_end(clip.sha256)
             while len(self._known) > self._max_entries:
                 self._known.popitem(last=False)
-        return text
 
     def cached(self, clip: AudioClip) -> str | None:
         """The transcript if it is already known, without recognising anything."""

@@ -1,0 +1,157 @@
+"""Clips waiting for the recogniser at once are heard together, each given its own words."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from omnivox.engines.base import AudioClip
+from omnivox.engines.cascade.listening import Listener
+from omnivox.engines.cascade.recogniser import (
+    GAP_S,
+    SAMPLE_RATE,
+    WINDOW_S,
+    assign_segments,
+    pack_windows,
+)
+from omnivox.engines.cascade.transcripts import TranscriptBook
+
+
+def seconds(duration_s: float, value: float = 0.1) -> np.ndarray:
+    return np.full(int(duration_s * SAMPLE_RATE), value, dtype=np.float32)
+
+
+def clip(name: str, duration_s: float = 3.0) -> AudioClip:
+    return AudioClip(seconds(duration_s), SAMPLE_RATE, name)
+
+
+def test_segments_go_to_the_clip_whose_span_holds_them() -> None:
+    spans = [(0.0, 3.0), (4.0, 6.5), (7.5, 9.0)]
+    segments = [
+        (0.0, 2.8, "What is the capital of France?"),
+        (4.1, 6.4, "Tell me about the moon."),
+        (6.6, 7.3, "Thank you."),  # in the gap, nearer the second clip's end
+        (7.6, 8.9, "Why is the sky blue?"),
+    ]
+    assert assign_segments(segments, spans) == [
+        "What is the capital of France?",
+        "Tell me about the moon. Thank you.",
+        "Why is the sky blue?",
+    ]
+
+
+def test_a_segment_running_two_clips_together_asks_for_hearing_them_alone() -> None:
+    spans = [(0.0, 3.0), (4.0, 6.5)]
+    assert assign_segments([(0.5, 5.0, "France? Tell me")], spans) is None
+    assert assign_segments([(2.9, 4.1, "um")], spans) == ["um", ""]  # a sliver is no overlap
+
+
+def test_windows_hold_what_fits_in_order_and_a_long_chunk_alone() -> None:
+    clips = [[seconds(8.0)], [seconds(9.0)], [seconds(10.0)], [seconds(27.0)], [seconds(2.0)]]
+    windows = pack_windows(clips)
+    assert [[index for index, _ in window] for window in windows] == [[0, 1, 2], [3], [4]]
+    for window in windows:
+        length_s = sum(len(chunk) for _, chunk in window) / SAMPLE_RATE
+        assert length_s + GAP_S * (len(window) - 1) <= WINDOW_S or len(window) == 1
+
+
+class FakeRecogniser:
+    """Hears a clip as its duration; counts passes; the first pass is slow."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, first_pass_s: float = 0.3) -> None:
+        self.first_pass_s = first_pass_s
+        self.passes: list[int] = []
+        self.fail = False
+
+    def speech(self, samples: np.ndarray) -> list[np.ndarray]:
+        return [samples]
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        return self.transcribe_clips([self.speech(samples)])[0]
+
+    def transcribe_clips(self, clips: Sequence[Sequence[np.ndarray]]) -> list[str]:
+        if not self.passes:
+            time.sleep(self.first_pass_s)  # the others arrive and wait meanwhile
+        self.passes.append(len(clips))
+        if self.fail:
+            raise RuntimeError("the recogniser broke")
+        return [f"{sum(len(c) for c in chunks) / SAMPLE_RATE:.1f} s" for chunks in clips]
+
+
+def one_at_a_time() -> tuple[threading.Lock, object]:
+    lock = threading.Lock()
+
+    @contextmanager
+    def hold() -> Iterator[None]:
+        with lock:
+            yield
+
+    return lock, hold
+
+
+def hear_at_once(listener: Listener, requests: list[list[AudioClip]]) -> list[BaseException]:
+    _, hold = one_at_a_time()
+    errors: list[BaseException] = []
+
+    def one(clips: list[AudioClip]) -> None:
+        try:
+            listener.hear(clips, hold)  # type: ignore[arg-type]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(clips,)) for clips in requests]
+    for i, thread in enumerate(threads):
+        thread.start()
+        if i == 0:
+            time.sleep(0.05)  # the first holds the slot; the rest queue behind it
+    for thread in threads:
+        thread.join(timeout=10)
+    return errors
+
+
+def test_clips_waiting_together_share_one_pass_and_get_their_own_words() -> None:
+    recogniser = FakeRecogniser()
+    book = TranscriptBook(recogniser)
+    listener = Listener(book, recogniser)
+    clips = [clip(f"c{i}", 2.0 + i) for i in range(5)]
+    assert hear_at_once(listener, [[c] for c in clips]) == []
+    assert recogniser.passes == [1, 4]  # the first alone, the four that waited in one pass
+    assert [book.cached(c) for c in clips] == ["2.0 s", "3.0 s", "4.0 s", "5.0 s", "6.0 s"]
+    assert (listener.passes, listener.clips_heard) == (2, 5)
+
+
+def test_a_clip_asked_for_twice_while_waiting_is_heard_once() -> None:
+    recogniser = FakeRecogniser()
+    listener = Listener(TranscriptBook(recogniser), recogniser)
+    shared = clip("history")
+    assert hear_at_once(listener, [[clip("first")], [shared], [shared]]) == []
+    assert sum(recogniser.passes) == 2
+
+
+def test_a_failing_pass_fails_every_request_in_it() -> None:
+    recogniser = FakeRecogniser()
+    recogniser.fail = True
+    listener = Listener(TranscriptBook(recogniser), recogniser)
+    errors = hear_at_once(listener, [[clip(f"c{i}")] for i in range(3)])
+    assert len(errors) == 3 and all("broke" in str(e) for e in errors)
+    recogniser.fail = False
+    listener.hear([clip("later")], one_at_a_time()[1])  # type: ignore[arg-type]
+    assert recogniser.passes[-1] == 1  # and the next request is heard
+
+
+@pytest.mark.parametrize("n_clips", [1, 3])
+def test_nothing_is_heard_twice_once_known(n_clips: int) -> None:
+    recogniser = FakeRecogniser(first_pass_s=0.0)
+    book = TranscriptBook(recogniser)
+    listener = Listener(book, recogniser)
+    clips = [clip(f"k{i}") for i in range(n_clips)]
+    listener.hear(clips, one_at_a_time()[1])  # type: ignore[arg-type]
+    listener.hear(clips, one_at_a_time()[1])  # type: ignore[arg-type]
+    assert recogniser.passes == [n_clips]
