@@ -138,6 +138,55 @@ def variant(wav: bytes, k: int) -> bytes:
     return out.getvalue()
 
 
+def measure_hearing(engine: CascadeEngine, wavs: list[bytes], rounds: int = 3) -> dict[str, Any]:
+    """Four questions arriving at once: when is each heard (prepare done)? Through the
+    engine, which hears waiting clips in shared passes, against the same recogniser
+    hearing them one pass each, alternated over ``rounds`` rounds of fresh clips."""
+
+    def clips(salt: int) -> list[AudioClip]:
+        return [
+            AudioClip(
+                decode_audio(w, sample_rate=INPUT_SAMPLE_RATE), INPUT_SAMPLE_RATE, f"h{salt}-{i}"
+            )
+            for i, w in enumerate(wavs[:CONCURRENCY])
+        ]
+
+    async def together(batch: list[AudioClip]) -> list[float]:
+        start = time.perf_counter()
+
+        async def one(clip: AudioClip) -> float:
+            await engine.prepare(GenerationRequest(turns=(Turn("user", (clip,)),)))
+            return time.perf_counter() - start
+
+        return list(await asyncio.gather(*(one(clip) for clip in batch)))
+
+    def one_by_one(batch: list[AudioClip]) -> list[float]:
+        start, done = time.perf_counter(), []
+        for clip in batch:
+            engine.transcripts.transcript(clip)
+            done.append(time.perf_counter() - start)
+        return done
+
+    shared: list[float] = []
+    alone: list[float] = []
+    passes, heard = engine.listener.passes, engine.listener.clips_heard
+    for r in range(rounds):
+        shared += sorted(asyncio.run(together(clips(1000 + r))))
+        alone += one_by_one(clips(2000 + r))
+    return {
+        "heard_together_last_s_p50": round(
+            statistics.median(shared[CONCURRENCY - 1 :: CONCURRENCY]), 3
+        ),
+        "heard_together_mean_s": round(statistics.fmean(shared), 3),
+        "one_pass_each_last_s_p50": round(
+            statistics.median(alone[CONCURRENCY - 1 :: CONCURRENCY]), 3
+        ),
+        "one_pass_each_mean_s": round(statistics.fmean(alone), 3),
+        "passes_per_4_questions": round((engine.listener.passes - passes) / rounds, 2),
+        "clips_heard": engine.listener.clips_heard - heard,
+    }
+
+
 def count_sentences(text: str) -> int:
     return len([s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s])
 
@@ -336,6 +385,8 @@ def main() -> None:
             components.append(measure_components(engine, q, w, i))
             c = components[-1]
             progress(f"components {i + 1}/{len(QUESTIONS)}: {c.chat_tokens} tokens, {c.reply!r}")
+        results["hearing_four_at_once"] = measure_hearing(engine, wavs)
+        progress(f"four questions at once: {results['hearing_four_at_once']}")
         asyncio.run(engine.close())
         del engine
         server = Server(folder / "data")
@@ -444,6 +495,8 @@ def print_table(results: dict[str, Any]) -> None:
     for key, value in results["summary"].items():
         print(f"  {key}: {value}")
     print(f"  server_peak_rss_mb: {results['server_peak_rss_mb']}")
+    for key, value in results.get("hearing_four_at_once", {}).items():
+        print(f"  four questions at once, {key}: {value}")
 
 
 if __name__ == "__main__":
