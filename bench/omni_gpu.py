@@ -558,6 +558,11 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.text_tokens = args.text_tokens or (24 if args.tiny else 100)
     qwen3 = args.size == "30b-a3b" or (args.tiny and args.family == "qwen3")
+    if args.model:  # real weights: the checkpoint says which family it is
+        from omnivox.engines.omni.loading import model_type, resolve_model_dir
+
+        folder = resolve_model_dir(args.model, Settings().models_dir)
+        qwen3 = model_type(folder) == "qwen3_omni_moe"
     seconds = 3 if args.tiny else 10  # of speech per answer
     args.speech_codes = args.speech_codes or round(
         seconds * FRAMES_PER_S["qwen3" if qwen3 else "qwen2.5"]

@@ -437,6 +437,37 @@ def test_code2wav_in_windows_is_code2wav_in_one_piece(tiny_qwen3: Path) -> None:
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_each_chunk_is_its_windows_new_samples_when_the_context_is_short(
+    tiny_qwen3: Path,
+) -> None:
+    from omnivox.engines.omni.code2wav import Code2Wave, FramePlan, FrameStream
+
+    model = _load(tiny_qwen3)
+    c2w = Code2Wave(model.code2wav, torch.device("cpu"))
+    frames = np.random.default_rng(3).integers(0, CODEBOOK, size=(17, NUM_CODE_GROUPS)).tolist()
+    stream = FrameStream(c2w, FramePlan(first_frames=2, frames=4, context_frames=3))
+    for frame in frames:
+        stream.add(frame)
+    stream.finish()
+    sent_frames, total = 0, 0
+    with torch.inference_mode():
+        while (job := stream.job()) is not None:
+            start, end = job.start, job.end
+            assert start == max(0, sent_frames - 3) and job.frames == frames[start:end]
+            window = model.code2wav(torch.tensor([frames[start:end]]).transpose(1, 2))
+            window = window.reshape(-1).numpy()
+            piece = stream.take(job, c2w.decode([job.frames])[0])
+            # the window's samples from the last chunk's end on, in the clip's time
+            first = sent_frames * SAMPLES_PER_FRAME - LOOK_AHEAD_SAMPLES if sent_frames else 0
+            np.testing.assert_allclose(
+                piece, window[first - start * SAMPLES_PER_FRAME :], atol=1e-5
+            )
+            total += len(piece)
+            sent_frames = end
+    assert stream.done and sent_frames == 17  # chunks of 2, 4, 4, 4 and the 3 left
+    assert total == 17 * SAMPLES_PER_FRAME - LOOK_AHEAD_SAMPLES
+
+
 # -- on a GPU -----------------------------------------------------------------------
 
 

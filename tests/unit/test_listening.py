@@ -48,7 +48,18 @@ def test_segments_go_to_the_clip_whose_span_holds_them() -> None:
 def test_a_segment_running_two_clips_together_asks_for_hearing_them_alone() -> None:
     spans = [(0.0, 3.0), (4.0, 6.5)]
     assert assign_segments([(0.5, 5.0, "France? Tell me")], spans) is None
-    assert assign_segments([(2.9, 4.1, "um")], spans) == ["um", ""]  # a sliver is no overlap
+    # a sliver over the gap is no overlap: the segment is the first clip's
+    assert assign_segments([(0.2, 4.1, "France?"), (4.2, 6.4, "Moon.")], spans) == [
+        "France?",
+        "Moon.",
+    ]
+    short = [(0.0, 3.0), (4.0, 4.4)]  # a short clip: half of it is enough to share
+    assert assign_segments([(0.1, 4.3, "France? Yes")], short) is None
+
+
+def test_a_clip_left_without_words_asks_for_hearing_them_alone() -> None:
+    spans = [(0.0, 3.0), (4.0, 6.5)]
+    assert assign_segments([(0.2, 2.9, "What is the capital of France?")], spans) is None
 
 
 def test_windows_hold_what_fits_in_order_and_a_long_chunk_alone() -> None:
@@ -69,6 +80,7 @@ class FakeRecogniser:
         self.first_pass_s = first_pass_s
         self.passes: list[int] = []
         self.fail = False
+        self.fail_longer_than_s: float | None = None  # fail passes holding such a clip
 
     def speech(self, samples: np.ndarray) -> list[np.ndarray]:
         return [samples]
@@ -80,9 +92,11 @@ class FakeRecogniser:
         if not self.passes:
             time.sleep(self.first_pass_s)  # the others arrive and wait meanwhile
         self.passes.append(len(clips))
-        if self.fail:
+        durations = [sum(len(c) for c in chunks) / SAMPLE_RATE for chunks in clips]
+        limit = self.fail_longer_than_s
+        if self.fail or (limit is not None and max(durations) > limit):
             raise RuntimeError("the recogniser broke")
-        return [f"{sum(len(c) for c in chunks) / SAMPLE_RATE:.1f} s" for chunks in clips]
+        return [f"{duration_s:.1f} s" for duration_s in durations]
 
 
 def one_at_a_time() -> tuple[threading.Lock, object]:
@@ -107,12 +121,12 @@ def hear_at_once(listener: Listener, requests: list[list[AudioClip]]) -> list[Ba
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(clips,)) for clips in requests]
-    for i, thread in enumerate(threads):
+    for thread in threads:
         thread.start()
-        if i == 0:
-            time.sleep(0.05)  # the first holds the slot; the rest queue behind it
+        time.sleep(0.03)  # in this order: the first holds the slot, the rest queue behind it
     for thread in threads:
         thread.join(timeout=10)
+        assert not thread.is_alive(), "a request never got its transcript"
     return errors
 
 
@@ -144,6 +158,19 @@ def test_a_failing_pass_fails_every_request_in_it() -> None:
     recogniser.fail = False
     listener.hear([clip("later")], one_at_a_time()[1])  # type: ignore[arg-type]
     assert recogniser.passes[-1] == 1  # and the next request is heard
+
+
+def test_a_failing_pass_fails_only_the_requests_whose_clips_it_held() -> None:
+    recogniser = FakeRecogniser()
+    recogniser.fail_longer_than_s = 10.0
+    book = TranscriptBook(recogniser)
+    listener = Listener(book, recogniser)
+    first, long_a, long_b, short = clip("a", 3.0), clip("b", 14.0), clip("c", 14.0), clip("d")
+    # b and c fill a window (14 + 1 + 14 s): d waits for a pass of its own, whoever runs it
+    errors = hear_at_once(listener, [[first], [long_a], [long_b], [short]])
+    assert len(errors) == 2 and all("speech recognition failed" in str(e) for e in errors)
+    assert book.cached(first) == "3.0 s" and book.cached(short) == "3.0 s"
+    assert book.cached(long_a) is None and book.cached(long_b) is None
 
 
 @pytest.mark.parametrize("n_clips", [1, 3])

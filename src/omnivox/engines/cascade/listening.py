@@ -12,7 +12,8 @@ same whatever its window holds, so when four conversations speak at once the
 last no longer waits for three passes before its own.
 
 The same clip asked for twice while it waits (two requests with one history) is
-heard once. A pass that fails fails every request whose clip was in it.
+heard once. A pass that fails fails every request whose clip was in it, and
+only those: the thread that ran it may have been waiting for another clip.
 
 This module knows nothing of Whisper or of the slot's order; it batches.
 """
@@ -42,11 +43,17 @@ class _Waiting:
     clip: AudioClip
     chunks: list[np.ndarray]
     done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    error: Exception | None = None
 
     @property
-    def speech_s(self) -> float:
-        return sum(len(chunk) for chunk in self.chunks) / SAMPLE_RATE
+    def window_s(self) -> float:
+        """What the clip takes of a window: its speech, and a gap between its chunks."""
+        speech_s = sum(len(chunk) for chunk in self.chunks) / SAMPLE_RATE
+        return speech_s + GAP_S * max(0, len(self.chunks) - 1)
+
+
+class HearingFailedError(RuntimeError):
+    """The recogniser failed on a pass that held this request's clip."""
 
 
 class Listener:
@@ -56,7 +63,7 @@ class Listener:
         self._line: list[_Waiting] = []
         self._by_sha: dict[str, _Waiting] = {}
         self._lock = threading.Lock()
-        self.passes = 0  # recogniser passes run (a pass may hear several clips)
+        self.passes = 0  # calls of transcribe_clips (one window each, unless it overflows)
         self.clips_heard = 0
 
     def hear(
@@ -70,7 +77,9 @@ class Listener:
                     if not entry.done.is_set():
                         self._one_pass()
             if entry.error is not None:
-                raise entry.error
+                raise HearingFailedError(
+                    f"speech recognition failed: {entry.error}"
+                ) from entry.error
 
     def _join(self, clip: AudioClip) -> _Waiting:
         with self._lock:
@@ -83,6 +92,9 @@ class Listener:
             if known is not None:
                 return known
             entry = _Waiting(clip, chunks)
+            if self.book.cached(clip) is not None:  # heard meanwhile (remembered, then let go)
+                entry.done.set()
+                return entry
             self._by_sha[clip.sha256] = entry
             self._line.append(entry)
             return entry
@@ -93,7 +105,7 @@ class Listener:
             taken: list[_Waiting] = []
             used_s = 0.0
             for entry in self._line:
-                need_s = entry.speech_s + (GAP_S * len(entry.chunks) if taken else 0.0)
+                need_s = entry.window_s + (GAP_S if taken else 0.0)
                 if taken and used_s + need_s > WINDOW_S:
                     break
                 taken.append(entry)
@@ -111,10 +123,9 @@ class Listener:
             self.clips_heard += len(batch)
             for entry, text in zip(batch, texts, strict=True):
                 self.book.remember(entry.clip, text)
-        except BaseException as exc:
+        except Exception as exc:  # told to each request of the pass, in its own thread
             for entry in batch:
                 entry.error = exc
-            raise
         finally:
             with self._lock:
                 for entry in batch:

@@ -103,7 +103,7 @@ class WhisperRecogniser:
     def _hear_window(self, window: list[tuple[int, np.ndarray]]) -> list[tuple[int, str]]:
         if len(window) == 1:
             index, chunk = window[0]
-            return [(index, " ".join(text for _, _, text in self._segments(chunk)))]
+            return [(index, " ".join(text for _, _, text in self._segments(chunk) if text))]
         gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
         pieces: list[np.ndarray] = []
         spans: list[tuple[float, float]] = []
@@ -155,12 +155,14 @@ def pack_windows(clips: Sequence[Sequence[np.ndarray]]) -> list[list[tuple[int, 
 def assign_segments(
     segments: Sequence[tuple[float, float, str]], spans: Sequence[tuple[float, float]]
 ) -> list[str] | None:
-    """Each span's text: the segments whose middle falls nearest it; None when one
-    segment overlaps two spans by ``MIN_SHARE_S`` or more (Whisper ran them together)."""
+    """Each span's text: the segments whose middle falls nearest it. None (hear the
+    clips alone) when one segment overlaps two spans by ``MIN_SHARE_S`` or half the
+    shorter span (Whisper ran them together), or when a span gets no words (the VAD
+    heard speech there: its words went elsewhere or were lost)."""
     texts: list[list[str]] = [[] for _ in spans]
     for start, end, text in segments:
-        overlaps = [min(end, b) - max(start, a) for a, b in spans]
-        if sum(overlap >= MIN_SHARE_S for overlap in overlaps) > 1:
+        overlaps = [min(end, b) - max(start, a) >= min(MIN_SHARE_S, (b - a) / 2) for a, b in spans]
+        if sum(overlaps) > 1:
             return None
         middle = (start + end) / 2
         nearest = min(
@@ -169,4 +171,6 @@ def assign_segments(
         )
         if text:
             texts[nearest].append(text)
+    if not all(texts):
+        return None
     return [" ".join(words) for words in texts]

@@ -7,9 +7,12 @@ the transposed convolutions, each of which looks one input step ahead: in all
 555 samples (~23 ms; ``Code2Wave.look_ahead`` measures it at load rather than
 assuming it). So the samples up to ``n x 1920 - 555`` depend on the first ``n``
 frames only, and a window of frames decoded on its own is exact on its right
-side; on its left it sees ``FramePlan.context_frames`` earlier frames (25, as
-transformers' ``chunked_decode`` does), the same approximation Qwen's own
-chunked decoding makes.
+side. On its left it sees ``FramePlan.context_frames`` earlier frames: 25, the
+left context of transformers' ``chunked_decode``. That is an approximation
+(the real Code2Wav's transformer attends 72 frames back, over 8 layers, and
+its convolutions reach back too), and this stream makes it more often than
+``generate`` does, which cuts every 300 frames where this stream cuts every
+12 at most; a wider context costs Code2Wav work on every window.
 
 ``FrameStream`` keeps a conversation's frames and what has been sent. Its
 chunks are fixed (``FramePlan``: the first chunk is one frame, the earliest

@@ -39,7 +39,8 @@ nothing of conversations, audio or HTTP; it makes logits and frames.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,21 +162,44 @@ class Qwen3Networks:
         cache = batch.new_cache()
         length = ids.shape[1]
         positions = torch.arange(length, device=self.device).view(1, 1, -1).expand(3, 1, -1)
-        out = self.language_model(
-            inputs_embeds=embeds,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            output_hidden_states=for_talker,
-        )
+        with self._layer_output(for_talker) as layer:
+            out = self.language_model(
+                inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True
+            )
         logits = self.thinker.lm_head(out.last_hidden_state[:, -1])[0]
         context = None
         if for_talker:
-            context = self._talker_context(prompt.input_ids, embeds, out.hidden_states)
+            if self.accept_layer == 0:
+                accepted = embeds
+            elif self.accept_layer >= len(self.language_model.layers):
+                accepted = out.last_hidden_state  # transformers hands the normed state there
+            else:
+                accepted = layer[0]
+            context = self._talker_context(prompt.input_ids, embeds, accepted)
         return ThinkerPrefill(cache, length, logits, context)
 
+    @contextlib.contextmanager
+    def _layer_output(self, wanted: bool) -> Iterator[list[Any]]:
+        """The output of thinker layer ``accept_hidden_layer - 1`` (before the final norm:
+        transformers' ``hidden_states[accept_hidden_layer]``), kept by a hook: asking for
+        every layer's states would hold 49 of them over the whole prompt."""
+        kept: list[Any] = []
+        layers = self.language_model.layers
+        if not wanted or not 0 < self.accept_layer < len(layers):
+            yield kept
+            return
+
+        def keep(_module: Any, _inputs: Any, output: Any) -> None:
+            kept.append(output[0] if isinstance(output, tuple) else output)
+
+        handle = layers[self.accept_layer - 1].register_forward_hook(keep)
+        try:
+            yield kept
+        finally:
+            handle.remove()
+
     def _talker_context(
-        self, input_ids: Sequence[int], embeds: Any, hidden_states: Any
+        self, input_ids: Sequence[int], embeds: Any, accepted: Any
     ) -> TalkerContext:
         import torch
 
@@ -194,7 +218,7 @@ class Qwen3Networks:
             device=self.device,
         )
         if bool(multimodal.any()):
-            layer = hidden_states[self.accept_layer][0, index[multimodal]]
+            layer = accepted[0, index[multimodal]]
             user[multimodal] = self.talker.hidden_projection(layer).to(user.dtype)
         head = projection(embeds[:, -ASSISTANT_HEAD_TOKENS:])
         return TalkerContext(user.unsqueeze(0), head)
