@@ -31,8 +31,8 @@ are heard in one pass of ~1.75 s instead of four of ~1.17 s (12 espeak-ng
 questions on 2 cores; 9 of 12 transcripts identical to hearing each alone, the
 other 3 as good or better: "three tips ... at night" where alone heard "free
 tips ... at the eye"). When Whisper runs two clips together into one segment,
-that window's clips are heard again one by one. A clip heard alone is heard
-exactly as before.
+or leaves a clip without words, that window's clips are heard again one by
+one. A clip heard alone is heard exactly as before.
 
 One model serves several threads at once: CTranslate2 queues calls onto
 ``num_workers`` workers, so no lock is needed here.
