@@ -14,7 +14,8 @@ them without images or video).
   copy of the cache, once per conversation.
 - ``remove`` drops rows (finished, cancelled) at once; columns that no row uses
   any more (the left padding of a long row that left) are trimmed.
-- ``step_inputs`` / ``advance`` frame one decoding step of every row.
+- ``step`` runs one decoding step of every row through a model;
+  ``prefill`` runs a new row's prompt into a fresh cache (before ``add``).
 
 This module knows nothing of thinker or talker; it holds a cache and a mask.
 """
@@ -94,6 +95,36 @@ class RaggedBatch:
         self.mask = mask[:, first:]
         self.positions = self.positions.index_select(0, index)
         self.row_ids = [self.row_ids[i] for i in keep]
+
+    def prefill(self, model: Any, inputs_embeds: Any) -> tuple[Any, Any]:
+        """(a fresh cache, ``model`` 's output) of a new row's prompt ``inputs_embeds``
+        [1, length, dim] at positions 0 .. length - 1; the row is not added yet."""
+        import torch
+
+        cache = self.new_cache()
+        length = inputs_embeds.shape[1]
+        positions = torch.arange(length, device=inputs_embeds.device)
+        out = model(
+            inputs_embeds=inputs_embeds,
+            position_ids=positions.view(1, 1, -1).expand(3, 1, -1),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return cache, out
+
+    def step(self, model: Any, inputs_embeds: Any) -> Any:
+        """Feed every row one position (``inputs_embeds`` [rows, 1, dim]) through
+        ``model``; its last hidden states [rows, dim]."""
+        mask, positions = self.step_inputs()
+        out = model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.advance(mask)
+        return out.last_hidden_state[:, -1]
 
     def step_inputs(self) -> tuple[Any, Any]:
         """(attention mask [rows, length + 1], position ids [3, rows, 1]) of the next step."""

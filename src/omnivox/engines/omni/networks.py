@@ -146,33 +146,18 @@ class Networks:
             audio = self.thinker.get_audio_features(features, feature_mask)
             audio = getattr(audio, "last_hidden_state", audio)  # a tensor before transformers 5
             embeds = embeds.masked_scatter(audio_positions, audio.to(embeds.dtype))
-        batch = self.new_thinker_batch()
-        cache = batch.new_cache()
-        length = ids.shape[1]
-        positions = torch.arange(length, device=self.device).view(1, 1, -1).expand(3, 1, -1)
-        out = self.language_model(
-            inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True
-        )
+        cache, out = self.new_thinker_batch().prefill(self.language_model, embeds)
         hidden = out.last_hidden_state
         logits = self.thinker.lm_head(hidden[:, -1])[0]
         context = None
         if for_talker:
             context = hidden + embeds.masked_fill(audio_positions, 0.0)
-        return ThinkerPrefill(cache, length, logits, context)
+        return ThinkerPrefill(cache, ids.shape[1], logits, context)
 
     def thinker_step(self, batch: RaggedBatch, tokens: Any) -> tuple[Any, Any]:
         """(logits [rows, vocab], reply parts [rows, hidden]) after feeding ``tokens`` [rows]."""
-        mask, positions = batch.step_inputs()
         embeds = self.embed_text(tokens.view(-1, 1))
-        out = self.language_model(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=batch.cache,
-            use_cache=True,
-        )
-        batch.advance(mask)
-        hidden = out.last_hidden_state[:, -1]
+        hidden = batch.step(self.language_model, embeds)
         return self.thinker.lm_head(hidden), hidden + embeds[:, -1]
 
     def prefill_talker(self, context: Any, speaker_bos: int, first_part: Any) -> TalkerPrefill:
@@ -185,33 +170,18 @@ class Networks:
             [[self.talker.codec_pad_token, self.talker.codec_bos_token]], device=self.device
         )
         inputs = torch.cat([inputs[:, :-2], inputs[:, -2:] + self.embed_code(specials)], dim=1)
-        batch = self.new_talker_batch()
-        cache = batch.new_cache()
-        length = inputs.shape[1]
-        positions = torch.arange(length, device=self.device).view(1, 1, -1).expand(3, 1, -1)
-        out = self.talker.model(
-            inputs_embeds=self.talker.thinker_to_talker_proj(inputs),
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
+        cache, out = self.new_talker_batch().prefill(
+            self.talker.model, self.talker.thinker_to_talker_proj(inputs)
         )
         logits = self.talker.codec_head(out.last_hidden_state[:, -1])[0]
-        return TalkerPrefill(cache, length, logits, None)
+        return TalkerPrefill(cache, inputs.shape[1], logits, None)
 
     def talker_step(self, batch: RaggedBatch, frames: Any, parts: Any) -> tuple[Any, Any]:
         """(logits [rows, vocab], None) after feeding ``frames`` [rows, 1] and reply
         ``parts`` [rows, dim]."""
-        mask, positions = batch.step_inputs()
         inputs = self.embed_code(frames.view(-1, 1)) + parts.unsqueeze(1)
-        out = self.talker.model(
-            inputs_embeds=self.talker.thinker_to_talker_proj(inputs),
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=batch.cache,
-            use_cache=True,
-        )
-        batch.advance(mask)
-        return self.talker.codec_head(out.last_hidden_state[:, -1]), None
+        last = batch.step(self.talker.model, self.talker.thinker_to_talker_proj(inputs))
+        return self.talker.codec_head(last), None
 
     def complete_frames(
         self, hidden: Any, first_codes: Any, samplers: Sequence[CodeSampler]

@@ -158,14 +158,8 @@ class Qwen3Networks:
             feature_mask = prompt.feature_attention_mask.to(self.device)
             audio = self.thinker.get_audio_features(features, feature_mask).last_hidden_state
             embeds = embeds.masked_scatter(audio_positions, audio.to(embeds.dtype))
-        batch = self.new_thinker_batch()
-        cache = batch.new_cache()
-        length = ids.shape[1]
-        positions = torch.arange(length, device=self.device).view(1, 1, -1).expand(3, 1, -1)
         with self._layer_output(for_talker) as layer:
-            out = self.language_model(
-                inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True
-            )
+            cache, out = self.new_thinker_batch().prefill(self.language_model, embeds)
         logits = self.thinker.lm_head(out.last_hidden_state[:, -1])[0]
         context = None
         if for_talker:
@@ -176,7 +170,7 @@ class Qwen3Networks:
             else:
                 accepted = layer[0]
             context = self._talker_context(prompt.input_ids, embeds, accepted)
-        return ThinkerPrefill(cache, length, logits, context)
+        return ThinkerPrefill(cache, ids.shape[1], logits, context)
 
     @contextlib.contextmanager
     def _layer_output(self, wanted: bool) -> Iterator[list[Any]]:
@@ -225,17 +219,8 @@ class Qwen3Networks:
 
     def thinker_step(self, batch: RaggedBatch, tokens: Any) -> tuple[Any, Any]:
         """(logits [rows, vocab], reply parts [rows, talker hidden]) after feeding ``tokens``."""
-        mask, positions = batch.step_inputs()
         embeds = self.embed_text(tokens.view(-1, 1))
-        out = self.language_model(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=batch.cache,
-            use_cache=True,
-        )
-        batch.advance(mask)
-        hidden = out.last_hidden_state[:, -1]
+        hidden = batch.step(self.language_model, embeds)
         return self.thinker.lm_head(hidden), self.talker.text_projection(embeds[:, -1])
 
     # -- talker ------------------------------------------------------------------
@@ -262,30 +247,15 @@ class Qwen3Networks:
         codec = self.embed_code(codes)
         head_zeros = torch.zeros_like(codec[:, :ASSISTANT_HEAD_TOKENS])
         inputs = torch.cat([context.user, text + torch.cat([head_zeros, codec], dim=1)], dim=1)
-        batch = self.new_talker_batch()
-        cache = batch.new_cache()
-        length = inputs.shape[1]
-        positions = torch.arange(length, device=self.device).view(1, 1, -1).expand(3, 1, -1)
-        out = self.talker.model(
-            inputs_embeds=inputs, position_ids=positions, past_key_values=cache, use_cache=True
-        )
+        cache, out = self.new_talker_batch().prefill(self.talker.model, inputs)
         last = out.last_hidden_state[:, -1]
-        return TalkerPrefill(cache, length, self.talker.codec_head(last)[0], last[0])
+        return TalkerPrefill(cache, inputs.shape[1], self.talker.codec_head(last)[0], last[0])
 
     def talker_step(self, batch: RaggedBatch, frames: Any, parts: Any) -> tuple[Any, Any]:
         """(logits [rows, vocab], last hidden [rows, hidden]) after feeding the last
         ``frames`` [rows, 16] and reply ``parts`` [rows, hidden]."""
-        mask, positions = batch.step_inputs()
         inputs = self.frame_embedding(frames) + parts
-        out = self.talker.model(
-            inputs_embeds=inputs.unsqueeze(1),
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=batch.cache,
-            use_cache=True,
-        )
-        batch.advance(mask)
-        last = out.last_hidden_state[:, -1]
+        last = batch.step(self.talker.model, inputs.unsqueeze(1))
         return self.talker.codec_head(last), last
 
     def frame_embedding(self, frames: Any) -> Any:
