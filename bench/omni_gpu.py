@@ -290,12 +290,7 @@ def random_loader(size: str, config_dir: Path | None, device_setting: str) -> An
 
     def load(settings: Settings) -> Checkpoint:
         import torch
-        from transformers import (
-            AutoTokenizer,
-            Qwen2_5OmniConfig,
-            Qwen2_5OmniForConditionalGeneration,
-            WhisperFeatureExtractor,
-        )
+        from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
 
         folder = Path(tempfile.mkdtemp(prefix="omni-bench-"))
         tokenizer = save_tokenizer(folder)
@@ -305,11 +300,10 @@ def random_loader(size: str, config_dir: Path | None, device_setting: str) -> An
             config = Qwen2_5OmniConfig.from_pretrained(config_dir)
         else:
             config = Qwen2_5OmniConfig(**published_config(size, ids))
-        device, dtype = pick_device(device_setting)
-        with device:
-            model = Qwen2_5OmniForConditionalGeneration._from_config(config, dtype=dtype)
-        drop_vision_tower(model)
-        model.eval()
+        checkpoint = random_checkpoint(
+            folder, Qwen2_5OmniForConditionalGeneration, config, device_setting, "qwen2.5"
+        )
+        model = checkpoint.model
         model.token2wav.float()
         dit = config.token2wav_config.dit_config
         model.speaker_map = {
@@ -320,27 +314,14 @@ def random_loader(size: str, config_dir: Path | None, device_setting: str) -> An
             }
             for name in ("Chelsie", "Ethan")
         }
-        return Checkpoint(
-            model=model,
-            tokenizer=AutoTokenizer.from_pretrained(folder),
-            feature_extractor=WhisperFeatureExtractor.from_pretrained(folder),
-            device=device,
-            dtype=dtype,
-            model_dir=folder,
-            name="random weights",
-        )
+        return checkpoint
 
     return load
 
 
 def random_qwen3_loader(config_dir: Path | None, device_setting: str) -> Any:
     def load(settings: Settings) -> Checkpoint:
-        from transformers import (
-            AutoTokenizer,
-            Qwen3OmniMoeConfig,
-            Qwen3OmniMoeForConditionalGeneration,
-            WhisperFeatureExtractor,
-        )
+        from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
 
         folder = Path(tempfile.mkdtemp(prefix="omni3-bench-"))
         ids = omni3_tiny.save_tokenizer_and_extractor(folder)
@@ -348,24 +329,38 @@ def random_qwen3_loader(config_dir: Path | None, device_setting: str) -> Any:
             config = Qwen3OmniMoeConfig.from_pretrained(config_dir)
         else:
             config = Qwen3OmniMoeConfig(**published_qwen3_config(ids))
-        device, dtype = pick_device(device_setting)
-        with device:
-            model = Qwen3OmniMoeForConditionalGeneration._from_config(config, dtype=dtype)
-        omni3_tiny.initialise_experts(model, config.talker_config.text_config.initializer_range)
-        drop_vision_tower(model)
-        model.eval()
-        return Checkpoint(
-            model=model,
-            tokenizer=AutoTokenizer.from_pretrained(folder),
-            feature_extractor=WhisperFeatureExtractor.from_pretrained(folder),
-            device=device,
-            dtype=dtype,
-            model_dir=folder,
-            name="random weights",
-            family="qwen3",
+        checkpoint = random_checkpoint(
+            folder, Qwen3OmniMoeForConditionalGeneration, config, device_setting, "qwen3"
         )
+        std = config.talker_config.text_config.initializer_range
+        omni3_tiny.initialise_experts(checkpoint.model, std)
+        return checkpoint
 
     return load
+
+
+def random_checkpoint(
+    folder: Path, model_class: Any, config: Any, device_setting: str, family: Any
+) -> Checkpoint:
+    """``model_class`` built from ``config`` with random weights on the device, its vision
+    tower dropped, with the tokenizer and feature extractor saved in ``folder``."""
+    from transformers import AutoTokenizer, WhisperFeatureExtractor
+
+    device, dtype = pick_device(device_setting)
+    with device:
+        model = model_class._from_config(config, dtype=dtype)
+    drop_vision_tower(model)
+    model.eval()
+    return Checkpoint(
+        model=model,
+        tokenizer=AutoTokenizer.from_pretrained(folder),
+        feature_extractor=WhisperFeatureExtractor.from_pretrained(folder),
+        device=device,
+        dtype=dtype,
+        model_dir=folder,
+        name="random weights",
+        family=family,
+    )
 
 
 def question(seed: int) -> GenerationRequest:
