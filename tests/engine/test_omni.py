@@ -115,6 +115,16 @@ def ask(server: LiveServer, fmt: str = "wav", **extra: Any) -> Any:
     return sdk_client(server.base_url).chat.completions.create(**body)
 
 
+async def speak_to_a_tone(engine: Any, voice: str, *, seed: int) -> list[Any]:
+    """Every event of a spoken answer to a tone of ``INPUT_S``, through the engine itself."""
+    request = GenerationRequest(
+        (Turn("user", (AudioClip(tone(INPUT_S), 16_000, "tone"),)),),
+        sampling=SamplingParams(temperature=0.0, max_output_tokens=TEXT_TOKENS, seed=seed),
+        speech=SpeechOutput(voice),
+    )
+    return [event async for event in engine.generate(await engine.prepare(request))]
+
+
 def wav_samples(data: bytes) -> np.ndarray:
     with wave.open(io.BytesIO(data)) as audio:
         assert (audio.getnchannels(), audio.getsampwidth()) == (1, 2)
@@ -262,13 +272,7 @@ def test_a_client_that_goes_away_frees_its_conversation(server: LiveServer) -> N
 
 async def test_speech_leaves_in_vocoder_chunks_of_fixed_size(server: LiveServer) -> None:
     engine: OmniEngine = server.engine
-    clip = AudioClip(tone(INPUT_S), 16_000, "tone")
-    request = GenerationRequest(
-        (Turn("user", (clip,)),),
-        sampling=SamplingParams(temperature=0.0, max_output_tokens=TEXT_TOKENS, seed=3),
-        speech=SpeechOutput("shimmer"),
-    )
-    events = [event async for event in engine.generate(await engine.prepare(request))]
+    events = await speak_to_a_tone(engine, "shimmer", seed=3)
     chunks = [len(e.pcm_s16le) // 2 for e in events if isinstance(e, AudioDelta)]
     # 60 codes = 120 mel frames = 5 DiT blocks: blocks 0-1 (less the vocoder's right
     # context of 20 frames), blocks 2-3, then the rest at the end.
@@ -480,14 +484,7 @@ async def test_the_tiny_model_speaks_on_cuda(tiny_model: Path) -> None:
     )
     await engine.start()
     try:
-        clip = AudioClip(tone(INPUT_S), 16_000, "tone")
-        request = GenerationRequest(
-            (Turn("user", (clip,)),),
-            sampling=SamplingParams(temperature=0.0, max_output_tokens=TEXT_TOKENS, seed=1),
-            speech=SpeechOutput("nova"),
-        )
-        prepared = await engine.prepare(request)
-        events = [event async for event in engine.generate(prepared)]
+        events = await speak_to_a_tone(engine, "nova", seed=1)
         pcm = b"".join(e.pcm_s16le for e in events if isinstance(e, AudioDelta))
         assert any(isinstance(e, TextDelta) for e in events)
         assert isinstance(events[-1], Finished)

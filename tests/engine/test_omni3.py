@@ -34,8 +34,6 @@ from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio  # noqa: E402
 from omnivox.engines.base import (  # noqa: E402
     AudioClip,
     GenerationRequest,
-    SamplingParams,
-    SpeechOutput,
     Turn,
 )
 from omnivox.engines.events import AudioDelta, Finished, TextDelta  # noqa: E402
@@ -55,6 +53,7 @@ from tests.engine.test_omni import (  # noqa: E402
     MODEL,
     TEXT_TOKENS,
     omni_settings,
+    speak_to_a_tone,
     spoken_question,
     tone,
     wav_samples,
@@ -237,13 +236,7 @@ def test_a_client_that_goes_away_frees_its_conversation(server: LiveServer) -> N
 async def test_speech_leaves_in_chunks_of_whole_frames_while_text_leads(server: LiveServer) -> None:
     engine: OmniEngine = server.engine
     plan = engine.frame_plan
-    clip = AudioClip(tone(INPUT_S), 16_000, "tone")
-    request = GenerationRequest(
-        (Turn("user", (clip,)),),
-        sampling=SamplingParams(temperature=0.0, max_output_tokens=TEXT_TOKENS, seed=3),
-        speech=SpeechOutput("shimmer"),
-    )
-    events = [event async for event in engine.generate(await engine.prepare(request))]
+    events = await speak_to_a_tone(engine, "shimmer", seed=3)
     chunks = [len(e.pcm_s16le) // 2 for e in events if isinstance(e, AudioDelta)]
     # 25 frames: the first alone (as early as Code2Wav allows), then 2, 4 and 8 (doubling
     # up to 12), then the 10 left at the end; the clip ends 555 samples short
@@ -480,13 +473,7 @@ async def test_the_tiny_qwen3_omni_speaks_on_cuda(tiny_qwen3: Path) -> None:
     engine = OmniEngine(settings, limits=limits)
     await engine.start()
     try:
-        clip = AudioClip(tone(INPUT_S), 16_000, "tone")
-        request = GenerationRequest(
-            (Turn("user", (clip,)),),
-            sampling=SamplingParams(temperature=0.0, max_output_tokens=TEXT_TOKENS, seed=1),
-            speech=SpeechOutput("nova"),
-        )
-        events = [event async for event in engine.generate(await engine.prepare(request))]
+        events = await speak_to_a_tone(engine, "nova", seed=1)
         pcm = b"".join(e.pcm_s16le for e in events if isinstance(e, AudioDelta))
         assert any(isinstance(e, TextDelta) for e in events)
         assert isinstance(events[-1], Finished)
