@@ -30,6 +30,31 @@ OMNIVOX_MAX_BODY_BYTES, and so on.
 """
 
 
+def _tiers_help() -> str:
+    """The default tier table, as ``keys create --help`` shows it."""
+    from omnivox.access.tiers import DEFAULT_TIERS, MODEL_CLASSES
+
+    def cell(limits: Any) -> str:
+        if limits is None:
+            return "no access"
+        return " / ".join(
+            f"{v:,}" if v is not None else "-" for v in (limits.rpm, limits.rpd, limits.tpm)
+        )
+
+    lines = ["default tiers (RPM / RPD / TPM per key and model class; - is no limit):"]
+    for tier, classes in DEFAULT_TIERS.items():
+        cells = ", ".join(f"{cls} {cell(classes.get(cls))}" for cls in MODEL_CLASSES)
+        lines.append(f"  {tier:>4}: {cells}")
+    lines.append(
+        "Model names with 'mini' are the gpt-4o-mini-audio class; every other name "
+        "(omnivox-audio included) is the gpt-4o-audio class."
+    )
+    return "\n".join(lines)
+
+
+TIERS_HELP = _tiers_help()
+
+
 def _serve_parser(commands: Any) -> None:
     defaults = Settings.model_fields
     p = commands.add_parser(
@@ -104,7 +129,9 @@ def _serve_parser(commands: Any) -> None:
     )
 
 
-def _access_arguments(p: argparse.ArgumentParser, redis: bool = True) -> None:
+def _access_arguments(
+    p: argparse.ArgumentParser, redis: bool = True, *, ledger_only: bool = False
+) -> None:
     p.add_argument(
         "--data-dir",
         help="where audio ids, API keys, the ledger and prepared models are kept; "
@@ -114,7 +141,18 @@ def _access_arguments(p: argparse.ArgumentParser, redis: bool = True) -> None:
         "--access-db",
         help="SQLite file of API keys and the ledger; default DATA_DIR/access.sqlite3",
     )
-    if redis:
+    if redis and ledger_only:
+        p.add_argument(
+            "--redis-url",
+            help="Redis (redis://HOST:PORT/DB) holding the ledger (servers run with "
+            "--ledger redis); the ledger is read there when this is given",
+        )
+        p.add_argument(
+            "--ledger",
+            choices=["sqlite", "redis"],
+            help="where the usage ledger is; default redis with --redis-url, else sqlite",
+        )
+    elif redis:
         p.add_argument(
             "--redis-url",
             help="Redis (redis://HOST:PORT/DB) holding the rate-limit counters that every "
@@ -129,27 +167,44 @@ def _access_arguments(p: argparse.ArgumentParser, redis: bool = True) -> None:
 
 def _keys_parser(commands: Any) -> None:
     keys = commands.add_parser(
-        "keys", help="create, list and revoke API keys", description="Manage API keys."
+        "keys",
+        help="create, list and revoke API keys",
+        description="Manage API keys. Once a key exists (revoked ones too), every request "
+        "needs one, even on loopback.",
     )
     actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     create = actions.add_parser(
         "create",
         help="create a key and print it once",
         description="Create an API key. It is printed once, on stdout; only its hash is kept.",
+        epilog=TIERS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     create.add_argument("--name", required=True, help="a unique name for the key")
     create.add_argument(
-        "--tier", default="1", help="usage tier: free, 1, 2, 3, 4, 5 (or one from --limits-file)"
+        "--tier",
+        default="1",
+        help="usage tier: free, 1, 2, 3, 4, 5 (or one from --limits-file); default 1",
     )
     create.add_argument("--rpm", type=_positive, help="override the tier's requests per minute")
     create.add_argument("--rpd", type=_positive, help="override the tier's requests per day")
     create.add_argument("--tpm", type=_positive, help="override the tier's tokens per minute")
     create.add_argument("--limits-file", help="TOML file of tiers (to check --tier against)")
     _access_arguments(create, redis=False)
-    listing = actions.add_parser("list", help="list keys (never the keys themselves)")
+    listing = actions.add_parser(
+        "list",
+        help="list keys (never the keys themselves)",
+        description="List every key, revoked ones too: id, name, tier, limit overrides, "
+        "created and revoked times, and the key's last four characters.",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
     _access_arguments(listing, redis=False)
-    revoke = actions.add_parser("revoke", help="revoke a key at once, in every server")
+    revoke = actions.add_parser(
+        "revoke",
+        help="revoke a key at once, in every server",
+        description="Revoke a key: every server sharing this access file refuses it from its "
+        "next request.",
+    )
     revoke.add_argument("key_ref", metavar="KEY", help="the key's id or name")
     _access_arguments(revoke, redis=False)
 
@@ -165,7 +220,7 @@ def _usage_parser(commands: Any) -> None:
         "--since", help="unix seconds, an ISO 8601 date or time (UTC), or an age: 24h, 7d"
     )
     p.add_argument("--json", action="store_true", help="print the JSON of GET /v1/usage")
-    _access_arguments(p)
+    _access_arguments(p, ledger_only=True)
 
 
 def _positive(text: str) -> int:
@@ -211,13 +266,28 @@ async def _serve(settings: Settings) -> int:
     except (OSError, ValueError, OmnivoxError) as exc:
         print(f"omnivox: access control can not start: {exc}", file=sys.stderr)
         return 1
-    n_keys = sum(k.active for k in access.keys.list())
-    problem = require_keys_error(settings, n_keys > 0)
+    keys = access.keys.list()
+    n_active = sum(k.active for k in keys)
+    problem = require_keys_error(settings, bool(keys))
     if problem:
         print(f"omnivox: {problem}", file=sys.stderr)
         return 1
-    if n_keys:
-        log.info("API keys required (%d active)", n_keys)
+    for key in keys:
+        if key.active and key.tier not in access.config.tiers:
+            log.warning(
+                "key %s (%s) has tier %r, which this server's limits do not define: its "
+                "requests will be refused (403) until the tier is in --limits-file",
+                key.key_id,
+                key.name,
+                key.tier,
+            )
+    if n_active:
+        log.info("API keys required (%d active)", n_active)
+    elif keys:
+        log.warning(
+            "API keys required, but every key is revoked: every request will be refused "
+            "until `omnivox keys create --name NAME` makes one"
+        )
     else:
         log.warning(
             "no API keys exist: serving without keys because %s is a loopback address; "
@@ -263,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "usage" and args.redis_url and args.ledger is None:
+        args.ledger = "redis"  # the only ledger a Redis URL can mean here
     settings = settings_from_args(args)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from omnivox.access.keys import SqliteKeyStore
 from omnivox.access.ledger import SqliteLedger
 from tests.access.conftest import FULL, MINI, ask, keyed_client, make_key
 
@@ -61,8 +62,6 @@ def test_models_need_a_key_when_keys_exist_and_health_never(keyed_server, tmp_pa
 
 
 def test_a_revoked_key_stops_working_at_once(keyed_server, tmp_path: Path) -> None:
-    from omnivox.access.keys import SqliteKeyStore
-
     key = make_key(tmp_path, "leaving")
     make_key(tmp_path, "staying")
     server = keyed_server()
@@ -73,6 +72,25 @@ def test_a_revoked_key_stops_working_at_once(keyed_server, tmp_path: Path) -> No
     store.close()
     with pytest.raises(openai.AuthenticationError):
         ask(client)
+
+
+def test_revoking_the_last_key_does_not_open_a_loopback_server(
+    keyed_server, tmp_path: Path
+) -> None:
+    key = make_key(tmp_path, "only")
+    server = keyed_server()
+    client = keyed_client(server.base_url, key)
+    assert ask(client).http_response.status_code == 200
+    store = SqliteKeyStore(tmp_path / "access.sqlite3")
+    store.revoke("only")
+    store.close()
+    for raw in (key, None):  # the revoked key, and no key at all
+        response = httpx.post(
+            server.base_url + "/chat/completions",
+            json={"model": MINI, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {raw}"} if raw else {},
+        )
+        assert response.status_code == 401, response.text
 
 
 def test_the_free_tier_has_no_gpt_4o_audio_class(keyed_server, tmp_path: Path) -> None:

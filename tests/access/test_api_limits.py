@@ -124,6 +124,8 @@ def test_a_request_larger_than_the_tpm_limit_is_never_retried(keyed_server, tmp_
         assert attempts == [429]
         error = caught.value
         assert error.response.headers["x-should-retry"] == "false"
+        assert error.response.headers["x-ratelimit-limit-tokens"] == "300"
+        assert error.response.headers["x-ratelimit-remaining-tokens"] == "300"  # charged nothing
         assert error.type == "tokens" and error.code == "rate_limit_exceeded"
         assert error.body["message"] == (
             f"Request too large for {MINI} for key 'ci' on tokens per min (TPM): Limit 300, "
@@ -140,6 +142,50 @@ def test_without_a_max_the_default_charge_never_makes_a_request_too_large(
     response = ask(keyed_client(keyed_server().base_url, key))
     assert response.http_response.status_code == 200
     assert response.headers["x-ratelimit-remaining-tokens"] == "0"  # charged all that was left
+
+
+def test_without_a_max_the_default_charge_is_what_the_minute_has_left(
+    keyed_server, tmp_path
+) -> None:
+    key = make_key(tmp_path, "ci", tpm=1_000)
+    client = keyed_client(keyed_server().base_url, key)
+    for _ in range(3):  # each uses 9 tokens: the next one's output charge is what is left
+        response = ask(client)
+        assert response.http_response.status_code == 200
+        assert response.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+def test_a_request_refused_before_admission_shows_the_limits_and_charges_nothing(
+    keyed_server, tmp_path
+) -> None:
+    key = make_key(tmp_path, "ci", rpm=5)
+    server = keyed_server()
+    client = keyed_client(server.base_url, key)
+    ask(client)
+    for body in (
+        {"model": MINI, "messages": "not a list"},  # 400, invalid
+        # 404; "mini" in the name: the same model class, so the same meters
+        {"model": "no-such-mini-model", "messages": [{"role": "user", "content": "hi"}]},
+    ):
+        response = httpx.post(
+            server.base_url + "/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code in (400, 404), response.text
+        assert response.headers["x-ratelimit-limit-requests"] == "5"
+        assert response.headers["x-ratelimit-remaining-requests"] == "4"  # only the first counts
+        assert "x-ratelimit-reset-tokens" in response.headers
+
+
+def test_a_key_whose_tier_the_server_does_not_define_gets_a_clear_403(
+    keyed_server, tmp_path
+) -> None:
+    key = make_key(tmp_path, "ci", tier="team")  # e.g. made with another limits file
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        ask(keyed_client(keyed_server().base_url, key))
+    assert caught.value.code == "unknown_tier"
+    assert "usage tier 'team' is not defined on this server" in caught.value.body["message"]
 
 
 def test_the_charge_is_corrected_to_actual_usage(keyed_server, tmp_path) -> None:

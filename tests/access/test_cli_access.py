@@ -177,3 +177,25 @@ def test_an_unreachable_redis_stops_the_start_with_one_message(tmp_path: Path) -
         in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_usage_with_a_redis_url_reads_the_redis_ledger(tmp_path: Path, capsys) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: the SQLite file is not read
+    assert main(["usage", "--data-dir", str(tmp_path), "--redis-url", closed]) == 1
+    assert "The usage ledger in Redis could not be read" in capsys.readouterr().err
+
+
+def test_a_server_whose_keys_are_all_revoked_stays_closed_and_says_so(tmp_path: Path) -> None:
+    dirs = ["--data-dir", str(tmp_path)]
+    assert main(["keys", "create", "--name", "gone", *dirs]) == 0
+    assert main(["keys", "revoke", "gone", *dirs]) == 0
+    with serve_process(FAKE_ENGINE, tmp_path) as served:
+        response = httpx.post(
+            served.base_url + "/chat/completions",
+            json={
+                "model": "gpt-4o-mini-audio-preview",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+        assert response.status_code == 401
+        assert "every key is revoked" in served.log()

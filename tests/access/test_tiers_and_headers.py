@@ -140,6 +140,12 @@ audio_output_usd_per_1m = 4
         ("[tiers.free.gpt-4o-audio]\nrpm = 0", "at least 1"),
         ("[prices.gpt-4o-audio]\ntext_input_usd_per_1m = 1", "missing"),
         ("tier = 1", "unknown keys"),
+        (
+            '[tiers.free.gpt-4o-audio]\nrpm = "x"',
+            r"limits.toml: tiers.free.gpt-4o-audio.rpm must be a whole number, not 'x'",
+        ),
+        ("[tiers.free.gpt-4o-audio]\nrpm = 2.7", "rpm must be a whole number, not 2.7"),
+        ("default_output_tokens = true", "default_output_tokens must be a whole number"),
     ],
 )
 def test_a_wrong_limits_file_says_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

@@ -37,7 +37,13 @@ from omnivox.access.keys import ApiKey, KeyStore, bearer_token, mask_key
 from omnivox.access.ledger import Ledger, LedgerEntry, UsageSummary
 from omnivox.access.limiter import Decision, Limiter, Meter
 from omnivox.access.tiers import AccessConfig, Limits, model_class
-from omnivox.errors import AuthenticationError, ModelNotFoundError, OmnivoxError, RateLimitError
+from omnivox.errors import (
+    AuthenticationError,
+    ModelNotFoundError,
+    OmnivoxError,
+    PermissionDeniedError,
+    RateLimitError,
+)
 
 if TYPE_CHECKING:
     from omnivox.serving.chat import CompletionRun, Outcome
@@ -91,6 +97,9 @@ class AccessControl(Protocol):
         self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
     ) -> Admission: ...
 
+    async def headers(self, caller: Caller, model: str) -> dict[str, str]:
+        """The caller's rate-limit headers for ``model``, charging nothing."""
+
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary: ...
 
     async def close(self) -> None: ...
@@ -121,6 +130,9 @@ class OpenAccess:
     ) -> Admission:
         return _Unmetered()
 
+    async def headers(self, caller: Caller, model: str) -> dict[str, str]:
+        return {}
+
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
         return UsageSummary(None, since_s)
 
@@ -149,7 +161,7 @@ class KeyedAccess:
         key = self.keys.find(raw_key) if raw_key else None
         if key is not None:
             return Caller(key)
-        if self.open_without_keys and not self.keys.has_active():
+        if self.open_without_keys and not self.keys.has_keys():
             return ANONYMOUS
         if raw_key is None:
             raise AuthenticationError(MISSING_KEY_MESSAGE)
@@ -163,16 +175,41 @@ class KeyedAccess:
         self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
     ) -> Admission:
         cls = model_class(model)
-        limits: Limits | None = None
-        if caller.key is not None:
-            limits = self.config.limits_for(caller.key.tier, cls, caller.key.overrides)
-            if limits is None:
-                raise ModelNotFoundError(
-                    f"The model `{model}` does not exist or you do not have access to it."
-                )
+        limits = self._limits(caller, model, cls)
         admission = KeyedAdmission(self, caller, model, snapshot, cls, limits, request_id)
         await admission.admit(max_output)
         return admission
+
+    def _limits(self, caller: Caller, model: str, cls: str) -> Limits | None:
+        """The caller's limits for the model's class; None when served without a key."""
+        if caller.key is None:
+            return None
+        tier = caller.key.tier
+        if tier not in self.config.tiers:
+            raise PermissionDeniedError(
+                f"Your API key's usage tier '{tier}' is not defined on this server, so it can "
+                "not be served. Ask the server's operator to add it to the limits file "
+                "(--limits-file) or to give the key another tier.",
+                code="unknown_tier",
+            )
+        limits = self.config.limits_for(tier, cls, caller.key.overrides)
+        if limits is None:
+            raise ModelNotFoundError(
+                f"The model `{model}` does not exist or you do not have access to it."
+            )
+        return limits
+
+    async def headers(self, caller: Caller, model: str) -> dict[str, str]:
+        """The rate-limit headers of ``caller`` for ``model`` as they stand, charging
+        nothing: for a response refused before admission (a 400, a 404)."""
+        try:
+            limits = self._limits(caller, model, model_class(model))
+        except OmnivoxError:
+            return {}
+        if limits is None:
+            return {}
+        bucket = _bucket(caller, model_class(model))
+        return rate_limit_headers((await self.limiter.acquire(bucket, limits, 0, 0)).meters)
 
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
         """A key sees its own usage; the anonymous loopback caller sees everyone's."""
@@ -202,7 +239,7 @@ class KeyedAdmission:
         self.model_cls = model_cls
         self.limits = limits
         self.request_id = request_id
-        self.bucket = f"{caller.key_id}:{model_cls}"
+        self.bucket = _bucket(caller, model_cls)
         self._meters: tuple[Meter, ...] = ()
         self.max_output: int | None = None
         self.charged_tokens = 0
@@ -219,7 +256,9 @@ class KeyedAdmission:
         self.max_output = max_output
         if self.limits is None:
             return
-        if max_output is not None:
+        if max_output is not None and self._too_large(max_output):
+            # Charges nothing; read only for the headers of the refusal.
+            self._take(await self.access.limiter.acquire(self.bucket, self.limits, 0, 0))
             self._check_size(max_output)
         decision = await self.access.limiter.acquire(self.bucket, self.limits, 1, 0)
         self._take(decision)
@@ -246,16 +285,25 @@ class KeyedAdmission:
         await self._record(status, None, (0, 0, 0, 0), 0.0)
 
     def _output_charge(self, prompt: int) -> int:
+        """``max_output``, else the default lowered to what the TPM meter had left at
+        admission beside the prompt: a request that did not ask for much output is only
+        refused when its prompt alone does not fit."""
         if self.max_output is not None:
             return self.max_output
         default = self.access.config.default_output_tokens
+        tpm = next((m for m in self._meters if m.name == "tpm"), None)
+        if tpm is None:
+            return default
+        return max(0, min(default, tpm.remaining - prompt))
+
+    def _too_large(self, tokens: int) -> bool:
         tpm = self.limits.tpm if self.limits else None
-        return default if tpm is None else max(0, min(default, tpm - prompt))
+        return tpm is not None and tokens > tpm
 
     def _check_size(self, tokens: int) -> None:
-        tpm = self.limits.tpm if self.limits else None
-        if tpm is None or tokens <= tpm:
+        if not self._too_large(tokens):
             return
+        tpm = self.limits.tpm if self.limits else None
         raise RateLimitError(
             f"Request too large for {self.model} for key '{self.caller.name}' on "
             f"{METER_WORDS['tpm']}: Limit {tpm}, Requested {tokens}. The input or output "
@@ -334,6 +382,10 @@ class KeyedAdmission:
             cost_usd=cost_usd,
         )
         await self.access.ledger.record(entry)
+
+
+def _bucket(caller: Caller, model_cls: str) -> str:
+    return f"{caller.key_id}:{model_cls}"
 
 
 async def _outcome_of(awaitable: Awaitable[None]) -> BaseException | None:

@@ -106,7 +106,8 @@ class KeyStore(Protocol):
 
     def revoke(self, key_id_or_name: str) -> ApiKey: ...
 
-    def has_active(self) -> bool: ...
+    def has_keys(self) -> bool:
+        """Whether any key was ever created here, revoked ones included."""
 
     def close(self) -> None: ...
 
@@ -121,11 +122,11 @@ class SqliteKeyStore:
         self._db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
-        self._active_cache: tuple[int, bool] | None = None
+        self._keys_cache: tuple[int, bool] | None = None
 
     def create(self, name: str, tier: str, overrides: Limits) -> tuple[ApiKey, str]:
         """A new key and its raw secret, which exists only in the return value."""
-        self._active_cache = None
+        self._keys_cache = None
         if not name.strip():
             raise ValueError("a key needs a non-empty name")
         raw = new_raw_key()
@@ -168,7 +169,7 @@ class SqliteKeyStore:
 
     def revoke(self, key_id_or_name: str) -> ApiKey:
         """Revoke the active key with this id or name; ValueError if there is none."""
-        self._active_cache = None
+        self._keys_cache = None
         with self._lock:
             row = self._db.execute(
                 f"SELECT {COLUMNS} FROM api_keys WHERE revoked_s IS NULL AND "
@@ -181,18 +182,18 @@ class SqliteKeyStore:
             self._db.execute("UPDATE api_keys SET revoked_s = ? WHERE key_id = ?", (now_s, row[0]))
         return _key((*row[:-1], now_s))
 
-    def has_active(self) -> bool:
-        # Asked on every keyless request. ``data_version`` changes whenever another
-        # connection (``omnivox keys create`` in another process) commits, and this
-        # connection's own writes reset the cache, so the answer is never stale.
+    def has_keys(self) -> bool:
+        # Asked on every keyless request. A revoked key still counts: revoking the last
+        # key must not open a server to anyone (the revoked key included). ``data_version``
+        # changes whenever another connection (``omnivox keys create`` in another process)
+        # commits, and this connection's own writes reset the cache, so the answer is
+        # never stale.
         with self._lock:
             version = self._db.execute("PRAGMA data_version").fetchone()[0]
-            if self._active_cache is None or self._active_cache[0] != version:
-                row = self._db.execute(
-                    "SELECT 1 FROM api_keys WHERE revoked_s IS NULL LIMIT 1"
-                ).fetchone()
-                self._active_cache = (version, row is not None)
-            return self._active_cache[1]
+            if self._keys_cache is None or self._keys_cache[0] != version:
+                row = self._db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone()
+                self._keys_cache = (version, row is not None)
+            return self._keys_cache[1]
 
     def close(self) -> None:
         with self._lock:

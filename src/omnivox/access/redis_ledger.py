@@ -57,8 +57,14 @@ class RedisLedger:
             start = "(" + page[-1][0]
 
     async def summarize(self, key_id: str | None, since_s: float | None) -> UsageSummary:
+        import redis.exceptions
+
         summary = UsageSummary(key_id, since_s)
-        for e in await self.entries(key_id, since_s):
+        try:
+            entries = await self.entries(key_id, since_s)
+        except redis.exceptions.RedisError as exc:
+            raise ServerError(f"The usage ledger in Redis could not be read ({exc}).") from exc
+        for e in entries:
             tokens = (
                 e.prompt_text_tokens,
                 e.prompt_audio_tokens,

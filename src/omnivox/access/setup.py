@@ -9,7 +9,8 @@ The bind rule: with no API keys, a server bound to loopback (127.0.0.0/8,
 ::1, localhost) serves without keys and says so at start; bound to any other
 address it refuses to start (``require_keys_error``), as does a server with
 ``require_keys`` set and no keys. Keys created while a server runs count at
-once, and from then on every request needs one.
+once, and from then on every request needs one: a revoked key still counts,
+so revoking the last key leaves the server closed rather than open.
 """
 
 from __future__ import annotations
@@ -78,14 +79,15 @@ def require_keys_error(settings: Settings, has_keys: bool) -> str | None:
     """Why the server must not start, or None."""
     if has_keys or open_without_keys(settings):
         return None
-    why = (
-        "--require-keys is set"
-        if settings.require_keys
-        else f"--host {settings.host} is not a loopback address"
-    )
+    create = "Create one with `omnivox keys create --name NAME` (same --data-dir)"
+    if settings.require_keys:
+        return (
+            "no API keys exist and --require-keys is set, so every request would be "
+            f"refused. {create}, or leave out --require-keys to serve loopback without keys."
+        )
     return (
-        f"no API keys exist and {why}, so every request would be refused. Create one with "
-        "`omnivox keys create --name NAME` (same --data-dir), or bind to 127.0.0.1."
+        f"no API keys exist and --host {settings.host} is not a loopback address, so every "
+        f"request would be refused. {create}, or bind to 127.0.0.1."
     )
 
 

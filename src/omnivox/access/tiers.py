@@ -73,10 +73,17 @@ class Limits:
         unknown = set(table) - {"rpm", "rpd", "tpm"}
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}; use rpm, rpd, tpm")
-        values = {k: int(v) for k, v in table.items()}
+        values = {k: whole_number(v, f"{where}.{k}") for k, v in table.items()}
         if any(v < 1 for v in values.values()):
             raise ValueError(f"{where}: limits must be at least 1 (leave a key out for no limit)")
         return cls(**values)
+
+
+def whole_number(value: Any, where: str) -> int:
+    """A TOML integer; a string, float or boolean is an error naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} must be a whole number, not {value!r}")
+    return value
 
 
 def _both(mini: Limits, full: Limits | None) -> dict[str, Limits]:
@@ -123,12 +130,15 @@ def load_access_config(path: Path | None) -> AccessConfig:
     for tier, classes in data.get("tiers", {}).items():
         for cls, table in classes.items():
             _check_class(cls, f"{path}: tiers.{tier}")
-            tiers.setdefault(str(tier), {})[cls] = Limits.from_toml(table, f"tiers.{tier}.{cls}")
+            where = f"{path}: tiers.{tier}.{cls}"
+            tiers.setdefault(str(tier), {})[cls] = Limits.from_toml(table, where)
     prices = dict(DEFAULT_PRICES)
     for cls, table in data.get("prices", {}).items():
         _check_class(cls, f"{path}: prices")
         prices[cls] = Prices.from_toml(table, cls)
-    default_output = int(data.get("default_output_tokens", DEFAULT_OUTPUT_TOKENS))
+    default_output = whole_number(
+        data.get("default_output_tokens", DEFAULT_OUTPUT_TOKENS), f"{path}: default_output_tokens"
+    )
     if default_output < 1:
         raise ValueError(f"{path}: default_output_tokens must be at least 1")
     return AccessConfig(tiers, prices, default_output)

@@ -127,12 +127,18 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         caller = gate.authenticate(request.headers.get("authorization"))
-        req = await _parse_chat_request(request, settings.strict_parameters)
-        snapshot = catalog.get(req.model).snapshot
-        max_output = output_token_limit(req)[0]
-        admission = await gate.admit(
-            caller, req.model, snapshot, max_output, request.state.request_id
-        )
+        try:
+            req = await _parse_chat_request(request, settings.strict_parameters)
+            snapshot = catalog.get(req.model).snapshot
+            max_output = output_token_limit(req)[0]
+            admission = await gate.admit(
+                caller, req.model, snapshot, max_output, request.state.request_id
+            )
+        except OmnivoxError as exc:
+            if caller.key is not None and not exc.headers:  # refused before any charge
+                model = getattr(request.state, "model", None) or catalog.snapshot
+                exc.headers = await gate.headers(caller, model)
+            raise
         try:
             run = await service.start(req)
             await admission.charge(run)
@@ -215,6 +221,8 @@ async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompl
         raise InvalidRequestError(INVALID_JSON_MESSAGE) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(INVALID_JSON_MESSAGE)
+    if isinstance(data.get("model"), str):  # whose limits an invalid request's headers show
+        request.state.model = data["model"]
     if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
         data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
     try:
