@@ -3,8 +3,9 @@
 Components are timed directly, one request after another on one event loop,
 as the server runs them:
 
-- limiter: the admission (one request against RPM/RPD), the prompt charge
-  (tokens against TPM) and the correction at the end: three calls per request;
+- limiter: the admission (one request against RPM/RPD and the prompt estimate
+  with the maximum output against TPM, in one call) and the correction to the
+  actual usage at the end: two calls per request;
 - ledger: writing the request's row (SQLite in WAL with synchronous NORMAL, the
   default, and FULL; a Redis stream);
 - gate: the whole per-request path of ``KeyedAccess`` (authenticate the key,
@@ -104,9 +105,8 @@ async def timed(n: int, once: Callable[[int], Awaitable[None]]) -> dict[str, flo
 def limiter_request(limiter: Limiter) -> Callable[[int], Awaitable[None]]:
     async def once(i: int) -> None:
         bucket = f"bench{i % 100}:gpt-4o-mini-audio"
-        assert (await limiter.acquire(bucket, TIER_5_MINI, 1, 0)).admitted
-        assert (await limiter.acquire(bucket, TIER_5_MINI, 0, 105)).admitted
-        await limiter.adjust_tokens(bucket, TIER_5_MINI, 9 - 105)
+        assert (await limiter.acquire(bucket, TIER_5_MINI, 1, 107)).admitted
+        await limiter.adjust_tokens(bucket, TIER_5_MINI, 9 - 107)
 
     return once
 
@@ -142,7 +142,7 @@ def gate_request(access: KeyedAccess, raw_key: str) -> Callable[[int], Awaitable
     async def once(i: int) -> None:
         caller = access.authenticate(header)
         admission = await access.admit(
-            caller, "gpt-4o-mini-audio-preview", "omnivox-audio-2026-11-22", 100, f"req_{i}"
+            caller, "gpt-4o-mini-audio-preview", "omnivox-audio-2026-11-22", 100, 7, f"req_{i}"
         )
         run = CompletionRun(
             f"chatcmpl-{i}", 0, "omnivox-audio", "fp", "default", 1, None, False, UsageCounter(5, 0)
@@ -264,8 +264,8 @@ def end_to_end(n: int, redis_url: str | None) -> dict[str, Any]:
 
 
 ROWS = (
-    ("limiter_memory", "limiter, in-process (3 calls)"),
-    ("limiter_redis", "limiter, Redis (3 calls)"),
+    ("limiter_memory", "limiter, in-process (2 calls)"),
+    ("limiter_redis", "limiter, Redis (2 calls)"),
     ("ledger_sqlite_normal", "ledger, SQLite WAL NORMAL"),
     ("ledger_sqlite_full", "ledger, SQLite WAL FULL"),
     ("ledger_redis", "ledger, Redis stream"),

@@ -55,7 +55,9 @@ def test_headers_are_present_and_decrease_then_a_429_says_why(keyed_server, tmp_
     assert [h["x-ratelimit-limit-requests"] for h in seen] == ["3", "3", "3"]
     assert [h["x-ratelimit-remaining-requests"] for h in seen] == ["2", "1", "0"]
     assert [h["x-ratelimit-limit-tokens"] for h in seen] == ["40000"] * 3
-    assert int(seen[0]["x-ratelimit-remaining-tokens"]) == 40_000 - (5 + 100)
+    # charged at admission: the prompt's estimate (7: 11 characters / 4, and 4 for the
+    # message) with the maximum output; the exact prompt is 5 tokens
+    assert int(seen[0]["x-ratelimit-remaining-tokens"]) == 40_000 - (7 + 100)
     # Each reset is read at that request's last limit decision, so the meter has drained
     # for however long the request took to reach it: 20 s for one request less a moment.
     resets = [seconds_of(h["x-ratelimit-reset-requests"]) for h in seen]
@@ -91,9 +93,9 @@ def test_tokens_in_flight_count_and_the_429_names_tokens(keyed_server, tmp_path)
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.stream(
         "POST", server.base_url + "/chat/completions", json=stream_body, headers=headers
-    ) as streaming:  # 5 prompt tokens + 200 charged while it runs
+    ) as streaming:  # 6 estimated prompt tokens + 200 charged while it runs
         assert streaming.status_code == 200
-        assert streaming.headers["x-ratelimit-remaining-tokens"] == str(300 - 205)
+        assert streaming.headers["x-ratelimit-remaining-tokens"] == str(300 - 206)
         with pytest.raises(openai.RateLimitError) as caught:
             ask(client, max_completion_tokens=150)
         body = b"".join(streaming.iter_bytes())
@@ -102,13 +104,13 @@ def test_tokens_in_flight_count_and_the_429_names_tokens(keyed_server, tmp_path)
     assert error.type == "tokens" and error.code == "rate_limit_exceeded"
     match = RATE_MESSAGE.match(error.body["message"])
     assert match is not None and match["what"] == "tokens per min (TPM)"
-    assert (match["limit"], match["requested"]) == ("300", str(5 + 150))
-    assert 200 <= int(match["used"]) <= 205
+    assert (match["limit"], match["requested"]) == ("300", str(7 + 150))
+    assert 200 <= int(match["used"]) <= 206
     assert "retry-after" in error.response.headers
     # Once the stream ended its charge was corrected to what it used, so this fits.
     assert ask(client, max_completion_tokens=150).http_response.status_code == 200
     statuses = sorted(r.status for r in ledger_rows(tmp_path))
-    assert statuses == ["completed", "completed", "rate_limited"]
+    assert statuses == ["completed", "completed"]  # refused at admission: not recorded
 
 
 def test_a_request_larger_than_the_tpm_limit_is_never_retried(keyed_server, tmp_path) -> None:
@@ -192,10 +194,10 @@ def test_the_charge_is_corrected_to_actual_usage(keyed_server, tmp_path) -> None
     key = make_key(tmp_path, "ci", tpm=10_000)
     client = keyed_client(keyed_server().base_url, key)
     first = ask(client, max_completion_tokens=400)
-    assert int(first.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 405
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 407
     second = ask(client, max_completion_tokens=400)
     remaining = int(second.headers["x-ratelimit-remaining-tokens"])
-    assert remaining >= 10_000 - 9 - 405  # the first used 9 tokens, not 405
+    assert remaining >= 10_000 - 9 - 407  # the first used 9 tokens, not 407
     usage = first.parse().usage
     assert usage is not None and usage.total_tokens == 9
 
@@ -263,3 +265,26 @@ def test_a_streamed_answer_is_in_the_ledger_when_its_last_chunk_arrives(
         + row.completion_audio_tokens * 80
     ) / 1e6
     assert row.cost_usd == pytest.approx(expected)
+
+
+def test_a_request_refused_after_admission_hands_its_tokens_back(keyed_server, tmp_path) -> None:
+    key = make_key(tmp_path, "ci", tpm=1_000)
+    server = keyed_server()
+    bad_audio = {
+        "type": "input_audio",
+        "input_audio": {"data": "bm90IGF1ZGlv" * 50, "format": "wav"},
+    }
+    response = httpx.post(
+        server.base_url + "/chat/completions",
+        json={
+            "model": MINI,
+            "messages": [{"role": "user", "content": [bad_audio]}],
+            "max_completion_tokens": 500,
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 400, response.text  # the audio is refused after admission
+    assert response.headers["x-ratelimit-remaining-tokens"] == "1000"
+    assert response.headers["x-ratelimit-remaining-requests"] == "499"  # the request counts
+    following = ask(keyed_client(server.base_url, key), max_completion_tokens=500)
+    assert following.headers["x-ratelimit-remaining-tokens"] == str(1_000 - 507)

@@ -102,3 +102,30 @@ async def test_redis_token_charges_and_corrections(redis_url: str) -> None:
     await limiter.adjust_tokens("key_y:full", limits, -480)
     assert (await limiter.acquire("key_y:full", limits, 0, 200)).admitted
     await limiter.close()
+
+
+async def _flexible_charges(limiter: MemoryLimiter | RedisLimiter, bucket: str) -> None:
+    limits = Limits(rpm=100, tpm=1000)
+    first = await limiter.acquire(bucket, limits, 1, 7 + 2048, min_tokens=7)
+    assert first.admitted and first.tokens == 1000  # all the minute had, not 2,055
+    await limiter.adjust_tokens(bucket, limits, 9 - 1000)  # it used 9
+    second = await limiter.acquire(bucket, limits, 1, 7 + 2048, min_tokens=7)
+    # what was left beside the 9 (Redis's meter drains by its own clock meanwhile)
+    assert second.admitted and 991 <= second.tokens <= 993
+    third = await limiter.acquire(bucket, limits, 1, 7 + 2048, min_tokens=7)
+    assert not third.admitted and third.refused_by is not None
+    assert third.refused_by.name == "tpm" and third.requested == 7  # the least it needed
+    rpm = next(m for m in third.meters if m.name == "rpm")
+    assert rpm.used_whole == 2  # a refusal charges nothing
+    fixed = await limiter.acquire(bucket + "-b", limits, 1, 1500)
+    assert not fixed.admitted  # without min_tokens a charge is all or nothing
+
+
+async def test_a_flexible_token_charge_takes_what_the_minute_has_left() -> None:
+    await _flexible_charges(MemoryLimiter(Clock()), "k")
+
+
+async def test_a_flexible_token_charge_in_redis(redis_url: str) -> None:
+    limiter = RedisLimiter(redis_url)
+    await _flexible_charges(limiter, "key_z:mini")
+    await limiter.close()

@@ -5,22 +5,29 @@ Per chat request the server calls, in order:
 1. ``authenticate(authorization)`` before reading the body: the key, or the
    anonymous caller when no keys exist and the server may run open (bound to
    loopback); otherwise 401 in OpenAI's words.
-2. ``admit(caller, model, ...)`` before any work: checks the class is in the
-   key's tier and that the requested output alone fits the TPM limit, then
-   charges one request against RPM and RPD. A refusal charges nothing.
+2. ``admit(caller, model, ..., prompt_estimate, ...)`` before any work: checks
+   the class is in the key's tier and that the requested output alone fits the
+   TPM limit, then charges, in one step (one round trip to Redis), one request
+   against RPM and RPD and the prompt estimate (``serving.usage.
+   estimate_prompt_tokens``: from the request's characters and audio bytes)
+   plus the maximum output against TPM. A refusal charges nothing.
 3. ``Admission.charge(run)`` once ``ChatService.start`` has counted the prompt
    exactly (text tokens from the engine's tokenizer, audio from decoded
-   durations): charges prompt + maximum output against TPM, and registers the
-   finalizer that corrects that charge to the actual usage and writes the
-   ledger row before the answer's last byte. A request refused here keeps its
-   request charge, as OpenAI counts unsuccessful requests against RPM.
+   durations): a request whose exact prompt and maximum output exceed the TPM
+   limit is refused as too large (and its tokens handed back); otherwise it
+   registers the finalizer that corrects the admission's charge to the actual
+   usage and writes the ledger row before the answer's last byte. A request
+   refused after admission keeps its request charge, as OpenAI counts
+   unsuccessful requests against RPM.
 4. ``Admission.refuse(exc)`` for any error after admission: adds the
-   rate-limit headers and records the row.
+   rate-limit headers, hands back the token charge of a request that never
+   ran, and records the row.
 
 The maximum output is ``max_completion_tokens`` (or ``max_tokens``); without
-either it is ``default_output_tokens`` of the limits file, lowered to what the
-TPM limit leaves beside the prompt, so only what the client asked for can make
-a request "too large".
+either the charge is ``default_output_tokens`` of the limits file, or as much of
+it as the minute has left (never less than the prompt estimate), so only what
+the client asked for can make a request "too large". The estimate is capped at
+the TPM limit: only the exact count makes a request too large.
 """
 
 from __future__ import annotations
@@ -94,7 +101,13 @@ class AccessControl(Protocol):
     def authenticate(self, authorization: str | None) -> Caller: ...
 
     async def admit(
-        self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
+        self,
+        caller: Caller,
+        model: str,
+        snapshot: str,
+        max_output: int | None,
+        prompt_estimate: int,
+        request_id: str,
     ) -> Admission: ...
 
     async def headers(self, caller: Caller, model: str) -> dict[str, str]:
@@ -126,7 +139,13 @@ class OpenAccess:
         return ANONYMOUS
 
     async def admit(
-        self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
+        self,
+        caller: Caller,
+        model: str,
+        snapshot: str,
+        max_output: int | None,
+        prompt_estimate: int,
+        request_id: str,
     ) -> Admission:
         return _Unmetered()
 
@@ -172,12 +191,18 @@ class KeyedAccess:
         )
 
     async def admit(
-        self, caller: Caller, model: str, snapshot: str, max_output: int | None, request_id: str
+        self,
+        caller: Caller,
+        model: str,
+        snapshot: str,
+        max_output: int | None,
+        prompt_estimate: int,
+        request_id: str,
     ) -> Admission:
         cls = model_class(model)
         limits = self._limits(caller, model, cls)
         admission = KeyedAdmission(self, caller, model, snapshot, cls, limits, request_id)
-        await admission.admit(max_output)
+        await admission.admit(max_output, prompt_estimate)
         return admission
 
     def _limits(self, caller: Caller, model: str, cls: str) -> Limits | None:
@@ -243,6 +268,7 @@ class KeyedAdmission:
         self._meters: tuple[Meter, ...] = ()
         self.max_output: int | None = None
         self.charged_tokens = 0
+        self.settling = False  # the finalizer will correct the charge to actual usage
         self.recorded = False
         self.created_s = time.time()
         self._started_ns = time.perf_counter_ns()
@@ -252,7 +278,10 @@ class KeyedAdmission:
         """Formatted from the latest decision, only when asked (once per request)."""
         return rate_limit_headers(self._meters)
 
-    async def admit(self, max_output: int | None) -> None:
+    async def admit(self, max_output: int | None, prompt_estimate: int) -> None:
+        """One charge, before any work: a request, and the prompt estimate with the
+        maximum output (without one, as much of the default output as the minute has
+        left, down to the prompt estimate alone)."""
         self.max_output = max_output
         if self.limits is None:
             return
@@ -260,41 +289,59 @@ class KeyedAdmission:
             # Charges nothing; read only for the headers of the refusal.
             self._take(await self.access.limiter.acquire(self.bucket, self.limits, 0, 0))
             self._check_size(max_output)
-        decision = await self.access.limiter.acquire(self.bucket, self.limits, 1, 0)
+        tpm = self.limits.tpm
+        if max_output is not None:
+            tokens = prompt_estimate + max_output
+            least = None
+        else:
+            tokens = prompt_estimate + self.access.config.default_output_tokens
+            least = prompt_estimate
+        if tpm is not None:  # an estimate past the limit is not "too large": the count decides
+            tokens = min(tokens, tpm)
+            least = None if least is None else min(least, tpm)
+        decision = await self.access.limiter.acquire(
+            self.bucket, self.limits, 1, tokens, min_tokens=least
+        )
         self._take(decision)
+        self.charged_tokens = decision.tokens
 
     async def charge(self, run: CompletionRun) -> None:
-        prompt = run.usage.prompt_text_tokens + run.usage.prompt_audio_tokens
+        """The prompt is counted now: a request too large for the TPM limit is refused (its
+        token charge handed back); any other difference is settled with the actual usage."""
         if self.limits is not None:
-            tokens = prompt + self._output_charge(prompt)
-            try:
-                self._check_size(tokens)
-                decision = await self.access.limiter.acquire(self.bucket, self.limits, 0, tokens)
-                self._take(decision)
-            except OmnivoxError:
+            total = run.usage.prompt_text_tokens + run.usage.prompt_audio_tokens
+            total += self.max_output or 0
+            if self._too_large(total):
                 await run.finish("cancelled")  # it never started; other finalizers still run
-                raise
-            self.charged_tokens = tokens
+                await self._hand_back()
+                self._check_size(total)
         run.finalizers.append(self._settle)
+        self.settling = True
 
     async def refuse(self, exc: OmnivoxError) -> None:
+        if not self.settling:  # refused before it ran
+            await self._hand_back()
         exc.headers = {**self.headers, **exc.headers}
         if self.recorded:
             return
         status = "rate_limited" if isinstance(exc, RateLimitError) else "rejected"
         await self._record(status, None, (0, 0, 0, 0), 0.0)
 
-    def _output_charge(self, prompt: int) -> int:
-        """``max_output``, else the default lowered to what the TPM meter had left at
-        admission beside the prompt: a request that did not ask for much output is only
-        refused when its prompt alone does not fit."""
-        if self.max_output is not None:
-            return self.max_output
-        default = self.access.config.default_output_tokens
-        tpm = next((m for m in self._meters if m.name == "tpm"), None)
-        if tpm is None:
-            return default
-        return max(0, min(default, tpm.remaining - prompt))
+    async def _hand_back(self) -> None:
+        """Give back the token charge of a request that will not run."""
+        if not self.charged_tokens:
+            return
+        try:
+            await self._correct(-self.charged_tokens)
+        except OmnivoxError as error:
+            log.warning("could not hand back the tokens of %s: %s", self.request_id, error)
+            return
+        back = self.charged_tokens
+        self.charged_tokens = 0
+        self._meters = tuple(
+            Meter(m.name, m.limit, max(0.0, m.used - back)) if m.name == "tpm" else m
+            for m in self._meters
+        )
 
     def _too_large(self, tokens: int) -> bool:
         tpm = self.limits.tpm if self.limits else None

@@ -4,9 +4,10 @@ A row holds the key, the model asked for and the snapshot that answered, when,
 the prompt and completion tokens split into text and audio, the outcome and
 its cost in US dollars. Statuses: ``completed``, ``cancelled`` (the client
 left; billed for what was made), ``failed`` (the server's fault; tokens kept,
-cost 0), ``rejected`` (refused after admission: a 4xx such as bad audio, or
-``rate_limited`` on tokens; nothing billed). Requests refused before admission
-(no key, requests limits) are not recorded, so a flood of refused requests
+cost 0), ``rejected`` (refused after admission: a 4xx such as bad audio;
+nothing billed), ``rate_limited`` (too large for the TPM limit once its prompt
+was counted; nothing billed). Requests refused before admission (no key, over
+a requests or tokens limit) are not recorded, so a flood of refused requests
 can not grow the ledger faster than the key's limits allow.
 
 ``SqliteLedger`` writes to a WAL-mode SQLite file. With ``synchronous=NORMAL``

@@ -11,8 +11,10 @@ the same arithmetic in one atomic script. ``remaining`` is ``limit - used``;
 ``reset`` the time until ``used`` drains to zero; a refused charge may retry
 after ``(used + charge - limit) / rate``.
 
-A limit is only checked by a charge that uses it: a request's admission
-charges requests (tokens 0), its prompt charge tokens (requests 0). Token
+A limit is only checked by a charge that uses it. A request's admission
+charges one request and its tokens at once (its prompt estimate and maximum
+output); without a maximum the token charge is flexible: as much of the
+default output as the meter has left, never less than the prompt. Token
 corrections at the end (``adjust_tokens``) are never refused and may push
 ``used`` past the limit, which then delays later requests: actual usage is
 what counts.
@@ -73,12 +75,22 @@ class Decision:
     refused_by: Meter | None = None  # of the refusing meters, the one with the longest wait
     requested: int = 0  # what the refusing meter was asked to take
     retry_after_s: float = 0.0
+    tokens: int = 0  # the tokens charged (admitted) or asked for (refused)
 
 
 class Limiter(Protocol):
     async def acquire(
-        self, bucket: str, limits: Limits, n_requests: int, n_tokens: int
-    ) -> Decision: ...
+        self,
+        bucket: str,
+        limits: Limits,
+        n_requests: int,
+        n_tokens: int,
+        *,
+        min_tokens: int | None = None,
+    ) -> Decision:
+        """Charge ``n_requests`` and ``n_tokens`` at once, or nothing. With ``min_tokens``
+        the token charge may shrink to what the TPM meter has left, down to
+        ``min_tokens`` (``Decision.tokens`` says what was taken)."""
 
     async def adjust_tokens(self, bucket: str, limits: Limits, delta_tokens: int) -> None: ...
 
@@ -125,13 +137,22 @@ def decide(
     if admitted is None:
         admitted = all(fits(used, lim, cost) for _, lim, used, cost in present)
     if admitted:
-        return Decision(True, tuple(Meter(n, lim, u + c) for n, lim, u, c in present))
+        meters = tuple(Meter(n, lim, u + c) for n, lim, u, c in present)
+        return Decision(True, meters, tokens=n_tokens)
     meters = tuple(Meter(n, lim, u) for n, lim, u, _ in present)
     charged = [
         (m.wait_s(c), m, c) for m, (_, _, _, c) in zip(meters, present, strict=True) if c > 0
     ]
     wait_s, meter, cost = max(charged, key=lambda r: r[0])
-    return Decision(False, meters, meter, cost, wait_s)
+    return Decision(False, meters, meter, cost, wait_s, tokens=n_tokens)
+
+
+def flexible_tokens(used: float, limit: int | None, n_tokens: int, min_tokens: int | None) -> int:
+    """The token charge: ``n_tokens``, or what the meter has left down to ``min_tokens``."""
+    if min_tokens is None or limit is None or n_tokens <= 0:
+        return n_tokens
+    left = math.floor(limit - used + FLOAT_SLACK)
+    return n_tokens if n_tokens <= left else max(min_tokens, left)
 
 
 @dataclass(slots=True)
@@ -161,9 +182,16 @@ class MemoryLimiter:
         return levels
 
     async def acquire(
-        self, bucket: str, limits: Limits, n_requests: int, n_tokens: int
+        self,
+        bucket: str,
+        limits: Limits,
+        n_requests: int,
+        n_tokens: int,
+        *,
+        min_tokens: int | None = None,
     ) -> Decision:
         levels = self._read(bucket, limits)
+        n_tokens = flexible_tokens(levels.used[2], limits.tpm, n_tokens, min_tokens)
         decision = decide(limits, levels.used, n_requests, n_tokens)
         if decision.admitted:
             costs = charges(n_requests, n_tokens)

@@ -24,8 +24,10 @@ KEY_PREFIX = "omnivox:rl:"
 UNREACHABLE_MESSAGE = "The server could not reach its rate-limit store. Please try again."
 
 # KEYS[1]: the hash. ARGV: mode ("acquire" | "adjust"), then per meter (rpm, rpd, tpm)
-# its limit (0 = none) and charge. Returns {admitted, used_rpm, used_rpd, used_tpm} as
-# strings (Redis would truncate Lua numbers to integers), levels before the charge.
+# its limit (0 = none) and charge, then the least token charge ("" = the charge is
+# fixed; else the token charge may shrink to what the TPM meter has left, down to this).
+# Returns {admitted, used_rpm, used_rpd, used_tpm, tokens} as strings (Redis would
+# truncate Lua numbers to integers): levels before the charge, and the tokens charged.
 METER_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -48,6 +50,19 @@ for i = 1, 3 do
   end
   used[i] = u
 end
+local least = tonumber(ARGV[8])
+if mode == 'acquire' and least and limits[3] > 0 and costs[3] > 0 then
+  local left = math.floor(limits[3] - used[3] + 1e-9)
+  if costs[3] > left then
+    costs[3] = math.max(least, left)
+    ok = 1
+    for i = 1, 3 do
+      if limits[i] > 0 and costs[i] > 0 and used[i] + costs[i] > limits[i] + 1e-9 then
+        ok = 0
+      end
+    end
+  end
+end
 local out = {ok}
 for i = 1, 3 do
   out[i + 1] = tostring(used[i])
@@ -61,6 +76,7 @@ end
 redis.call('HSET', KEYS[1], 't', tostring(now), 'u1', tostring(used[1]),
            'u2', tostring(used[2]), 'u3', tostring(used[3]))
 redis.call('PEXPIRE', KEYS[1], math.ceil(ttl_s * 1000) + 1000)
+out[5] = tostring(costs[3])
 return out
 """
 
@@ -72,23 +88,39 @@ class RedisLimiter:
         self._redis: Any = redis.asyncio.Redis.from_url(url)
         self._script = self._redis.register_script(METER_SCRIPT)
 
-    async def _run(self, bucket: str, mode: str, limits: Limits, costs: tuple[int, ...]) -> Any:
+    async def _run(
+        self,
+        bucket: str,
+        mode: str,
+        limits: Limits,
+        costs: tuple[int, ...],
+        min_tokens: int | None = None,
+    ) -> Any:
         import redis.exceptions
 
         args: list[Any] = [mode]
         for limit, cost in zip(limit_values(limits), costs, strict=True):
             args += [limit or 0, cost]
+        args.append("" if min_tokens is None else min_tokens)
         try:
             return await self._script(keys=[KEY_PREFIX + bucket], args=args)
         except redis.exceptions.RedisError as exc:
             raise ServerError(UNREACHABLE_MESSAGE) from exc
 
     async def acquire(
-        self, bucket: str, limits: Limits, n_requests: int, n_tokens: int
+        self,
+        bucket: str,
+        limits: Limits,
+        n_requests: int,
+        n_tokens: int,
+        *,
+        min_tokens: int | None = None,
     ) -> Decision:
-        reply = await self._run(bucket, "acquire", limits, (n_requests, n_requests, n_tokens))
-        used_before = [float(v) for v in reply[1:]]
-        return decide(limits, used_before, n_requests, n_tokens, admitted=bool(int(reply[0])))
+        costs = (n_requests, n_requests, n_tokens)
+        reply = await self._run(bucket, "acquire", limits, costs, min_tokens)
+        used_before = [float(v) for v in reply[1:4]]
+        tokens = int(float(reply[4]))
+        return decide(limits, used_before, n_requests, tokens, admitted=bool(int(reply[0])))
 
     async def adjust_tokens(self, bucket: str, limits: Limits, delta_tokens: int) -> None:
         if limits.tpm is not None:

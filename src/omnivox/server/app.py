@@ -51,6 +51,7 @@ from omnivox.serving import fold, sse
 from omnivox.serving.catalog import OWNER, ModelCatalog
 from omnivox.serving.chat import ChatService, ServiceOptions
 from omnivox.serving.inputs import InputLimits, output_token_limit
+from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.settings import Settings
 from omnivox.store.audio import AudioStore
 
@@ -132,7 +133,12 @@ def create_app(
             snapshot = catalog.get(req.model).snapshot
             max_output = output_token_limit(req)[0]
             admission = await gate.admit(
-                caller, req.model, snapshot, max_output, request.state.request_id
+                caller,
+                req.model,
+                snapshot,
+                max_output,
+                estimate_prompt_tokens(req) if caller.key is not None else 0,
+                request.state.request_id,
             )
         except OmnivoxError as exc:
             if caller.key is not None and not exc.headers:  # refused before any charge

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from omnivox.protocol.requests import CreateChatCompletionRequest, InputAudio
 from omnivox.protocol.responses import (
     CompletionTokensDetails,
     CompletionUsage,
@@ -20,6 +21,15 @@ from omnivox.protocol.responses import (
 INPUT_AUDIO_TOKENS_PER_S = 10
 OUTPUT_AUDIO_TOKENS_PER_S = 20
 OUTPUT_BYTES_PER_S = 24_000 * 2  # 24 kHz mono s16le
+
+# The prompt estimate that rate limits charge at admission, before any decoding or
+# tokenizing: about 4 characters per text token and 4 tokens of framing per message
+# (OpenAI's rule of thumb), audio from its encoded size: WAV as 16 kHz 16-bit mono
+# speech, compressed formats at 32 kbit/s. The exact count replaces it at the end.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+ESTIMATED_AUDIO_BYTES_PER_S = {"wav": 32_000}
+COMPRESSED_AUDIO_BYTES_PER_S = 4_000
 
 
 def input_audio_tokens(user_s: float, assistant_s: float) -> int:
@@ -54,3 +64,34 @@ class UsageCounter:
                 audio_tokens=self.completion_audio_tokens,
             ),
         )
+
+
+def estimate_prompt_tokens(req: CreateChatCompletionRequest) -> int:
+    """A quick estimate of the prompt's tokens (see ``CHARS_PER_TOKEN``)."""
+    chars = 0
+    audio_tokens = 0
+    for message in req.messages:
+        content = message.content
+        if isinstance(content, str):
+            chars += len(content)
+        elif content:
+            for part in content:
+                text = getattr(part, "text", None)
+                if isinstance(text, str):
+                    chars += len(text)
+                audio = getattr(part, "input_audio", None)
+                if isinstance(audio, InputAudio):
+                    audio_tokens += _audio_estimate(audio)
+        for call in getattr(message, "tool_calls", None) or ():
+            chars += len(call.function.name) + len(call.function.arguments)
+    if req.tools:
+        chars += sum(len(tool.model_dump_json()) for tool in req.tools)
+    return (
+        math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(req.messages) + audio_tokens
+    )
+
+
+def _audio_estimate(audio: InputAudio) -> int:
+    n_bytes = len(audio.data) * 3 // 4
+    per_s = ESTIMATED_AUDIO_BYTES_PER_S.get(audio.format, COMPRESSED_AUDIO_BYTES_PER_S)
+    return math.ceil(n_bytes / per_s * INPUT_AUDIO_TOKENS_PER_S)
