@@ -77,7 +77,7 @@ def test_headers_are_present_and_decrease_then_a_429_says_why(keyed_server, tmp_
     assert 10_000 < float(headers["retry-after-ms"]) <= 20_000  # 20 s less the time taken
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-request-id"].startswith("req_")
-    assert [r.status for r in ledger_rows(tmp_path)] == ["completed"] * 3  # refusals unrecorded
+    assert [r.status for r in ledger_rows(tmp_path)] == ["completed"] * 3 + ["rate_limited"]
 
 
 def test_tokens_in_flight_count_and_the_429_names_tokens(keyed_server, tmp_path) -> None:
@@ -110,7 +110,7 @@ def test_tokens_in_flight_count_and_the_429_names_tokens(keyed_server, tmp_path)
     # Once the stream ended its charge was corrected to what it used, so this fits.
     assert ask(client, max_completion_tokens=150).http_response.status_code == 200
     statuses = sorted(r.status for r in ledger_rows(tmp_path))
-    assert statuses == ["completed", "completed"]  # refused at admission: not recorded
+    assert statuses == ["completed", "completed", "rate_limited"]
 
 
 def test_a_request_larger_than_the_tpm_limit_is_never_retried(keyed_server, tmp_path) -> None:
@@ -178,6 +178,10 @@ def test_a_request_refused_before_admission_shows_the_limits_and_charges_nothing
         assert response.headers["x-ratelimit-limit-requests"] == "5"
         assert response.headers["x-ratelimit-remaining-requests"] == "4"  # only the first counts
         assert "x-ratelimit-reset-tokens" in response.headers
+    rows = ledger_rows(tmp_path)
+    assert [r.status for r in rows] == ["completed", "rejected", "rejected"]
+    assert [r.model for r in rows][1:] == [MINI, "no-such-mini-model"]
+    assert rows[2].model_snapshot == "" and rows[2].cost_usd == 0
 
 
 def test_a_key_whose_tier_the_server_does_not_define_gets_a_clear_403(

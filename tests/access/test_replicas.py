@@ -64,8 +64,9 @@ def test_two_replicas_admit_exactly_3_of_20_for_a_3_rpm_key(redis_url: str, tmp_
             await ledger.close()
 
     entries = asyncio.run(rows())
-    assert [e.status for e in entries] == ["completed"] * 3
+    assert sorted(e.status for e in entries) == ["completed"] * 3 + ["rate_limited"] * 17
     assert {e.model for e in entries} == {MINI}
+    assert all(e.cost_usd == 0 for e in entries if e.status == "rate_limited")
     summary = subprocess.run(
         [
             str(OMNIVOX),
@@ -83,7 +84,7 @@ def test_two_replicas_admit_exactly_3_of_20_for_a_3_rpm_key(redis_url: str, tmp_
         text=True,
         check=True,
     ).stdout
-    assert "requests by status: completed 3" in summary
+    assert "requests by status: completed 3, rate_limited 17" in summary
     for log in logs:
         assert "API keys required (1 active)" in log
         assert key not in log

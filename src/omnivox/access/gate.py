@@ -110,8 +110,11 @@ class AccessControl(Protocol):
         request_id: str,
     ) -> Admission: ...
 
-    async def headers(self, caller: Caller, model: str) -> dict[str, str]:
-        """The caller's rate-limit headers for ``model``, charging nothing."""
+    async def refused(
+        self, caller: Caller, model: str, snapshot: str, request_id: str, exc: OmnivoxError
+    ) -> None:
+        """A request refused before admission (a 400, a 404): its rate-limit headers as
+        they stand (nothing is charged) go on ``exc``, and its ledger row is written."""
 
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary: ...
 
@@ -149,8 +152,10 @@ class OpenAccess:
     ) -> Admission:
         return _Unmetered()
 
-    async def headers(self, caller: Caller, model: str) -> dict[str, str]:
-        return {}
+    async def refused(
+        self, caller: Caller, model: str, snapshot: str, request_id: str, exc: OmnivoxError
+    ) -> None:
+        return None
 
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
         return UsageSummary(None, since_s)
@@ -200,9 +205,17 @@ class KeyedAccess:
         request_id: str,
     ) -> Admission:
         cls = model_class(model)
-        limits = self._limits(caller, model, cls)
+        try:
+            limits = self._limits(caller, model, cls)
+        except OmnivoxError as exc:  # no access to the class (404), an unknown tier (403)
+            await self.refused(caller, model, snapshot, request_id, exc)
+            raise
         admission = KeyedAdmission(self, caller, model, snapshot, cls, limits, request_id)
-        await admission.admit(max_output, prompt_estimate)
+        try:
+            await admission.admit(max_output, prompt_estimate)
+        except OmnivoxError as exc:  # over a limit, or too large: the row says so
+            await admission.refuse(exc)
+            raise
         return admission
 
     def _limits(self, caller: Caller, model: str, cls: str) -> Limits | None:
@@ -224,17 +237,18 @@ class KeyedAccess:
             )
         return limits
 
-    async def headers(self, caller: Caller, model: str) -> dict[str, str]:
-        """The rate-limit headers of ``caller`` for ``model`` as they stand, charging
-        nothing: for a response refused before admission (a 400, a 404)."""
+    async def refused(
+        self, caller: Caller, model: str, snapshot: str, request_id: str, exc: OmnivoxError
+    ) -> None:
+        cls = model_class(model)
         try:
-            limits = self._limits(caller, model, model_class(model))
+            limits = self._limits(caller, model, cls)
         except OmnivoxError:
-            return {}
-        if limits is None:
-            return {}
-        bucket = _bucket(caller, model_class(model))
-        return rate_limit_headers((await self.limiter.acquire(bucket, limits, 0, 0)).meters)
+            limits = None
+        admission = KeyedAdmission(self, caller, model, snapshot, cls, limits, request_id)
+        if limits is not None and not exc.headers:
+            admission._take(await self.limiter.acquire(admission.bucket, limits, 0, 0))
+        await admission.refuse(exc)
 
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
         """A key sees its own usage; the anonymous loopback caller sees everyone's."""

@@ -1,14 +1,14 @@
-"""The usage ledger: one row per admitted request, written before its answer completes.
+"""The usage ledger: one row per request, written before its answer completes.
 
 A row holds the key, the model asked for and the snapshot that answered, when,
 the prompt and completion tokens split into text and audio, the outcome and
 its cost in US dollars. Statuses: ``completed``, ``cancelled`` (the client
 left; billed for what was made), ``failed`` (the server's fault; tokens kept,
-cost 0), ``rejected`` (refused after admission: a 4xx such as bad audio;
-nothing billed), ``rate_limited`` (too large for the TPM limit once its prompt
-was counted; nothing billed). Requests refused before admission (no key, over
-a requests or tokens limit) are not recorded, so a flood of refused requests
-can not grow the ledger faster than the key's limits allow.
+cost 0), ``rejected`` (a 4xx: invalid, a model the key may not use, bad
+audio; nothing billed), ``rate_limited`` (over a limit, or too large; nothing
+billed). A request without a valid key (401) has no key to account it to and
+is not recorded; every other request is, refused ones included (about 200
+bytes each).
 
 ``SqliteLedger`` writes to a WAL-mode SQLite file. With ``synchronous=NORMAL``
 (the default) a commit returns once its frames are in the WAL file through

@@ -132,19 +132,19 @@ def create_app(
             req = await _parse_chat_request(request, settings.strict_parameters)
             snapshot = catalog.get(req.model).snapshot
             max_output = output_token_limit(req)[0]
-            admission = await gate.admit(
-                caller,
-                req.model,
-                snapshot,
-                max_output,
-                estimate_prompt_tokens(req) if caller.key is not None else 0,
-                request.state.request_id,
-            )
-        except OmnivoxError as exc:
-            if caller.key is not None and not exc.headers:  # refused before any charge
-                model = getattr(request.state, "model", None) or catalog.snapshot
-                exc.headers = await gate.headers(caller, model)
+        except OmnivoxError as exc:  # refused before admission: its headers and its row
+            model = getattr(request.state, "model", None) or ""
+            snapshot = catalog.find_snapshot(model)
+            await gate.refused(caller, model, snapshot, request.state.request_id, exc)
             raise
+        admission = await gate.admit(  # records its own refusals
+            caller,
+            req.model,
+            snapshot,
+            max_output,
+            estimate_prompt_tokens(req) if caller.key is not None else 0,
+            request.state.request_id,
+        )
         try:
             run = await service.start(req)
             await admission.charge(run)

@@ -49,5 +49,10 @@ class ModelCatalog:
             )
         return entry
 
+    def find_snapshot(self, name: str) -> str:
+        """The snapshot ``name`` answers with, or "" for a name that is not served."""
+        entry = self._entries.get(name)
+        return entry.snapshot if entry is not None else ""
+
     def entries(self) -> list[CatalogEntry]:
         return list(self._entries.values())
