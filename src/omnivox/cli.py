@@ -52,9 +52,6 @@ def _tiers_help() -> str:
     return "\n".join(lines)
 
 
-TIERS_HELP = _tiers_help()
-
-
 def _serve_parser(commands: Any) -> None:
     defaults = Settings.model_fields
     p = commands.add_parser(
@@ -177,7 +174,7 @@ def _keys_parser(commands: Any) -> None:
         "create",
         help="create a key and print it once",
         description="Create an API key. It is printed once, on stdout; only its hash is kept.",
-        epilog=TIERS_HELP,
+        epilog=_tiers_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     create.add_argument("--name", required=True, help="a unique name for the key")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -292,3 +293,20 @@ def test_a_request_refused_after_admission_hands_its_tokens_back(keyed_server, t
     assert response.headers["x-ratelimit-remaining-requests"] == "499"  # the request counts
     following = ask(keyed_client(server.base_url, key), max_completion_tokens=500)
     assert following.headers["x-ratelimit-remaining-tokens"] == str(1_000 - 507)
+
+
+def test_a_keyed_request_too_large_to_read_is_refused_in_openai_words(
+    keyed_server, tmp_path
+) -> None:
+    key = make_key(tmp_path, "ci")
+    server = keyed_server(max_body_bytes=10_000)
+    body = {"model": MINI, "messages": [{"role": "user", "content": "x" * 50_000}]}
+    for headers in ({}, {"content-length": None}):  # declared, and streamed without a length
+        response = httpx.post(
+            server.base_url + "/chat/completions",
+            content=(json.dumps(body).encode() for _ in range(1)) if headers else json.dumps(body),
+            headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "request_too_large"
+    assert ask(keyed_client(server.base_url, key)).http_response.status_code == 200

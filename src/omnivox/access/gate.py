@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from omnivox.access.headers import go_duration, rate_limit_headers, retry_headers
 from omnivox.access.keys import ApiKey, KeyStore, bearer_token, mask_key
@@ -246,8 +246,8 @@ class KeyedAccess:
         except OmnivoxError:
             limits = None
         admission = KeyedAdmission(self, caller, model, snapshot, cls, limits, request_id)
-        if limits is not None and not exc.headers:
-            admission._take(await self.limiter.acquire(admission.bucket, limits, 0, 0))
+        if not exc.headers:
+            await admission.read_meters()
         await admission.refuse(exc)
 
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
@@ -300,9 +300,8 @@ class KeyedAdmission:
         if self.limits is None:
             return
         if max_output is not None and self._too_large(max_output):
-            # Charges nothing; read only for the headers of the refusal.
-            self._take(await self.access.limiter.acquire(self.bucket, self.limits, 0, 0))
-            self._check_size(max_output)
+            await self.read_meters()
+            self._refuse_as_too_large(max_output)
         tpm = self.limits.tpm
         if max_output is not None:
             tokens = prompt_estimate + max_output
@@ -328,7 +327,7 @@ class KeyedAdmission:
             if self._too_large(total):
                 await run.finish("cancelled")  # it never started; other finalizers still run
                 await self._hand_back()
-                self._check_size(total)
+                self._refuse_as_too_large(total)
         run.finalizers.append(self._settle)
         self.settling = True
 
@@ -340,6 +339,11 @@ class KeyedAdmission:
             return
         status = "rate_limited" if isinstance(exc, RateLimitError) else "rejected"
         await self._record(status, None, (0, 0, 0, 0), 0.0)
+
+    async def read_meters(self) -> None:
+        """The meters as they stand, charging nothing: for the headers of a refusal."""
+        if self.limits is not None:
+            self._take(await self.access.limiter.acquire(self.bucket, self.limits, 0, 0))
 
     async def _hand_back(self) -> None:
         """Give back the token charge of a request that will not run."""
@@ -361,9 +365,7 @@ class KeyedAdmission:
         tpm = self.limits.tpm if self.limits else None
         return tpm is not None and tokens > tpm
 
-    def _check_size(self, tokens: int) -> None:
-        if not self._too_large(tokens):
-            return
+    def _refuse_as_too_large(self, tokens: int) -> NoReturn:
         tpm = self.limits.tpm if self.limits else None
         raise RateLimitError(
             f"Request too large for {self.model} for key '{self.caller.name}' on "

@@ -133,7 +133,7 @@ def create_app(
             snapshot = catalog.get(req.model).snapshot
             max_output = output_token_limit(req)[0]
         except OmnivoxError as exc:  # refused before admission: its headers and its row
-            model = getattr(request.state, "model", None) or ""
+            model = getattr(request.state, "model", "")  # "" when the body named none
             snapshot = catalog.find_snapshot(model)
             await gate.refused(caller, model, snapshot, request.state.request_id, exc)
             raise
