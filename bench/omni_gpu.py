@@ -15,6 +15,12 @@ the audio's real-time factor (time from ``prepare`` to the last audio chunk /
 audio duration) and playback stall (seconds a listener who starts playing at
 the first chunk would wait for later chunks). Per level: peak GPU memory.
 
+With ``--profile`` each level also says where the model thread's and the vocoder
+thread's time went: every step of the networks, the sampling and the vocoder's
+work is timed on its own thread's CUDA stream (waiting for that stream, so the
+timings are slightly slower than an unprofiled run; the table's other columns
+come from the same, profiled, run).
+
 Models:
   --model DIR|HUB_ID   real weights (any Qwen2.5-Omni or Qwen3-Omni checkpoint)
   --size 3b|7b|30b-a3b no weights at hand: the published architecture with random
@@ -23,10 +29,10 @@ Models:
                        --config DIR reads config.json from a checkpoint dir
   --tiny [--family qwen3]  the tests' tiny random model, on the CPU (runs anywhere)
 
-    .venv/bin/python bench/omni_gpu.py --size 7b                        # on a GPU
-    .venv/bin/python bench/omni_gpu.py --size 30b-a3b --out bench/omni_gpu_qwen3.json
-    .venv/bin/python bench/omni_gpu.py --tiny                           # on a CPU
-    .venv/bin/python bench/omni_gpu.py --tiny --family qwen3 --out bench/omni_gpu_qwen3.json
+    .venv/bin/python bench/omni_gpu.py --size 7b --profile              # on a GPU
+    .venv/bin/python bench/omni_gpu.py --size 30b-a3b --profile --out bench/omni_gpu_qwen3.json
+    .venv/bin/python bench/omni_gpu.py --tiny --out bench/omni_cpu_tiny.json   # on a CPU
+    .venv/bin/python bench/omni_gpu.py --tiny --family qwen3 --out bench/omni_cpu_tiny_qwen3.json
 
 Prints a table and writes bench/omni_gpu.json (or --out).
 """
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
@@ -200,6 +207,74 @@ PUBLISHED_QWEN3: dict[str, Any] = {
     },
 }
 QWEN3_CODEBOOK = 2048
+
+
+class Profile:
+    """Seconds spent in named engine methods, each timed to its CUDA stream's end.
+
+    Nested: _admit holds prefill_thinker; _take_codes holds complete_frames (Qwen3's
+    code predictor); the vocoder's _work holds sample_mels and vocode, or decode.
+    """
+
+    # (owner attribute path on the engine, method names)
+    TIMED = (
+        (
+            "_scheduler.networks",
+            (
+                "prefill_thinker",
+                "thinker_step",
+                "prefill_talker",
+                "talker_step",
+                "complete_frames",
+            ),
+        ),
+        ("_scheduler", ("_take_tokens", "_take_codes", "_admit")),
+        ("_vocoder", ("_work",)),
+        ("_vocoder.t2w", ("sample_mels", "vocode")),  # Qwen2.5-Omni: DiT, BigVGAN
+        ("_vocoder.c2w", ("decode",)),  # Qwen3-Omni: Code2Wav
+    )
+
+    def __init__(self, engine: OmniEngine) -> None:
+        import torch
+
+        self.cuda = engine.checkpoint is not None and engine.checkpoint.device.type == "cuda"
+        self.calls: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        for path, names in self.TIMED:
+            owner: Any = engine
+            for attribute in path.split("."):
+                owner = getattr(owner, attribute, None)
+            for name in names:
+                if hasattr(owner, name):
+                    setattr(owner, name, self._timed(f"{path}.{name}", getattr(owner, name), torch))
+
+    def _timed(self, label: str, method: Any, torch: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.cuda:
+                torch.cuda.current_stream().synchronize()
+            start = time.perf_counter()
+            result = method(*args, **kwargs)
+            if self.cuda:
+                torch.cuda.current_stream().synchronize()
+            self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+            self.calls[label] = self.calls.get(label, 0) + 1
+            return result
+
+        return timed
+
+    def take(self, wall_s: float, turns: int) -> dict[str, Any]:
+        """The totals since the last take, per component, then reset."""
+        rows = {
+            label.rsplit(".", 1)[-1]: {
+                "calls": self.calls[label],
+                "total_s": round(seconds, 3),
+                "ms_per_call": round(1000 * seconds / self.calls[label], 3),
+                "share_of_wall": round(seconds / wall_s, 3),
+            }
+            for label, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1])
+        }
+        self.calls, self.seconds = {}, {}
+        return {"model_thread_turns": turns, "wall_s": round(wall_s, 3), "components": rows}
 
 
 @dataclass
@@ -413,7 +488,9 @@ def playback_stall(chunks: list[tuple[float, float]]) -> float:
     return stall
 
 
-async def level(engine: OmniEngine, concurrency: int, base_seed: int) -> dict[str, Any]:
+async def level(
+    engine: OmniEngine, concurrency: int, base_seed: int, profile: Profile | None = None
+) -> dict[str, Any]:
     import torch
 
     cuda = engine.checkpoint is not None and engine.checkpoint.device.type == "cuda"
@@ -423,6 +500,9 @@ async def level(engine: OmniEngine, concurrency: int, base_seed: int) -> dict[st
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    turns_before = engine.scheduler.steps
+    if profile is not None:
+        profile.take(1.0, 0)  # drop what an earlier level left
     wall = time.perf_counter()
     runs = await asyncio.gather(
         *(one_conversation(engine, base_seed + i) for i in range(concurrency))
@@ -451,11 +531,30 @@ async def level(engine: OmniEngine, concurrency: int, base_seed: int) -> dict[st
         "peak_talker_rows": engine.scheduler.peak_talker_rows,
         "peak_vocoder_batch": engine._vocoder.peak_batch if engine._vocoder is not None else None,
         "runs": [asdict(r) for r in runs],
+        "profile": None
+        if profile is None
+        else profile.take(wall_s, engine.scheduler.steps - turns_before),
+    }
+
+
+def graph_counts(engine: OmniEngine) -> dict[str, dict[str, int]]:
+    """Captures and replays of each function the engine replays from CUDA graphs."""
+    graphed: list[Any] = []
+    t2w = getattr(engine._vocoder, "t2w", None)
+    if t2w is not None:
+        graphed.extend(t2w._solvers.values())
+    predictor = getattr(engine.scheduler.networks, "_residual_codes", None)
+    if predictor is not None:
+        graphed.append(predictor)
+    return {
+        g.name: {"enabled": g.enabled, "captures": g.captures, "replays": g.replays}
+        for g in graphed
     }
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"\n{result['model']} on {result['device']}  ({result['forced']})")
+    print(f"CUDA graphs: {result.get('cuda_graphs')}")
     header = (
         f"{'conc':>4} {'TTFT s':>8} {'TTFA s':>8} {'TTFA max':>9} {'tok/s':>7} "
         f"{'RTF':>6} {'RTF max':>8} {'stall s':>8} {'GPU GB':>7}"
@@ -470,6 +569,20 @@ def print_table(result: dict[str, Any]) -> None:
             f"{row['rtf']['max']:>8.3f} {row['stall_s']['mean']:>8.3f} "
             f"{'-' if gpu is None else f'{gpu:.2f}':>7}"
         )
+    for row in result["levels"]:
+        profile = row.get("profile")
+        if not profile:
+            continue
+        print(
+            f"\nwhere the time went at {row['concurrency']} conversations "
+            f"({profile['model_thread_turns']} model-thread turns in {profile['wall_s']:.2f} s)"
+        )
+        print(f"{'component':<18} {'calls':>7} {'ms/call':>9} {'total s':>8} {'of wall':>8}")
+        for name, part in profile["components"].items():
+            print(
+                f"{name:<18} {part['calls']:>7} {part['ms_per_call']:>9.2f} "
+                f"{part['total_s']:>8.2f} {part['share_of_wall']:>8.1%}"
+            )
 
 
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -506,29 +619,39 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     assert engine.checkpoint is not None
     device = engine.checkpoint.device
     family = engine.checkpoint.family
+    dtype = str(engine.checkpoint.dtype)
     weights_gb = None
     if device.type == "cuda":
         weights_gb = round(torch.cuda.memory_allocated() / 2**30, 2)
+    profile = Profile(engine) if args.profile else None
     try:
         await level(engine, 1, base_seed=10_000)  # warm-up
-        levels = [await level(engine, c, base_seed=100 * c) for c in args.concurrency]
+        levels = [
+            await level(engine, c, base_seed=100 * c, profile=profile) for c in args.concurrency
+        ]
+        graphs = graph_counts(engine)
     finally:
         await engine.close()
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {
         "model": model_name,
         "device": device_name,
-        "machine": f"{platform.machine()}, "
-        + (f"{args.threads} torch threads per worker thread" if device.type == "cpu" else ""),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        + (
+            f"{args.threads} torch threads per worker thread"
+            if device.type == "cpu"
+            else f"{device_name} (CUDA {torch.version.cuda})"
+        ),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "dtype": str(engine.checkpoint.dtype) if engine.checkpoint else None,
+        "dtype": dtype,
         "load_s": round(load_s, 1),
         "weights_gpu_memory_gb": weights_gb,
         "forced": f"{forced[0]} text tokens, {forced[1]} speech frames "
         f"({forced[1] / FRAMES_PER_S[family]:.1f} s of audio) per answer",
         "question": f"{QUESTION_S:.0f} s of audio + a short text",
         "family": family,
+        "cuda_graphs": graphs,
         "chunk_plan": asdict(engine.frame_plan if family == "qwen3" else engine.plan),
         "levels": levels,
     }
@@ -548,6 +671,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,10")
     parser.add_argument("--text-tokens", type=int, default=None)
     parser.add_argument("--speech-codes", type=int, default=None)
+    parser.add_argument(
+        "--profile", action="store_true", help="also time each engine component (see above)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]

@@ -83,6 +83,14 @@ def _serve_parser(commands: Any) -> None:
         "Qwen/Qwen3-Omni-30B-A3B-Instruct) or a local dir",
     )
     p.add_argument("--device", help="omni engine: auto, cpu or cuda")
+    p.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_const",
+        const=False,
+        help="omni engine on CUDA: launch every kernel from Python instead of replaying "
+        "the vocoder's solver and the code predictor from CUDA graphs",
+    )
     p.add_argument("--threads", type=int, help="CPU threads per model")
     p.add_argument("--model-id", help="the served model's name; default omnivox-audio")
     p.add_argument(

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         default=None, description="hub id or local dir of a native speech model"
     )
     device: str = Field(default="auto", description="auto, cpu or cuda")
+    cuda_graphs: bool = Field(
+        default=True,
+        description="omni engine on CUDA: replay the vocoder's solver and the code "
+        "predictor from CUDA graphs",
+    )
     log_level: str = "info"
     # access control: API keys, rate limits, the usage ledger
     access_db: Path | None = Field(

@@ -171,6 +171,23 @@ def test_text_only_answers_have_content_logprobs_and_no_audio(server: LiveServer
         assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob)  # greedy: the top
 
 
+def test_ids_past_the_tokenizer_are_never_drawn(server: LiveServer) -> None:
+    """The thinker's output layer is wider than the tokenizer (376 tokens, 384 rows here;
+    152,064 rows for 151,665 tokens in Qwen2.5-Omni-7B): those ids have no text."""
+    completion = sdk_client(server.base_url).chat.completions.create(
+        model=MODEL,
+        messages=[spoken_question()],
+        max_completion_tokens=5,
+        temperature=1.0,
+        logit_bias={"380": 100, "383": 100},  # past the tokenizer, pushed to the top
+        logprobs=True,
+    )
+    choice = completion.choices[0]
+    assert choice.message.content
+    assert choice.logprobs is not None and choice.logprobs.content
+    assert all(entry.token for entry in choice.logprobs.content)
+
+
 def test_the_stream_carries_the_same_answer_in_chunks(server: LiveServer) -> None:
     one_shot = ask(server, fmt="pcm16").choices[0].message.audio
     assert one_shot is not None
@@ -475,19 +492,30 @@ def _greedy_steps(networks: Any, prompt: Any, n_text: int, n_codes: int) -> tupl
 
 
 @pytest.mark.gpu
-async def test_the_tiny_model_speaks_on_cuda(tiny_model: Path) -> None:
+async def test_the_tiny_model_speaks_on_cuda_the_same_with_and_without_graphs(
+    tiny_model: Path,
+) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     limits = SpeechLimits(base_codes=SPEECH_CODES, codes_per_text_token=0)
-    engine = OmniEngine(
-        Settings(engine="omni", model=str(tiny_model), device="cuda"), limits=limits
-    )
-    await engine.start()
-    try:
-        events = await speak_to_a_tone(engine, "nova", seed=1)
-        pcm = b"".join(e.pcm_s16le for e in events if isinstance(e, AudioDelta))
-        assert any(isinstance(e, TextDelta) for e in events)
-        assert isinstance(events[-1], Finished)
-        assert len(pcm) // 2 == round(SPEECH_S * OUTPUT_SAMPLE_RATE)
-    finally:
-        await engine.close()
+    answers: dict[bool, list[bytes]] = {}
+    for graphs in (False, True):
+        settings = Settings(engine="omni", model=str(tiny_model), device="cuda", cuda_graphs=graphs)
+        engine = OmniEngine(settings, limits=limits)
+        await engine.start()
+        try:
+            answers[graphs] = []
+            for _ in range(2):  # a window shape seen twice is captured, then replayed
+                events = await speak_to_a_tone(engine, "nova", seed=1)
+                pcm = b"".join(e.pcm_s16le for e in events if isinstance(e, AudioDelta))
+                assert any(isinstance(e, TextDelta) for e in events)
+                assert isinstance(events[-1], Finished)
+                assert len(pcm) // 2 == round(SPEECH_S * OUTPUT_SAMPLE_RATE)
+                answers[graphs].append(pcm)
+            solvers = list(engine._vocoder.t2w._solvers.values())  # type: ignore[union-attr]
+            assert sum(s.replays for s in solvers) >= (3 if graphs else 0)
+        finally:
+            await engine.close()
+    # a replayed graph runs the kernels the eager solve launched: the same samples
+    assert answers[True] == answers[False]
+    assert answers[False][0] == answers[False][1]

@@ -465,18 +465,28 @@ def test_each_chunk_is_its_windows_new_samples_when_the_context_is_short(
 
 
 @pytest.mark.gpu
-async def test_the_tiny_qwen3_omni_speaks_on_cuda(tiny_qwen3: Path) -> None:
+async def test_the_tiny_qwen3_omni_speaks_on_cuda_the_same_with_and_without_graphs(
+    tiny_qwen3: Path,
+) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     limits = SpeechLimits(base_codes=SPEECH_FRAMES, codes_per_text_token=0)
-    settings = Settings(engine="omni", model=str(tiny_qwen3), device="cuda")
-    engine = OmniEngine(settings, limits=limits)
-    await engine.start()
-    try:
-        events = await speak_to_a_tone(engine, "nova", seed=1)
-        pcm = b"".join(e.pcm_s16le for e in events if isinstance(e, AudioDelta))
-        assert any(isinstance(e, TextDelta) for e in events)
-        assert isinstance(events[-1], Finished)
-        assert len(pcm) // 2 == SPEECH_SAMPLES
-    finally:
-        await engine.close()
+    answers: dict[bool, bytes] = {}
+    for graphs in (False, True):
+        settings = Settings(engine="omni", model=str(tiny_qwen3), device="cuda", cuda_graphs=graphs)
+        engine = OmniEngine(settings, limits=limits)
+        await engine.start()
+        try:
+            events = await speak_to_a_tone(engine, "nova", seed=1)
+            pcm = b"".join(e.pcm_s16le for e in events if isinstance(e, AudioDelta))
+            assert any(isinstance(e, TextDelta) for e in events)
+            assert isinstance(events[-1], Finished)
+            assert len(pcm) // 2 == SPEECH_SAMPLES
+            answers[graphs] = pcm
+            predictor = engine.scheduler.networks._residual_codes  # type: ignore[attr-defined]
+            # one frame per talker step, all of one shape: captured once, then replayed
+            assert predictor.replays >= (SPEECH_FRAMES - 3 if graphs else 0)
+            assert predictor.captures == (1 if graphs else 0)
+        finally:
+            await engine.close()
+    assert answers[True] == answers[False]

@@ -121,7 +121,12 @@ class OmniEngine:
         else:
             networks, self._vocoder, layout = self._qwen2_5_parts(checkpoint)
         self._scheduler = Scheduler(
-            networks, self._vocoder, self._eos_ids, self.limits, _token_text(tokenizer)
+            networks,
+            self._vocoder,
+            self._eos_ids,
+            self.limits,
+            _token_text(tokenizer),
+            text_vocab_size=len(tokenizer),
         )
         self._encoder = PromptEncoder(tokenizer, checkpoint.feature_extractor, layout)
         self.checkpoint = checkpoint
@@ -137,7 +142,12 @@ class OmniEngine:
 
         model = checkpoint.model
         networks = Networks(model, checkpoint.device, checkpoint.dtype)
-        t2w = Token2Wave(model.token2wav, model.speaker_map, checkpoint.device)
+        t2w = Token2Wave(
+            model.token2wav,
+            model.speaker_map,
+            checkpoint.device,
+            cuda_graphs=self.settings.cuda_graphs,
+        )
         return networks, Vocoder(t2w, self.plan), QWEN2_5_AUDIO
 
     def _qwen3_parts(self, checkpoint: Checkpoint) -> tuple[Any, Any, Any]:
@@ -145,7 +155,9 @@ class OmniEngine:
         from omnivox.engines.omni.networks_qwen3 import Qwen3Networks
 
         model = checkpoint.model
-        networks = Qwen3Networks(model, checkpoint.device, checkpoint.dtype)
+        networks = Qwen3Networks(
+            model, checkpoint.device, checkpoint.dtype, cuda_graphs=self.settings.cuda_graphs
+        )
         vocoder = Code2WavVocoder(Code2Wave(model.code2wav, checkpoint.device), self.frame_plan)
         n_window = int(model.config.thinker_config.audio_config.n_window)
         return networks, vocoder, qwen3_audio(n_window)

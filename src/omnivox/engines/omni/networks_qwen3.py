@@ -46,6 +46,7 @@ from typing import Any
 
 from omnivox.engines.omni.batch import RaggedBatch
 from omnivox.engines.omni.encoding import EncodedPrompt
+from omnivox.engines.omni.graphs import GraphedFunction
 from omnivox.engines.omni.networks import TalkerPrefill, ThinkerPrefill
 from omnivox.engines.omni.sampling import (
     QWEN3_RESIDUALS,
@@ -53,6 +54,7 @@ from omnivox.engines.omni.sampling import (
     CodeSampler,
     CodeSampling,
     choose_residuals,
+    gumbel_noise,
 )
 
 ASSISTANT_HEAD_TOKENS = 3  # <|im_start|> assistant \n
@@ -70,7 +72,7 @@ class TalkerContext:
 class Qwen3Networks:
     code_sampling = QWEN3_TALKER
 
-    def __init__(self, model: Any, device: Any, dtype: Any) -> None:
+    def __init__(self, model: Any, device: Any, dtype: Any, *, cuda_graphs: bool = False) -> None:
         import torch
 
         self.model = model
@@ -87,6 +89,11 @@ class Qwen3Networks:
         self.predictor = talker.code_predictor
         self.residual_embeddings = self.predictor.get_input_embeddings()
         self.residual_heads = self.predictor.lm_head
+        self._residual_codes = GraphedFunction(
+            self._predict_residuals,
+            "code predictor",
+            enabled=cuda_graphs and device.type == "cuda",
+        )
         thinker_config = config.thinker_config
         self.audio_token_id = int(thinker_config.audio_token_id)
         self.multimodal_ids = tuple(
@@ -270,6 +277,14 @@ class Qwen3Networks:
     ) -> Any:
         """Frames [rows, 16]: each row's code 0 and its 15 residual codes, drawn with the
         rows' own generators (``samplers`` None: the most likely codes)."""
+        noise = None
+        if samplers is not None:
+            generators = [s.generator for s in samplers]
+            noise = gumbel_noise(generators, self.n_groups - 1, self.codebook, self.device)
+        return self._residual_codes(hidden, first_codes, noise)
+
+    def _predict_residuals(self, hidden: Any, first_codes: Any, noise: Any) -> Any:
+        """The code predictor's 15 steps: work that depends only on the shapes."""
         import torch
         from transformers import DynamicCache
 
@@ -277,14 +292,13 @@ class Qwen3Networks:
         cache = DynamicCache(config=predictor.config)
         inputs = torch.stack([hidden, self.embed_code(first_codes)], dim=1)
         codes = [first_codes]
-        generators = [s.generator for s in samplers] if samplers is not None else None
         for group in range(1, self.n_groups):
             out = predictor.model(inputs_embeds=inputs, past_key_values=cache, use_cache=True)
             logits = self.residual_heads[group - 1](out.last_hidden_state[:, -1])
-            if generators is None:
+            if noise is None:
                 code = logits.argmax(dim=-1)
             else:
-                code = choose_residuals(logits, generators, self.residual_sampling)
+                code = choose_residuals(logits, noise[:, group - 1], self.residual_sampling)
             codes.append(code)
             inputs = self.residual_embeddings[group - 1](code).unsqueeze(1)
         return torch.stack(codes, dim=1)

@@ -15,8 +15,10 @@ the codec vocabulary's other specials (start, mask, padding slots) have no
 waveform and end a random-weight model's run with an index error otherwise.
 The talker's rows are filtered together; only the random draws are per row.
 ``choose_residuals`` draws the rest of a Qwen3-Omni frame (one code per
-residual codebook) the way its code predictor's ``generate`` does (top_k 50,
-top_p 0.8, no penalty), from each row's own generator.
+residual codebook) from the distribution its code predictor's ``generate``
+draws from (top_k 50, top_p 0.8, no penalty), by the Gumbel-max trick over
+noise made beforehand from each row's own generator (``gumbel_noise``), so
+that a whole frame can be replayed from a CUDA graph.
 
 ``Detokenizer`` yields text as soon as it is whole: a token that ends inside
 a UTF-8 character waits for the next one.
@@ -146,19 +148,44 @@ def choose_codes(
     return codes
 
 
-def choose_residuals(logits: Any, generators: Sequence[Any], sampling: CodeSampling) -> Any:
-    """One residual code per row (a [rows] long tensor) from ``logits`` [rows, codebook]."""
-    return _draw(logits.float(), sampling, generators)
+def gumbel_noise(generators: Sequence[Any], draws: int, vocab: int, device: Any) -> Any:
+    """Gumbel noise [rows, draws, vocab], each row from its own generator.
+
+    argmax(filtered logits + noise) is a draw from softmax(filtered logits): the same
+    distribution as ``torch.multinomial``, with the randomness made before the
+    arithmetic, so the arithmetic can be replayed from a CUDA graph.
+    """
+    import torch
+
+    uniform = torch.stack(
+        [torch.rand(draws, vocab, generator=g, device=device) for g in generators]
+    )
+    return -torch.log(-torch.log(uniform))
 
 
-def _draw(rows: Any, sampling: CodeSampling, generators: Sequence[Any]) -> Any:
+def choose_residuals(logits: Any, noise: Any, sampling: CodeSampling) -> Any:
+    """One residual code per row (a [rows] long tensor) from ``logits`` [rows, codebook]
+    and the rows' ``noise`` [rows, codebook] from ``gumbel_noise``."""
+    import torch
+
+    return torch.argmax(_filter(logits.float(), sampling) + noise, dim=-1)
+
+
+def _filter(rows: Any, sampling: CodeSampling) -> Any:
+    """Logits over temperature, with the tokens outside top_k and top_p at -inf."""
     import torch
 
     rows = rows / sampling.temperature
     k = min(sampling.top_k, rows.shape[-1])
     kth = torch.topk(rows, k, dim=-1).values[..., -1:]
     rows = rows.masked_fill(rows < kth, float("-inf"))
-    probs = torch.softmax(_top_p_filter(rows, sampling.top_p), dim=-1)
+    return _top_p_filter(rows, sampling.top_p)
+
+
+def _draw(rows: Any, sampling: CodeSampling, generators: Sequence[Any]) -> Any:
+    import torch
+
+    probs = torch.softmax(_filter(rows, sampling), dim=-1)
     draws = [
         torch.multinomial(probs[i], 1, generator=generator)
         for i, generator in enumerate(generators)

@@ -75,8 +75,13 @@ class Scheduler:
         eos_ids: frozenset[int],
         limits: SpeechLimits,
         token_text: Any,
+        text_vocab_size: int | None = None,
     ) -> None:
         self.networks = networks
+        # Checkpoints pad the thinker's output layer past the tokenizer (Qwen2.5-Omni-7B:
+        # 152,064 rows for 151,665 tokens); an id past the tokenizer has no text, so it is
+        # never drawn (a model with random weights would otherwise draw them often).
+        self.text_vocab_size = text_vocab_size
         self.vocoder = vocoder
         self.eos_ids = eos_ids
         self.limits = limits
@@ -202,9 +207,12 @@ class Scheduler:
     def _take_tokens(self, rows: list[Conversation], logits: Any) -> None:
         import torch
 
-        for i, conversation in enumerate(rows):
-            if conversation.forced_tokens is not None:
-                logits[i, list(self.eos_ids)] = float("-inf")
+        if self.text_vocab_size is not None and self.text_vocab_size < logits.shape[-1]:
+            logits[:, self.text_vocab_size :] = float("-inf")
+        forced = [i for i, c in enumerate(rows) if c.forced_tokens is not None]
+        if forced and self.eos_ids:
+            end_ids = list(self.eos_ids)
+            logits[torch.tensor(forced)[:, None], torch.tensor(end_ids)[None, :]] = float("-inf")
         chosen = torch.stack([c.sampler.choose(logits[i]) for i, c in enumerate(rows)]).tolist()
         finished = []
         for i, (conversation, token) in enumerate(zip(rows, chosen, strict=True)):

@@ -44,6 +44,7 @@ This module knows nothing of text, sampling or HTTP.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -51,6 +52,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from omnivox.engines.omni.graphs import GraphedFunction
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,14 @@ class SpeakerCondition:
 class Token2Wave:
     """token2wav's DiT and BigVGAN, called window by window."""
 
-    def __init__(self, token2wav: Any, speaker_map: dict[str, Any], device: Any) -> None:
+    def __init__(
+        self,
+        token2wav: Any,
+        speaker_map: dict[str, Any],
+        device: Any,
+        *,
+        cuda_graphs: bool = False,
+    ) -> None:
         import torch
 
         self.dit = token2wav.code2wav_dit_model
@@ -92,6 +102,8 @@ class Token2Wave:
         self._static_weight = weight[:, self.mel_dim :]
         self._static_bias = self.dit.input_embed.proj.bias
         self.speakers: dict[str, SpeakerCondition] = {}
+        self._cuda_graphs = cuda_graphs and device.type == "cuda"
+        self._solvers: dict[ChunkPlan, GraphedFunction] = {}
         with torch.no_grad():
             for name, params in speaker_map.items():
                 ref = params["ref_mel"].to(device, torch.float32).reshape(1, -1, self.mel_dim)
@@ -107,16 +119,28 @@ class Token2Wave:
         [rows, frames, mel_dim]: one window per row, all of one length, solved together."""
         import torch
 
-        rows, frames = noise.shape[0], noise.shape[1]
-        code_embed = self.dit.text_embed(codes)[:, :frames]
-        silent_embed = self.dit.text_embed(torch.zeros_like(codes))[:, :frames]
         encoded = torch.cat(
             [
                 torch.cat([s.encoded[:1] for s in speakers]),
                 torch.cat([s.encoded[1:] for s in speakers]),
             ]
-        )
+        )  # rows with guidance first, then the same rows without (transformers' order)
         vectors = torch.cat([s.vector for s in speakers])
+        solve = self._solvers.get(plan)
+        if solve is None:
+            solve = GraphedFunction(
+                functools.partial(self._solve, plan), "DiT solver", enabled=self._cuda_graphs
+            )
+            self._solvers[plan] = solve
+        return solve(codes, noise, encoded, vectors)
+
+    def _solve(self, plan: ChunkPlan, codes: Any, noise: Any, encoded: Any, vectors: Any) -> Any:
+        """The ODE solve of ``sample_mels``: its work depends only on the shapes."""
+        import torch
+
+        rows, frames = noise.shape[0], noise.shape[1]
+        code_embed = self.dit.text_embed(codes)[:, :frames]
+        silent_embed = self.dit.text_embed(torch.zeros_like(codes))[:, :frames]
         static_in = torch.cat(
             [
                 encoded.unsqueeze(1).expand(-1, frames, -1),
@@ -124,7 +148,7 @@ class Token2Wave:
                 torch.cat([vectors, torch.zeros_like(vectors)]).unsqueeze(1).expand(-1, frames, -1),
             ],
             dim=-1,
-        )  # rows with guidance first, then the same rows without (transformers' order)
+        )
         static = torch.nn.functional.linear(static_in, self._static_weight, self._static_bias)
         positions = torch.arange(frames, device=self.device).unsqueeze(0).expand(2 * rows, -1)
         rotary = self.dit.rotary_embed(static, positions)
