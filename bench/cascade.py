@@ -10,7 +10,12 @@ server's) are put to the default cascade at temperature 0, three ways:
    synthesis of the first unit) and the *naive pipeline's* time to audio
    (recognise, write the whole reply, synthesize it all, in sequence);
 2. ``omnivox serve`` (a subprocess), one conversation: time to the first audio
-   byte of a pcm16 stream as the SDK sees it, and total time;
+   byte of a pcm16 stream as the SDK sees it, and total time. Each question is
+   streamed right after its components are timed, so a question's first audio
+   and its floor are measured seconds apart, not minutes: on a shared machine
+   the speed of the cores drifts, and the ratio should not measure the drift.
+   Every question is asked twice this way (two rounds, 24 pairs); the medians
+   and percentiles of the single-conversation rows are over all 24;
 3. the same server with 4 conversations at once, two ways:
    - *turn-taking* (the goal's measure): each conversation begins at a random
      moment of the first 8 s (seeded), and like a person it listens to the
@@ -94,6 +99,7 @@ VOICE = "alloy"
 # path keeps the answers identical across the three ways they are measured.
 MAX_ANSWER_TOKENS = 200
 CONCURRENCY = 4
+SINGLE_ROUNDS = 2  # each question asked this many times alone (pairs: floor, then stream)
 OUTPUT_BYTES_PER_S = 48_000
 START_SPREAD_S = 8.0  # turn-taking conversations begin within this many seconds
 
@@ -372,31 +378,34 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
         "questions": len(QUESTIONS),
+        "single_rounds": SINGLE_ROUNDS,
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         wavs = [espeak(q, folder) for q in QUESTIONS]
-        settings = Settings(data_dir=folder / "data", threads=2)
-        engine = CascadeEngine(settings)
-        asyncio.run(engine.start())
-        measure_components(engine, QUESTIONS[0], wavs[0], salt=-1)  # warm-up
-        components = []
-        for i, (q, w) in enumerate(zip(QUESTIONS, wavs, strict=True)):
-            components.append(measure_components(engine, q, w, i))
-            c = components[-1]
-            progress(f"components {i + 1}/{len(QUESTIONS)}: {c.chat_tokens} tokens, {c.reply!r}")
-        results["hearing_four_at_once"] = measure_hearing(engine, wavs)
-        progress(f"four questions at once: {results['hearing_four_at_once']}")
-        asyncio.run(engine.close())
-        del engine
         server = Server(folder / "data")
         try:
             client = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
-            stream_once(client, variant(wavs[0], 999))  # warm-up
-            single = []
-            for i, w in enumerate(wavs):
-                single.append(stream_once(client, variant(w, 1)))
-                progress(f"single {i + 1}/{len(wavs)}: first audio {single[-1]['first_audio_s']} s")
+            settings = Settings(data_dir=folder / "engine-data", threads=2)
+            engine = CascadeEngine(settings)
+            asyncio.run(engine.start())
+            measure_components(engine, QUESTIONS[0], wavs[0], salt=-1)  # warm-ups
+            stream_once(client, variant(wavs[0], 999))
+            components, single = [], []
+            for round_ in range(SINGLE_ROUNDS):
+                for i, (q, w) in enumerate(zip(QUESTIONS, wavs, strict=True)):
+                    components.append(measure_components(engine, q, w, 100 * round_ + i))
+                    single.append(stream_once(client, variant(w, 1 + round_)))
+                    c = components[-1]
+                    progress(
+                        f"round {round_ + 1}, question {i + 1}/{len(QUESTIONS)}: floor "
+                        f"{c.floor_s} s, first audio {single[-1]['first_audio_s']} s; "
+                        f"{c.chat_tokens} tokens, {c.reply!r}"
+                    )
+            results["hearing_four_at_once"] = measure_hearing(engine, wavs)
+            progress(f"four questions at once: {results['hearing_four_at_once']}")
+            asyncio.run(engine.close())
+            del engine
 
             starts = random.Random(7).sample(range(int(START_SPREAD_S * 10)), CONCURRENCY)
 
@@ -423,8 +432,14 @@ def main() -> None:
         finally:
             server.stop()
     results["per_question"] = [
-        {**asdict(c), "stream_first_audio_s": s["first_audio_s"], "stream_total_s": s["total_s"]}
-        for c, s in zip(components, single, strict=True)
+        {
+            **asdict(c),
+            "round": 1 + n // len(QUESTIONS),
+            "stream_first_audio_s": s["first_audio_s"],
+            "stream_total_s": s["total_s"],
+            "stream_reply": s["transcript"],
+        }
+        for n, (c, s) in enumerate(zip(components, single, strict=True))
     ]
     results["summary"] = summarise(components, single, concurrent, saturated)
     results["concurrent_runs"] = [
@@ -482,12 +497,12 @@ def summarise(
 def print_table(results: dict[str, Any]) -> None:
     print(f"machine: {results['machine']}")
     print(
-        f"{'question':<52}{'q s':>5}{'asr':>7}{'tok/s':>7}{'sent':>5}{'floor':>7}"
+        f"{'round':<6}{'question':<52}{'q s':>5}{'asr':>7}{'tok/s':>7}{'sent':>5}{'floor':>7}"
         f"{'naive':>7}{'first':>7}{'total':>7}"
     )
     for row in results["per_question"]:
         print(
-            f"{row['question'][:50]:<52}{row['question_s']:>5.1f}{row['asr_s']:>7.2f}"
+            f"{row['round']:<6}{row['question'][:50]:<52}{row['question_s']:>5.1f}{row['asr_s']:>7.2f}"
             f"{row['chat_tokens_per_s']:>7.0f}{row['sentences']:>5}{row['floor_s']:>7.2f}"
             f"{row['naive_time_to_audio_s']:>7.2f}{row['stream_first_audio_s']:>7.2f}"
             f"{row['stream_total_s']:>7.2f}"
