@@ -262,6 +262,9 @@ class Profile:
 
         return timed
 
+    def reset(self) -> None:
+        self.calls, self.seconds = {}, {}
+
     def take(self, wall_s: float, turns: int) -> dict[str, Any]:
         """The totals since the last take, per component, then reset."""
         rows = {
@@ -273,7 +276,7 @@ class Profile:
             }
             for label, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1])
         }
-        self.calls, self.seconds = {}, {}
+        self.reset()
         return {"model_thread_turns": turns, "wall_s": round(wall_s, 3), "components": rows}
 
 
@@ -502,7 +505,7 @@ async def level(
         torch.cuda.reset_peak_memory_stats()
     turns_before = engine.scheduler.steps
     if profile is not None:
-        profile.take(1.0, 0)  # drop what an earlier level left
+        profile.reset()  # drop what an earlier level left
     wall = time.perf_counter()
     runs = await asyncio.gather(
         *(one_conversation(engine, base_seed + i) for i in range(concurrency))
@@ -539,16 +542,9 @@ async def level(
 
 def graph_counts(engine: OmniEngine) -> dict[str, dict[str, int]]:
     """Captures and replays of each function the engine replays from CUDA graphs."""
-    graphed: list[Any] = []
-    t2w = getattr(engine._vocoder, "t2w", None)
-    if t2w is not None:
-        graphed.extend(t2w._solvers.values())
-    predictor = getattr(engine.scheduler.networks, "_residual_codes", None)
-    if predictor is not None:
-        graphed.append(predictor)
     return {
         g.name: {"enabled": g.enabled, "captures": g.captures, "replays": g.replays}
-        for g in graphed
+        for g in engine.graphed_functions()
     }
 
 

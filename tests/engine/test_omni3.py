@@ -483,7 +483,7 @@ async def test_the_tiny_qwen3_omni_speaks_on_cuda_the_same_with_and_without_grap
             assert isinstance(events[-1], Finished)
             assert len(pcm) // 2 == SPEECH_SAMPLES
             answers[graphs] = pcm
-            predictor = engine.scheduler.networks._residual_codes  # type: ignore[attr-defined]
+            predictor = engine.scheduler.networks.residual_codes  # type: ignore[attr-defined]
             # one frame per talker step, all of one shape: captured once, then replayed
             assert predictor.replays >= (SPEECH_FRAMES - 3 if graphs else 0)
             assert predictor.captures == (1 if graphs else 0)

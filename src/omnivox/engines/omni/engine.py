@@ -47,6 +47,7 @@ from omnivox.engines.omni.conversation import (
     TextEnd,
 )
 from omnivox.engines.omni.encoding import QWEN2_5_AUDIO, EncodedPrompt, PromptEncoder, qwen3_audio
+from omnivox.engines.omni.graphs import GraphedFunction
 from omnivox.engines.omni.loading import Checkpoint, load_checkpoint
 from omnivox.engines.omni.prompt import QWEN_SYSTEM_PROMPT, build_prompt
 from omnivox.engines.omni.sampling import CodeSampler, Detokenizer, TextSampler, make_generator
@@ -169,6 +170,18 @@ class OmniEngine:
             await asyncio.to_thread(scheduler.stop)
         if vocoder is not None:
             await asyncio.to_thread(vocoder.stop)
+
+    def graphed_functions(self) -> list[GraphedFunction]:
+        """The work this engine replays from CUDA graphs (disabled ones too), for benchmarks."""
+        graphed: list[GraphedFunction] = []
+        t2w = getattr(self._vocoder, "t2w", None)
+        if t2w is not None:
+            graphed.extend(t2w.solvers())
+        networks = self._scheduler.networks if self._scheduler is not None else None
+        predictor = getattr(networks, "residual_codes", None)
+        if predictor is not None:
+            graphed.append(predictor)
+        return graphed
 
     def voice_table(self) -> Mapping[str, str]:
         names = self.checkpoint.speaker_ids() if self.checkpoint is not None else None

@@ -89,7 +89,7 @@ class Qwen3Networks:
         self.predictor = talker.code_predictor
         self.residual_embeddings = self.predictor.get_input_embeddings()
         self.residual_heads = self.predictor.lm_head
-        self._residual_codes = GraphedFunction(
+        self.residual_codes = GraphedFunction(
             self._predict_residuals,
             "code predictor",
             enabled=cuda_graphs and device.type == "cuda",
@@ -281,7 +281,7 @@ class Qwen3Networks:
         if samplers is not None:
             generators = [s.generator for s in samplers]
             noise = gumbel_noise(generators, self.n_groups - 1, self.codebook, self.device)
-        return self._residual_codes(hidden, first_codes, noise)
+        return self.residual_codes(hidden, first_codes, noise)
 
     def _predict_residuals(self, hidden: Any, first_codes: Any, noise: Any) -> Any:
         """The code predictor's 15 steps: work that depends only on the shapes."""

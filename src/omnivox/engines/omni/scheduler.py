@@ -84,6 +84,7 @@ class Scheduler:
         self.text_vocab_size = text_vocab_size
         self.vocoder = vocoder
         self.eos_ids = eos_ids
+        self._eos_list = sorted(eos_ids)  # the columns a forced-length row never draws
         self.limits = limits
         self.token_text = token_text  # id -> text, for logprobs
         self._inbox: queue.SimpleQueue[Conversation] = queue.SimpleQueue()
@@ -210,9 +211,9 @@ class Scheduler:
         if self.text_vocab_size is not None and self.text_vocab_size < logits.shape[-1]:
             logits[:, self.text_vocab_size :] = float("-inf")
         forced = [i for i, c in enumerate(rows) if c.forced_tokens is not None]
-        if forced and self.eos_ids:
-            end_ids = list(self.eos_ids)
-            logits[torch.tensor(forced)[:, None], torch.tensor(end_ids)[None, :]] = float("-inf")
+        if forced and self._eos_list:
+            rows_ = torch.tensor(forced)[:, None]
+            logits[rows_, torch.tensor(self._eos_list)[None, :]] = float("-inf")
         chosen = torch.stack([c.sampler.choose(logits[i]) for i, c in enumerate(rows)]).tolist()
         finished = []
         for i, (conversation, token) in enumerate(zip(rows, chosen, strict=True)):

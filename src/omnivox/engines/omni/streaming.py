@@ -134,6 +134,10 @@ class Token2Wave:
             self._solvers[plan] = solve
         return solve(codes, noise, encoded, vectors)
 
+    def solvers(self) -> list[GraphedFunction]:
+        """The graphed DiT solves made so far, one per chunk plan."""
+        return list(self._solvers.values())
+
     def _solve(self, plan: ChunkPlan, codes: Any, noise: Any, encoded: Any, vectors: Any) -> Any:
         """The ODE solve of ``sample_mels``: its work depends only on the shapes."""
         import torch
