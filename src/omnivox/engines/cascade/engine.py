@@ -10,11 +10,14 @@ model's chat template and counts the tokens. ``generate`` streams the answer:
 
 Text deltas never wait for audio; each unit is synthesized as soon as it is cut
 while the chat model keeps writing, and its PCM leaves as soon as it is ready.
-Every model step (a clip's transcription, a token, a sentence of synthesis) of
-every conversation takes the engine's one ``ComputeSlot`` (``scheduler``): one
-step at a time on all the threads, the most urgent first, so that a
-conversation still waiting for its first sound goes before answers already
-well ahead of their listeners.
+Every model step (a clip's transcription, a token, a unit of synthesis) of
+every conversation holds cores of the engine's one ``ComputeSlot``
+(``scheduler``), the most urgent first, so that a conversation still waiting
+for its first sound goes before answers already well ahead of their
+listeners. A transcription holds every core; a unit of synthesis one (the
+voice runs on one thread); a chat model step every free core when nothing else
+waits, one when something does; so with several conversations two steps run
+side by side, one on each core.
 Closing or cancelling the event iterator sets a cancel event that both threads
 check between tokens and between audio pieces, and waits for them to end.
 
@@ -56,7 +59,7 @@ from omnivox.engines.cascade.prompt import (
     offers_tools,
 )
 from omnivox.engines.cascade.recogniser import WhisperRecogniser
-from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
+from omnivox.engines.cascade.scheduler import ANY_CORES, ONE_CORE, ComputeSlot, Pace, Stage
 from omnivox.engines.cascade.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaker import UnitSpeaker
 from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer, voice_language
@@ -78,6 +81,9 @@ if TYPE_CHECKING:
 UNIT_POLL_S = 0.05
 # Four conversations keep their own KV caches while the slot interleaves their tokens.
 DEFAULT_LLM_INSTANCES = 4
+# One unit of synthesis at a time, beside other steps: two at once would hold two
+# sentences' buffers (~110 MB each at the longest) at the peak of the resident set.
+SPEECH_STEPS_AT_ONCE = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +118,7 @@ class CascadeEngine:
         self._synthesizer: PiperSynthesizer | None = None
         self._transcripts: TranscriptBook | None = None
         self._listener: Listener | None = None
-        self.slot = ComputeSlot()
+        self.slot = ComputeSlot(settings.threads, stage_limits={Stage.SPEECH: SPEECH_STEPS_AT_ONCE})
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -144,7 +150,8 @@ class CascadeEngine:
             )
             warm_up(generator)
         with _loading("voice", voice_files.model_path, "--tts"):
-            synthesizer = PiperSynthesizer(voice_files, cpu_threads=threads)
+            # One thread: units of synthesis run beside other steps (see scheduler).
+            synthesizer = PiperSynthesizer(voice_files, cpu_threads=1)
         self._transcripts = TranscriptBook(recogniser)
         self._listener = Listener(self._transcripts, recogniser)
         self._generator, self._synthesizer = generator, synthesizer
@@ -301,7 +308,9 @@ class CascadeEngine:
                 cancel,
                 grammar=payload.grammar,
                 branch=payload.branch,
-                gate=lambda steps: self.slot.steps(steps, pace, Stage.TEXT, cancel),
+                gate=lambda steps, use_threads: self.slot.steps(
+                    steps, pace, Stage.TEXT, cancel, width=ANY_CORES, use_cores=use_threads
+                ),
             )
             for item in stream:
                 if isinstance(item, TokenPiece):
@@ -346,7 +355,8 @@ def _speech_work(
             if tail:
                 yield AudioDelta(tail)
             return
-        for pcm in slot.steps(speaker.speak(unit, cancel), pace, Stage.SPEECH, cancel):
+        speech = speaker.speak(unit, cancel)
+        for pcm in slot.steps(speech, pace, Stage.SPEECH, cancel, width=ONE_CORE):
             pace.spoke(len(pcm))
             yield AudioDelta(pcm)
         release_free_memory()  # the unit's audio has left: what its synthesis freed

@@ -1,12 +1,28 @@
-"""One model step at a time, the most urgent first: how the cascade shares the CPU.
+"""Model steps shared out over the engine's cores, the most urgent first.
 
 Every CPU-heavy step of every conversation (a clip's transcription, one token
-of the chat model, one sentence of synthesis) runs holding the ``ComputeSlot``.
-Each step uses all the engine's threads, so steps never fight for the cores
-(on a small machine, two models each spinning up their own threads slow both
-down), and the slot goes to the waiting step with the earliest deadline.
+of the chat model, one unit of synthesis) runs holding cores of the
+``ComputeSlot``, which has as many as the engine has threads. A step says how
+many it can use (``Width``):
 
-A conversation's deadline comes from its ``Pace``:
+- the recogniser's pass needs them all (``ALL_CORES``: CTranslate2's thread
+  count is fixed when the model loads);
+- a unit of synthesis uses one (``ONE_CORE``: the voice runs single-threaded);
+- a chat model step uses one or more (``ANY_CORES``): every free core when
+  nothing else waits, one when something does (llama.cpp's thread count is set
+  per step).
+
+No model of the three runs twice as fast on two cores as on one: on the 2-core
+machine of the benchmarks a Whisper pass is 1.28 x faster on two threads than
+on one, a Piper sentence 1.52 x and a chat token 1.33 x; two steps side by
+side on one core each end 1.23 x (Whisper), 1.26 x (Piper) and 1.23 x (chat)
+sooner than the same two one after the other on both. So a conversation alone
+gets every core for each step (its first audio comes soonest), and several
+conversations run two steps at once (more answers per second of CPU).
+Steps never oversubscribe the cores: a step's threads are the cores it holds.
+
+Cores go to the waiting step with the earliest deadline. A conversation's
+deadline comes from its ``Pace``:
 
 - before its first sound, the time it arrived: conversations are served in
   order of arrival until each is speaking, and within one conversation the
@@ -17,18 +33,25 @@ A conversation's deadline comes from its ``Pace``:
   sound. This is what keeps first audio low with several conversations at once;
 - a text-only answer is paced at ``TEXT_TOKENS_PER_S`` from its arrival.
 
+The most urgent waiting step is served first: while it waits for cores (a
+transcription waiting for a unit of synthesis to end), later steps do not take
+the ones that free up before it. A stage may be capped (``stage_limits``: how
+many of its steps run at once); a step held back only by its stage's cap does
+not hold up the others.
+
 At DEBUG level (logger ``omnivox.scheduler``) every step that waited longer
-than ``LOG_WAIT_S`` for the slot, and every recognition or synthesis step, is
-logged with its stage, wait, length and how far its deadline was: the first
-thing to read when first audio is slow under load.
+than ``LOG_WAIT_S``, and every recognition or synthesis step, is logged with
+its stage, wait, length, cores and how far its deadline was: the first thing to
+read when first audio is slow under load.
 
 Between two steps of one conversation its thread does a little work of its
-own (passing a token on, cutting a unit), and the slot is free for that
-moment. A long step of a less urgent conversation (a ~1 s transcription)
-that asked just then would take the slot and hold it up for its whole
-length, so for ``RESERVE_S`` after a release the slot stays reserved for the
-conversation that released it: it goes to that conversation, or to a more
-urgent one, and to anyone else only once the reservation has lapsed.
+own (passing a token on, cutting a unit), and its cores are free for that
+moment. A long step of a less urgent conversation (a ~1 s transcription) that
+asked just then would take them and hold them up for its whole length, so for
+``RESERVE_S`` after a release that leaves no one waiting, one core stays
+reserved for the conversation that released it: it goes to that conversation,
+or to a more urgent one, and to anyone else only once the reservation has
+lapsed.
 
 Steps are not preempted: a long step (transcribing a long clip) delays the
 others by its length, which ``SPEECH_MARGIN_S`` is sized to absorb.
@@ -45,7 +68,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 from omnivox.audio import OUTPUT_SAMPLE_RATE
@@ -96,25 +119,53 @@ class Pace:
         return self.arrived_s + self.text_tokens / TEXT_TOKENS_PER_S
 
 
-def _log_step(stage: Stage, asked_s: float, got_s: float, deadline_s: float) -> None:
+class Width:
+    """How many cores a step can use: at least ``least``, at most ``most`` (None: all)."""
+
+    __slots__ = ("least", "most")
+
+    def __init__(self, least: int | None, most: int | None) -> None:
+        self.least = least
+        self.most = most
+
+    def span(self, cores: int) -> tuple[int, int]:
+        least = cores if self.least is None else min(self.least, cores)
+        most = cores if self.most is None else min(self.most, cores)
+        return least, max(least, most)
+
+
+ALL_CORES = Width(None, None)
+ONE_CORE = Width(1, 1)
+ANY_CORES = Width(1, None)
+
+
+def _log_step(stage: Stage, asked_s: float, got_s: float, deadline_s: float, cores: int) -> None:
     waited_s = got_s - asked_s
     if stage is Stage.TEXT and waited_s < LOG_WAIT_S:
         return
     log.debug(
-        "%s step: waited %.3f s, held %.3f s, deadline %+.3f s from the request",
+        "%s step: waited %.3f s, held %.3f s on %d core%s, deadline %+.3f s from the request",
         stage.name.lower(),
         waited_s,
         time.monotonic() - got_s,
+        cores,
+        "" if cores == 1 else "s",
         deadline_s - asked_s,
     )
 
 
 class _Waiter:
-    __slots__ = ("granted", "key", "pace")
+    __slots__ = ("cores", "granted", "key", "least", "most", "pace", "stage")
 
-    def __init__(self, key: tuple[float, int, int], pace: Pace) -> None:
+    def __init__(
+        self, key: tuple[float, int, int], pace: Pace, stage: Stage, least: int, most: int
+    ) -> None:
         self.key = key
         self.pace = pace
+        self.stage = stage
+        self.least = least
+        self.most = most
+        self.cores = 0
         self.granted = threading.Event()
 
     def __lt__(self, other: _Waiter) -> bool:
@@ -122,85 +173,140 @@ class _Waiter:
 
 
 class ComputeSlot:
-    """An exclusive slot for model steps, granted earliest deadline first."""
+    """The engine's cores, lent to model steps earliest deadline first."""
 
-    def __init__(self) -> None:
+    def __init__(self, cores: int = 1, *, stage_limits: Mapping[Stage, int] | None = None) -> None:
+        if cores < 1:
+            raise ValueError("a compute slot needs at least one core")
+        self.cores = cores
+        self._limits = dict(stage_limits or {})
         self._lock = threading.Lock()
-        self._busy = False
+        self._free = cores
+        self._running: dict[Stage, int] = dict.fromkeys(Stage, 0)
         self._waiting: list[_Waiter] = []
         self._order = itertools.count()
-        self._holder: tuple[Pace, tuple[float, int]] | None = None
         self._reserved: tuple[Pace, tuple[float, int]] | None = None
         self._reserved_until_s = 0.0
+        self.peak_steps = 0  # the most steps that ran at once
+
+    @property
+    def busy_cores(self) -> int:
+        return self.cores - self._free
 
     @contextlib.contextmanager
     def hold(
-        self, pace: Pace, stage: Stage, cancel: threading.Event | None = None
-    ) -> Iterator[bool]:
-        """Hold the slot for one step; yields False (without it) once ``cancel`` is set."""
+        self,
+        pace: Pace,
+        stage: Stage,
+        cancel: threading.Event | None = None,
+        width: Width = ALL_CORES,
+    ) -> Iterator[int]:
+        """Hold cores for one step; yields how many (0, without any, once ``cancel`` is set)."""
         deadline_s = pace.deadline_s()
         asked_s = time.monotonic()
-        granted = self._acquire(pace, (deadline_s, int(stage), next(self._order)), cancel)
+        least, most = width.span(self.cores)
+        waiter = _Waiter((deadline_s, int(stage), next(self._order)), pace, stage, least, most)
+        cores = self._acquire(waiter, cancel)
         got_s = time.monotonic()
         try:
-            yield granted
+            yield cores
         finally:
-            if granted:
-                self._release()
+            if cores:
+                self._release(waiter)
                 if log.isEnabledFor(logging.DEBUG):
-                    _log_step(stage, asked_s, got_s, deadline_s)
+                    _log_step(stage, asked_s, got_s, deadline_s, cores)
 
-    def _acquire(
-        self, pace: Pace, key: tuple[float, int, int], cancel: threading.Event | None
-    ) -> bool:
-        while True:
+    def _acquire(self, waiter: _Waiter, cancel: threading.Event | None) -> int:
+        with self._lock:
+            heapq.heappush(self._waiting, waiter)
+            retry_s = self._dispatch()
+        while not waiter.granted.wait(min(CANCEL_POLL_S, retry_s) if retry_s else CANCEL_POLL_S):
             with self._lock:
-                if not self._busy and not self._waiting:
-                    lapse_s = self._reservation_lapse_s(pace, key)
-                    if lapse_s <= 0:
-                        self._busy = True
-                        self._holder = (pace, key[:2])
-                        return True
-                else:
-                    waiter = _Waiter(key, pace)
-                    heapq.heappush(self._waiting, waiter)
+                if waiter.granted.is_set():
                     break
-            if cancel is not None and cancel.is_set():
-                return False
-            time.sleep(lapse_s)
-        while not waiter.granted.wait(CANCEL_POLL_S if cancel is not None else None):
-            if cancel is not None and cancel.is_set():
-                with self._lock:
-                    if waiter.granted.is_set():  # granted meanwhile: pass it on
-                        break
+                if cancel is not None and cancel.is_set():
                     self._waiting.remove(waiter)
                     heapq.heapify(self._waiting)
-                return False
+                    self._dispatch()
+                    return 0
+                retry_s = self._dispatch()  # a reservation may have lapsed
         if cancel is not None and cancel.is_set():
-            self._release()
-            return False
-        return True
+            self._release(waiter)
+            return 0
+        return waiter.cores
 
-    def _reservation_lapse_s(self, pace: Pace, key: tuple[float, int, int]) -> float:
-        """How long ``pace`` must leave the free slot to the one that just released it."""
+    def _release(self, waiter: _Waiter) -> None:
+        with self._lock:
+            self._free += waiter.cores
+            self._running[waiter.stage] -= 1
+            if not self._waiting:
+                self._reserved = (waiter.pace, waiter.key[:2])
+                self._reserved_until_s = time.monotonic() + RESERVE_S
+            self._dispatch()
+
+    def _dispatch(self) -> float:
+        """Grant cores to waiters, most urgent first, while they fit (the lock held).
+
+        Returns how long until a reservation that holds back the most urgent waiter
+        lapses (0: none does).
+        """
+        capped: list[_Waiter] = []
+        retry_s = 0.0
+        while self._waiting:
+            head = self._waiting[0]
+            if self._capped(head):
+                capped.append(heapq.heappop(self._waiting))
+                continue
+            kept, left_s = self._kept_for_reservation(head)
+            available = self._free - kept
+            if head.least > available:
+                if head.least > self._free:
+                    break  # it waits for cores, and no one later goes before it
+                owner = self._reservation_owner()
+                if owner is None or owner.least > self._free:
+                    retry_s = left_s  # try again once the reservation lapses
+                    break
+                head = owner  # the core was kept for it
+                self._waiting.remove(owner)
+                heapq.heapify(self._waiting)
+            else:
+                heapq.heappop(self._waiting)
+            available = self._free - self._kept_for_reservation(head)[0]
+            others = any(not self._capped(w) for w in self._waiting)
+            self._grant(head, head.least if others else min(head.most, available))
+        for waiter in capped:
+            heapq.heappush(self._waiting, waiter)
+        return retry_s
+
+    def _reservation_owner(self) -> _Waiter | None:
+        """The waiting step of the conversation a core is reserved for, if it asked."""
         if self._reserved is None:
-            return 0.0
+            return None
+        owner = self._reserved[0]
+        return next((w for w in self._waiting if w.pace is owner and not self._capped(w)), None)
+
+    def _capped(self, waiter: _Waiter) -> bool:
+        """Whether as many steps of ``waiter``'s stage run as its stage allows."""
+        return self._running[waiter.stage] >= self._limits.get(waiter.stage, self.cores)
+
+    def _kept_for_reservation(self, waiter: _Waiter) -> tuple[int, float]:
+        """Cores ``waiter`` must leave to the conversation between two steps, and for how long."""
+        if self._reserved is None:
+            return 0, 0.0
         owner, owner_key = self._reserved
         left_s = self._reserved_until_s - time.monotonic()
-        if owner is pace or key[:2] < owner_key or left_s <= 0:
-            return 0.0
-        return left_s
+        if owner is waiter.pace or waiter.key[:2] < owner_key or left_s <= 0:
+            return 0, 0.0
+        return 1, left_s
 
-    def _release(self) -> None:
-        with self._lock:
-            if self._waiting:
-                waiter = heapq.heappop(self._waiting)
-                self._holder = (waiter.pace, waiter.key[:2])
-                waiter.granted.set()  # the slot passes on, still busy
-            else:
-                self._busy = False
-                self._reserved = self._holder
-                self._reserved_until_s = time.monotonic() + RESERVE_S
+    def _grant(self, waiter: _Waiter, cores: int) -> None:
+        self._free -= cores
+        self._running[waiter.stage] += 1
+        self.peak_steps = max(self.peak_steps, sum(self._running.values()))
+        if self._reserved is not None and self._reserved[0] is waiter.pace:
+            self._reserved = None
+        waiter.cores = cores
+        waiter.granted.set()
 
     def steps(
         self,
@@ -209,13 +315,20 @@ class ComputeSlot:
         stage: Stage,
         cancel: threading.Event | None = None,
         *,
+        width: Width = ALL_CORES,
+        use_cores: Callable[[int], None] | None = None,
         after: Callable[[T], None] | None = None,
     ) -> Iterator[T]:
-        """``items``, each ``next()`` taken holding the slot; ends early on ``cancel``."""
+        """``items``, each ``next()`` taken holding cores; ends early on ``cancel``.
+
+        ``use_cores`` is told how many cores each step holds, before it runs.
+        """
         while True:
-            with self.hold(pace, stage, cancel) as granted:
-                if not granted:
+            with self.hold(pace, stage, cancel, width) as cores:
+                if not cores:
                     return
+                if use_cores is not None:
+                    use_cores(cores)
                 try:
                     item = next(items)
                 except StopIteration:
