@@ -233,17 +233,20 @@ def test_one_core_steps_run_side_by_side_and_a_whole_machine_step_waits_for_both
 
 def test_a_flexible_step_takes_every_free_core_alone_and_one_when_another_waits() -> None:
     slot = ComputeSlot(2)
-    with slot.hold(Pace(), Stage.TEXT, width=ANY_CORES) as cores:
+    with slot.hold(Pace(speaking=False), Stage.TEXT, width=ANY_CORES) as cores:
         assert cores == 2
     speech = Holder(slot, Pace(arrived_s=0.0), Stage.SPEECH, ONE_CORE)
     assert speech.holding.wait(5)
-    with slot.hold(Pace(), Stage.TEXT, width=ANY_CORES) as cores:
+    with slot.hold(Pace(speaking=False), Stage.TEXT, width=ANY_CORES) as cores:
         assert cores == 1  # the other core is busy
     speech.release()
 
     blocker = Holder(slot, Pace(arrived_s=0.0), Stage.LISTEN, ALL_CORES)
     assert blocker.holding.wait(5)
-    texts = [Holder(slot, Pace(arrived_s=1.0 + i), Stage.TEXT, ANY_CORES) for i in range(2)]
+    texts = [
+        Holder(slot, Pace(arrived_s=1.0 + i, speaking=False), Stage.TEXT, ANY_CORES)
+        for i in range(2)
+    ]
     wait_for_waiters(slot, 2)
     blocker.release()
     for text in texts:
@@ -251,6 +254,26 @@ def test_a_flexible_step_takes_every_free_core_alone_and_one_when_another_waits(
     assert [t.cores for t in texts] == [1, 1]  # the first left a core for the second
     for text in texts:
         text.release()
+
+
+def test_a_conversation_before_its_first_sound_shares_no_core() -> None:
+    slot = ComputeSlot(2)
+    unheard = Pace(arrived_s=0.0)
+    assert unheard.unheard
+    blocker = Holder(slot, Pace(arrived_s=-1.0), Stage.LISTEN, ALL_CORES)
+    assert blocker.holding.wait(5)
+    first = Holder(slot, unheard, Stage.TEXT, ANY_CORES)
+    wait_for_waiters(slot, 1)
+    other = Holder(slot, Pace(arrived_s=1.0, speaking=False), Stage.TEXT, ANY_CORES)
+    wait_for_waiters(slot, 2)
+    blocker.release()
+    assert first.holding.wait(5) and first.cores == 2  # though another step waits
+    assert not other.holding.wait(0.1)
+    first.release()
+    assert other.holding.wait(5)
+    other.release()
+    unheard.spoke(OUTPUT_BYTES_PER_S)
+    assert not unheard.unheard
 
 
 def test_the_most_urgent_waiter_is_not_overtaken_by_a_later_step_that_fits() -> None:
@@ -287,7 +310,7 @@ def test_a_capped_stage_waits_without_holding_up_the_others() -> None:
 def test_a_reservation_keeps_one_core_of_several(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler, "RESERVE_S", 0.5)
     slot = ComputeSlot(2)
-    owner = Pace(arrived_s=1.0)
+    owner = Pace(arrived_s=1.0, speaking=False)
     with slot.hold(owner, Stage.TEXT, width=ANY_CORES):
         pass
     asked = time.monotonic()
@@ -301,6 +324,13 @@ def test_a_reservation_keeps_one_core_of_several(monkeypatch: pytest.MonkeyPatch
     assert whole.holding.wait(5)  # after the owner's step, and the lapse
     assert whole.cores == 2
     whole.release()
+
+    newcomer = Pace(arrived_s=1.0)  # before its first sound: every core is kept for it
+    with slot.hold(newcomer, Stage.TEXT, width=ANY_CORES):
+        pass
+    asked = time.monotonic()
+    with slot.hold(Pace(arrived_s=2.0), Stage.SPEECH, width=ONE_CORE):
+        assert time.monotonic() - asked >= 0.25
 
 
 def test_many_threads_never_hold_more_cores_than_the_slot_has() -> None:

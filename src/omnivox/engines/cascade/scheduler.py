@@ -9,8 +9,8 @@ many it can use (``Width``):
   count is fixed when the model loads);
 - a unit of synthesis uses one (``ONE_CORE``: the voice runs single-threaded);
 - a chat model step uses one or more (``ANY_CORES``): every free core when
-  nothing else waits, one when something does (llama.cpp's thread count is set
-  per step).
+  nothing else waits or when its listener has heard nothing yet, one when
+  something else waits (llama.cpp's thread count is set per step).
 
 No model of the three runs twice as fast on two cores as on one: on the 2-core
 machine of the benchmarks a Whisper pass is 1.28 x faster on two threads than
@@ -18,7 +18,9 @@ on one, a Piper sentence 1.52 x and a chat token 1.33 x; two steps side by
 side on one core each end 1.23 x (Whisper), 1.26 x (Piper) and 1.23 x (chat)
 sooner than the same two one after the other on both. So a conversation alone
 gets every core for each step (its first audio comes soonest), and several
-conversations run two steps at once (more answers per second of CPU).
+conversations run two steps at once (more answers per second of CPU), except
+that a conversation waiting for its first sound never shares: the first audio
+of a newcomer is what the others' steps would delay.
 Steps never oversubscribe the cores: a step's threads are the cores it holds.
 
 Cores go to the waiting step with the earliest deadline. A conversation's
@@ -48,8 +50,9 @@ Between two steps of one conversation its thread does a little work of its
 own (passing a token on, cutting a unit), and its cores are free for that
 moment. A long step of a less urgent conversation (a ~1 s transcription) that
 asked just then would take them and hold them up for its whole length, so for
-``RESERVE_S`` after a release that leaves no one waiting, one core stays
-reserved for the conversation that released it: it goes to that conversation,
+``RESERVE_S`` after a release that leaves no one waiting, one core (every
+core, before its first sound) stays reserved for the conversation that
+released it: it goes to that conversation,
 or to a more urgent one, and to anyone else only once the reservation has
 lapsed.
 
@@ -107,6 +110,11 @@ class Pace:
         if self.first_audio_s is None:
             self.first_audio_s = time.monotonic()
         self.audio_s += n_bytes / OUTPUT_BYTES_PER_S
+
+    @property
+    def unheard(self) -> bool:
+        """A spoken answer whose listener has heard nothing yet: its steps take every core."""
+        return self.speaking and self.first_audio_s is None
 
     def wrote(self, n_tokens: int = 1) -> None:
         self.text_tokens += n_tokens
@@ -272,8 +280,8 @@ class ComputeSlot:
             else:
                 heapq.heappop(self._waiting)
             available = self._free - self._kept_for_reservation(head)[0]
-            others = any(not self._capped(w) for w in self._waiting)
-            self._grant(head, head.least if others else min(head.most, available))
+            shares = not head.pace.unheard and any(not self._capped(w) for w in self._waiting)
+            self._grant(head, head.least if shares else min(head.most, available))
         for waiter in capped:
             heapq.heappush(self._waiting, waiter)
         return retry_s
@@ -297,7 +305,7 @@ class ComputeSlot:
         left_s = self._reserved_until_s - time.monotonic()
         if owner is waiter.pace or waiter.key[:2] < owner_key or left_s <= 0:
             return 0, 0.0
-        return 1, left_s
+        return (self.cores if owner.unheard else 1), left_s
 
     def _grant(self, waiter: _Waiter, cores: int) -> None:
         self._free -= cores
