@@ -198,14 +198,15 @@ def test_the_chat_contexts_share_one_loaded_model(cascade: CascadeEngine) -> Non
     assert len({address(llm.ctx) for llm in instances}) == len(instances)
 
 
-async def test_an_answer_speaks_one_unit_beside_the_writing_of_the_next(
+async def test_two_heard_answers_write_side_by_side_with_the_same_tokens(
     cascade: CascadeEngine, spoken: Spoken, cats: Run
 ) -> None:
     cascade.slot.peak_steps = 0
-    again = await run(cascade, ask(spoken(CATS)))
-    assert again.text == cats.text  # the same tokens, whatever each step's thread count
-    assert again.pcm == cats.pcm
-    assert cascade.slot.peak_steps == 2  # synthesis on one core, the chat model on the other
+    runs = await asyncio.gather(run(cascade, ask(spoken(CATS))), run(cascade, ask(spoken(CATS))))
+    for again in runs:  # the same tokens and audio, whatever each step's thread count
+        assert again.text == cats.text
+        assert again.pcm == cats.pcm
+    assert cascade.slot.peak_steps == 2  # a chat step on each core
 
 
 def test_each_chat_step_runs_on_the_threads_its_gate_gives(cascade: CascadeEngine) -> None:

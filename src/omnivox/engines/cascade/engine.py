@@ -14,10 +14,9 @@ Every model step (a clip's transcription, a token, a unit of synthesis) of
 every conversation holds cores of the engine's one ``ComputeSlot``
 (``scheduler``), the most urgent first, so that a conversation still waiting
 for its first sound goes before answers already well ahead of their
-listeners. A transcription holds every core; a unit of synthesis one (the
-voice runs on one thread); a chat model step every free core when nothing else
-waits, one when something does; so with several conversations two steps run
-side by side, one on each core.
+listeners. A transcription or a unit of synthesis holds every core; a chat
+model step every free core when nothing else waits, one when another chat step
+does, so that two conversations write side by side.
 Closing or cancelling the event iterator sets a cancel event that both threads
 check between tokens and between audio pieces, and waits for them to end.
 
@@ -59,7 +58,7 @@ from omnivox.engines.cascade.prompt import (
     offers_tools,
 )
 from omnivox.engines.cascade.recogniser import WhisperRecogniser
-from omnivox.engines.cascade.scheduler import ANY_CORES, ONE_CORE, ComputeSlot, Pace, Stage
+from omnivox.engines.cascade.scheduler import ANY_CORES, ComputeSlot, Pace, Stage
 from omnivox.engines.cascade.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaker import UnitSpeaker
 from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer, voice_language
@@ -81,9 +80,6 @@ if TYPE_CHECKING:
 UNIT_POLL_S = 0.05
 # Four conversations keep their own KV caches while the slot interleaves their tokens.
 DEFAULT_LLM_INSTANCES = 4
-# One unit of synthesis at a time, beside other steps: two at once would hold two
-# sentences' buffers (~110 MB each at the longest) at the peak of the resident set.
-SPEECH_STEPS_AT_ONCE = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +114,7 @@ class CascadeEngine:
         self._synthesizer: PiperSynthesizer | None = None
         self._transcripts: TranscriptBook | None = None
         self._listener: Listener | None = None
-        self.slot = ComputeSlot(settings.threads, stage_limits={Stage.SPEECH: SPEECH_STEPS_AT_ONCE})
+        self.slot = ComputeSlot(settings.threads)
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -150,8 +146,7 @@ class CascadeEngine:
             )
             warm_up(generator)
         with _loading("voice", voice_files.model_path, "--tts"):
-            # One thread: units of synthesis run beside other steps (see scheduler).
-            synthesizer = PiperSynthesizer(voice_files, cpu_threads=1)
+            synthesizer = PiperSynthesizer(voice_files, cpu_threads=threads)
         self._transcripts = TranscriptBook(recogniser)
         self._listener = Listener(self._transcripts, recogniser)
         self._generator, self._synthesizer = generator, synthesizer
@@ -356,7 +351,7 @@ def _speech_work(
                 yield AudioDelta(tail)
             return
         speech = speaker.speak(unit, cancel)
-        for pcm in slot.steps(speech, pace, Stage.SPEECH, cancel, width=ONE_CORE):
+        for pcm in slot.steps(speech, pace, Stage.SPEECH, cancel):
             pace.spoke(len(pcm))
             yield AudioDelta(pcm)
         release_free_memory()  # the unit's audio has left: what its synthesis freed

@@ -5,22 +5,22 @@ of the chat model, one unit of synthesis) runs holding cores of the
 ``ComputeSlot``, which has as many as the engine has threads. A step says how
 many it can use (``Width``):
 
-- the recogniser's pass needs them all (``ALL_CORES``: CTranslate2's thread
-  count is fixed when the model loads);
-- a unit of synthesis uses one (``ONE_CORE``: the voice runs single-threaded);
-- a chat model step uses one or more (``ANY_CORES``): every free core when
-  nothing else waits or when its listener has heard nothing yet, one when
-  something else waits (llama.cpp's thread count is set per step).
+- a recogniser's pass and a unit of synthesis need them all (``ALL_CORES``:
+  CTranslate2's and onnxruntime's thread counts are fixed when the model loads);
+- a chat model step uses one or more (``ANY_CORES``; llama.cpp's thread count
+  is set per step): every free core, unless another waiting step could use
+  what it leaves, and then one; a conversation whose listener has heard
+  nothing yet always takes every free core.
 
-No model of the three runs twice as fast on two cores as on one: on the 2-core
-machine of the benchmarks a Whisper pass is 1.28 x faster on two threads than
-on one, a Piper sentence 1.52 x and a chat token 1.33 x; two steps side by
-side on one core each end 1.23 x (Whisper), 1.26 x (Piper) and 1.23 x (chat)
-sooner than the same two one after the other on both. So a conversation alone
-gets every core for each step (its first audio comes soonest), and several
-conversations run two steps at once (more answers per second of CPU), except
-that a conversation waiting for its first sound never shares: the first audio
-of a newcomer is what the others' steps would delay.
+No model runs twice as fast on two cores as on one: on the 2-core machine of
+the benchmarks a chat token is 1.33 x faster on two threads than on one, and
+two tokens of two conversations side by side, one core each, end 1.23 x sooner
+than one after the other on both. So two conversations that are both writing
+write side by side, while a newcomer's steps, on the way to its first sound,
+never share a core. (Whisper and Piper gain as much from side by side steps,
+1.23 x and 1.26 x, but on one thread each the passes and first units on a
+newcomer's way to its first sound took 1.3 x and 1.5 x as long, and four
+conversations taking turns waited longer for their first audio.)
 Steps never oversubscribe the cores: a step's threads are the cores it holds.
 
 Cores go to the waiting step with the earliest deadline. A conversation's
@@ -37,9 +37,7 @@ deadline comes from its ``Pace``:
 
 The most urgent waiting step is served first: while it waits for cores (a
 transcription waiting for a unit of synthesis to end), later steps do not take
-the ones that free up before it. A stage may be capped (``stage_limits``: how
-many of its steps run at once); a step held back only by its stage's cap does
-not hold up the others.
+the ones that free up before it.
 
 At DEBUG level (logger ``omnivox.scheduler``) every step that waited longer
 than ``LOG_WAIT_S``, and every recognition or synthesis step, is logged with
@@ -71,7 +69,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from omnivox.audio import OUTPUT_SAMPLE_RATE
@@ -143,7 +141,6 @@ class Width:
 
 
 ALL_CORES = Width(None, None)
-ONE_CORE = Width(1, 1)
 ANY_CORES = Width(1, None)
 
 
@@ -163,14 +160,11 @@ def _log_step(stage: Stage, asked_s: float, got_s: float, deadline_s: float, cor
 
 
 class _Waiter:
-    __slots__ = ("cores", "granted", "key", "least", "most", "pace", "stage")
+    __slots__ = ("cores", "granted", "key", "least", "most", "pace")
 
-    def __init__(
-        self, key: tuple[float, int, int], pace: Pace, stage: Stage, least: int, most: int
-    ) -> None:
+    def __init__(self, key: tuple[float, int, int], pace: Pace, least: int, most: int) -> None:
         self.key = key
         self.pace = pace
-        self.stage = stage
         self.least = least
         self.most = most
         self.cores = 0
@@ -183,14 +177,13 @@ class _Waiter:
 class ComputeSlot:
     """The engine's cores, lent to model steps earliest deadline first."""
 
-    def __init__(self, cores: int = 1, *, stage_limits: Mapping[Stage, int] | None = None) -> None:
+    def __init__(self, cores: int = 1) -> None:
         if cores < 1:
             raise ValueError("a compute slot needs at least one core")
         self.cores = cores
-        self._limits = dict(stage_limits or {})
         self._lock = threading.Lock()
         self._free = cores
-        self._running: dict[Stage, int] = dict.fromkeys(Stage, 0)
+        self._running = 0  # steps holding cores
         self._waiting: list[_Waiter] = []
         self._order = itertools.count()
         self._reserved: tuple[Pace, tuple[float, int]] | None = None
@@ -213,7 +206,7 @@ class ComputeSlot:
         deadline_s = pace.deadline_s()
         asked_s = time.monotonic()
         least, most = width.span(self.cores)
-        waiter = _Waiter((deadline_s, int(stage), next(self._order)), pace, stage, least, most)
+        waiter = _Waiter((deadline_s, int(stage), next(self._order)), pace, least, most)
         cores = self._acquire(waiter, cancel)
         got_s = time.monotonic()
         try:
@@ -246,7 +239,7 @@ class ComputeSlot:
     def _release(self, waiter: _Waiter) -> None:
         with self._lock:
             self._free += waiter.cores
-            self._running[waiter.stage] -= 1
+            self._running -= 1
             if not self._waiting:
                 self._reserved = (waiter.pace, waiter.key[:2])
                 self._reserved_until_s = time.monotonic() + RESERVE_S
@@ -258,13 +251,9 @@ class ComputeSlot:
         Returns how long until a reservation that holds back the most urgent waiter
         lapses (0: none does).
         """
-        capped: list[_Waiter] = []
         retry_s = 0.0
         while self._waiting:
             head = self._waiting[0]
-            if self._capped(head):
-                capped.append(heapq.heappop(self._waiting))
-                continue
             kept, left_s = self._kept_for_reservation(head)
             available = self._free - kept
             if head.least > available:
@@ -280,10 +269,9 @@ class ComputeSlot:
             else:
                 heapq.heappop(self._waiting)
             available = self._free - self._kept_for_reservation(head)[0]
-            shares = not head.pace.unheard and any(not self._capped(w) for w in self._waiting)
+            spare = available - head.least
+            shares = not head.pace.unheard and any(w.least <= spare for w in self._waiting)
             self._grant(head, head.least if shares else min(head.most, available))
-        for waiter in capped:
-            heapq.heappush(self._waiting, waiter)
         return retry_s
 
     def _reservation_owner(self) -> _Waiter | None:
@@ -291,11 +279,7 @@ class ComputeSlot:
         if self._reserved is None:
             return None
         owner = self._reserved[0]
-        return next((w for w in self._waiting if w.pace is owner and not self._capped(w)), None)
-
-    def _capped(self, waiter: _Waiter) -> bool:
-        """Whether as many steps of ``waiter``'s stage run as its stage allows."""
-        return self._running[waiter.stage] >= self._limits.get(waiter.stage, self.cores)
+        return next((w for w in self._waiting if w.pace is owner), None)
 
     def _kept_for_reservation(self, waiter: _Waiter) -> tuple[int, float]:
         """Cores ``waiter`` must leave to the conversation between two steps, and for how long."""
@@ -309,8 +293,8 @@ class ComputeSlot:
 
     def _grant(self, waiter: _Waiter, cores: int) -> None:
         self._free -= cores
-        self._running[waiter.stage] += 1
-        self.peak_steps = max(self.peak_steps, sum(self._running.values()))
+        self._running += 1
+        self.peak_steps = max(self.peak_steps, self._running)
         if self._reserved is not None and self._reserved[0] is waiter.pace:
             self._reserved = None
         waiter.cores = cores
