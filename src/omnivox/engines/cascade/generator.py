@@ -105,9 +105,12 @@ StepGate = Callable[[Iterator[Any], Callable[[int], None]], Iterator[Any]]
 before each step it says how many threads the step may use (the second argument)."""
 
 
+ALL_THREADS = 1 << 16  # as many as the generator has
+
+
 def _ungated(steps: Iterator[Any], use_threads: Callable[[int], None]) -> Iterator[Any]:
     """Every step on all the generator's threads."""
-    use_threads(1 << 16)
+    use_threads(ALL_THREADS)
     return steps
 
 

@@ -36,8 +36,8 @@ deadline comes from its ``Pace``:
 - a text-only answer is paced at ``TEXT_TOKENS_PER_S`` from its arrival.
 
 The most urgent waiting step is served first: while it waits for cores (a
-transcription waiting for a unit of synthesis to end), later steps do not take
-the ones that free up before it.
+transcription waiting for the end of another conversation's chat step), later
+steps do not take the ones that free up before it.
 
 At DEBUG level (logger ``omnivox.scheduler``) every step that waited longer
 than ``LOG_WAIT_S``, and every recognition or synthesis step, is logged with
@@ -50,9 +50,8 @@ moment. A long step of a less urgent conversation (a ~1 s transcription) that
 asked just then would take them and hold them up for its whole length, so for
 ``RESERVE_S`` after a release that leaves no one waiting, one core (every
 core, before its first sound) stays reserved for the conversation that
-released it: it goes to that conversation,
-or to a more urgent one, and to anyone else only once the reservation has
-lapsed.
+released it: it goes to that conversation, or to a more urgent one, and to
+anyone else only once the reservation has lapsed.
 
 Steps are not preempted: a long step (transcribing a long clip) delays the
 others by its length, which ``SPEECH_MARGIN_S`` is sized to absorb.
