@@ -91,11 +91,7 @@ def _serve_parser(commands: Any) -> None:
         help="omni engine on CUDA: launch every kernel from Python instead of replaying "
         "the vocoder's solver and the code predictor from CUDA graphs",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="CPU cores the models share: a model step runs on at most this many threads",
-    )
+    p.add_argument("--threads", type=int, help="CPU threads per model")
     p.add_argument("--model-id", help="the served model's name; default omnivox-audio")
     p.add_argument(
         "--no-openai-aliases",

@@ -48,9 +48,7 @@ class Settings(BaseSettings):
     asr: str = Field(default="base", description="faster-whisper size, hub repo id or local dir")
     llm: str = Field(default="smollm2", description="local .gguf path or 'repo_id/file.gguf'")
     tts: str = Field(default="joe", description="Piper voice: .onnx path or voice name")
-    threads: int = Field(
-        default=2, ge=1, description="CPU cores the models share (threads per model step, at most)"
-    )
+    threads: int = Field(default=2, ge=1, description="CPU threads per model")
     # omni engine
     model: str | None = Field(
         default=None, description="hub id or local dir of a native speech model"

@@ -27,7 +27,6 @@ from omnivox.engines.base import (
     Turn,
 )
 from omnivox.engines.cascade.engine import CascadeEngine
-from omnivox.engines.cascade.generator import GenerationEnd
 from omnivox.engines.cascade.speaker import UnitSpeaker
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
 from omnivox.errors import ModelUnavailableError
@@ -196,41 +195,6 @@ def test_the_chat_contexts_share_one_loaded_model(cascade: CascadeEngine) -> Non
     assert len(instances) > 1
     assert len({address(llm.model) for llm in instances}) == 1
     assert len({address(llm.ctx) for llm in instances}) == len(instances)
-
-
-async def test_two_heard_answers_write_side_by_side_with_the_same_tokens(
-    cascade: CascadeEngine, spoken: Spoken, cats: Run
-) -> None:
-    cascade.slot.peak_steps = 0
-    runs = await asyncio.gather(run(cascade, ask(spoken(CATS))), run(cascade, ask(spoken(CATS))))
-    for again in runs:  # the same tokens and audio, whatever each step's thread count
-        assert again.text == cats.text
-        assert again.pcm == cats.pcm
-    assert cascade.slot.peak_steps == 2  # a chat step on each core
-
-
-def test_each_chat_step_runs_on_the_threads_its_gate_gives(cascade: CascadeEngine) -> None:
-    import llama_cpp
-
-    generator = cascade.generator
-    tokens = generator.tokenize_prompt(generator.render([{"role": "user", "content": "Hi"}]))
-    sampling = SamplingParams(temperature=0.0, max_output_tokens=4)
-    seen: list[tuple[int, int]] = []
-    for llm in generator._instances:  # as the engine's own steps may have left them
-        llama_cpp.llama_set_n_threads(llm.ctx, 2, 2)
-
-    def one_thread(steps: Any, use_threads: Callable[[int], None]) -> Any:
-        for step in steps:
-            use_threads(1)
-            live = [llama_cpp.llama_n_threads(llm.ctx) for llm in generator._instances]
-            seen.append((min(live), live.count(1)))
-            yield step
-
-    items = list(generator.stream(tokens, sampling, threading.Event(), gate=one_thread))
-    assert seen and all(fewest == 1 and leased == 1 for fewest, leased in seen)
-    list(generator.stream(tokens, sampling, threading.Event()))  # ungated: all threads
-    assert all(llama_cpp.llama_n_threads(llm.ctx) == 2 for llm in generator._instances)
-    assert items[-1] == GenerationEnd("length", 4)
 
 
 async def test_text_only_answers_carry_logprobs_and_no_audio(cascade: CascadeEngine) -> None:

@@ -10,13 +10,11 @@ model's chat template and counts the tokens. ``generate`` streams the answer:
 
 Text deltas never wait for audio; each unit is synthesized as soon as it is cut
 while the chat model keeps writing, and its PCM leaves as soon as it is ready.
-Every model step (a clip's transcription, a token, a unit of synthesis) of
-every conversation holds cores of the engine's one ``ComputeSlot``
-(``scheduler``), the most urgent first, so that a conversation still waiting
-for its first sound goes before answers already well ahead of their
-listeners. A transcription or a unit of synthesis holds every core; a chat
-model step every free core when nothing else waits, one when another chat step
-does, so that two conversations write side by side.
+Every model step (a clip's transcription, a token, a sentence of synthesis) of
+every conversation takes the engine's one ``ComputeSlot`` (``scheduler``): one
+step at a time on all the threads, the most urgent first, so that a
+conversation still waiting for its first sound goes before answers already
+well ahead of their listeners.
 Closing or cancelling the event iterator sets a cancel event that both threads
 check between tokens and between audio pieces, and waits for them to end.
 
@@ -58,7 +56,7 @@ from omnivox.engines.cascade.prompt import (
     offers_tools,
 )
 from omnivox.engines.cascade.recogniser import WhisperRecogniser
-from omnivox.engines.cascade.scheduler import ANY_CORES, ComputeSlot, Pace, Stage
+from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
 from omnivox.engines.cascade.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaker import UnitSpeaker
 from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer, voice_language
@@ -114,7 +112,7 @@ class CascadeEngine:
         self._synthesizer: PiperSynthesizer | None = None
         self._transcripts: TranscriptBook | None = None
         self._listener: Listener | None = None
-        self.slot = ComputeSlot(settings.threads)
+        self.slot = ComputeSlot()
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -303,9 +301,7 @@ class CascadeEngine:
                 cancel,
                 grammar=payload.grammar,
                 branch=payload.branch,
-                gate=lambda steps, use_threads: self.slot.steps(
-                    steps, pace, Stage.TEXT, cancel, width=ANY_CORES, use_cores=use_threads
-                ),
+                gate=lambda steps: self.slot.steps(steps, pace, Stage.TEXT, cancel),
             )
             for item in stream:
                 if isinstance(item, TokenPiece):
@@ -350,8 +346,7 @@ def _speech_work(
             if tail:
                 yield AudioDelta(tail)
             return
-        speech = speaker.speak(unit, cancel)
-        for pcm in slot.steps(speech, pace, Stage.SPEECH, cancel):
+        for pcm in slot.steps(speaker.speak(unit, cancel), pace, Stage.SPEECH, cancel):
             pace.spoke(len(pcm))
             yield AudioDelta(pcm)
         release_free_memory()  # the unit's audio has left: what its synthesis freed

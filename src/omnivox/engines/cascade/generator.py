@@ -100,17 +100,11 @@ class GrammarBranch:
     otherwise: Grammar | None = None
 
 
-StepGate = Callable[[Iterator[Any], Callable[[int], None]], Iterator[Any]]
-"""Wraps the chat model's steps (each ``next()`` of the given iterator is one step);
-before each step it says how many threads the step may use (the second argument)."""
+StepGate = Callable[[Iterator[Any]], Iterator[Any]]
+"""Wraps the chat model's steps (each ``next()`` of the given iterator is one step)."""
 
 
-ALL_THREADS = 1 << 16  # as many as the generator has
-
-
-def _ungated(steps: Iterator[Any], use_threads: Callable[[int], None]) -> Iterator[Any]:
-    """Every step on all the generator's threads."""
-    use_threads(ALL_THREADS)
+def _ungated(steps: Iterator[Any]) -> Iterator[Any]:
     return steps
 
 
@@ -274,33 +268,19 @@ class LlamaGenerator:
     ) -> Iterator[TokenPiece | GenerationEnd]:
         """Generate; ends with one ``GenerationEnd`` unless ``cancel`` is set first.
 
-        Each model step (evaluating the prompt, each token) runs inside ``gate``, on
-        as many threads as it says (at most the generator's ``n_threads``).
+        Each model step (evaluating the prompt, each token) runs inside ``gate``.
         """
         with self._lease(prompt_tokens, cancel) as llm:
             if llm is None:
                 return
             tokens = list(prompt_tokens)
-            threads = self._thread_setter(llm)
             banned: Sequence[int] = ()
             if branch is not None:
-                chosen = list(gate(_one_step(self._choose, llm, tokens, branch), threads))
+                chosen = list(gate(_one_step(self._choose, llm, tokens, branch)))
                 if not chosen:  # cancelled while waiting
                     return
                 grammar, banned = chosen[0]
-            yield from self._generate(
-                llm, tokens, sampling, cancel, grammar, banned, lambda steps: gate(steps, threads)
-            )
-
-    def _thread_setter(self, llm: Any) -> Callable[[int], None]:
-        """Sets how many threads ``llm``'s next step uses (at most the generator's)."""
-        import llama_cpp
-
-        def use(n_threads: int) -> None:
-            n = max(1, min(n_threads, self._n_threads))
-            llama_cpp.llama_set_n_threads(llm.ctx, n, n)
-
-        return use
+            yield from self._generate(llm, tokens, sampling, cancel, grammar, banned, gate)
 
     def _choose(
         self, llm: Any, prompt_tokens: list[int], branch: GrammarBranch
@@ -327,8 +307,8 @@ class LlamaGenerator:
         sampling: SamplingParams,
         cancel: threading.Event,
         grammar: Grammar | None,
-        banned_first: Sequence[int],
-        gate: Callable[[Iterator[Any]], Iterator[Any]],
+        banned_first: Sequence[int] = (),
+        gate: StepGate = _ungated,
     ) -> Iterator[TokenPiece | GenerationEnd]:
         import llama_cpp
         from llama_cpp import LlamaGrammar

@@ -3,8 +3,8 @@
 Each conversation's ``prepare`` calls ``Listener.hear`` with the clips of its
 request that have no transcript yet. A clip's speech is found first (the VAD,
 outside the model slot), then it joins the waiting line, and the thread waits
-for the slot (``hold``: the cascade's scheduler; a pass holds every core).
-Whoever gets the slot takes the line from its front, as many clips as one Whisper
+for the slot (``hold``: the cascade's one-step-at-a-time scheduler). Whoever
+gets the slot takes the line from its front, as many clips as one Whisper
 window holds (``recogniser.WINDOW_S``), hears them in one pass
 (``transcribe_clips``) and hands every clip its words; a thread whose clip was
 heard in another's pass gives the slot back at once. A Whisper pass costs the
