@@ -14,9 +14,10 @@ runs of each, an hour apart: with the chat steps of two heard conversations
 side by side, four conversations taking turns got their first audio no sooner
 (mean 1.95 and 1.90 s against 1.94 and 1.94 s), back to back once sooner and
 once later (2.18 and 2.87 s against 3.06 and 2.54 s), and the server's peak
-resident set was ~75 MB higher (1198 and 1203 MiB against 1129 and 1121). With the voice on
-one thread as well, beside the chat model, a newcomer's first unit of speech
-took 1.5 x as long and its transcription waited behind other units: worse.
+resident set was ~75 MB higher (1198 and 1203 MiB against 1129 and 1121).
+With the voice on one thread as well, beside the chat model, a newcomer's
+first unit of speech took 1.5 x as long and its transcription waited behind
+other units: worse.
 
 A conversation's deadline comes from its ``Pace``:
 
