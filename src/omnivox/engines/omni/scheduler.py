@@ -84,7 +84,7 @@ class Scheduler:
         self.text_vocab_size = text_vocab_size
         self.vocoder = vocoder
         self.eos_ids = eos_ids
-        self._eos_list = sorted(eos_ids)  # the columns a forced-length row never draws
+        self._eos_columns: Any = None  # eos_ids as an index on the logits' device, made once
         self.limits = limits
         self.token_text = token_text  # id -> text, for logprobs
         self._inbox: queue.SimpleQueue[Conversation] = queue.SimpleQueue()
@@ -211,9 +211,11 @@ class Scheduler:
         if self.text_vocab_size is not None and self.text_vocab_size < logits.shape[-1]:
             logits[:, self.text_vocab_size :] = float("-inf")
         forced = [i for i, c in enumerate(rows) if c.forced_tokens is not None]
-        if forced and self._eos_list:
-            rows_ = torch.tensor(forced)[:, None]
-            logits[rows_, torch.tensor(self._eos_list)[None, :]] = float("-inf")
+        if forced and self.eos_ids:  # a forced-length row never draws an end
+            if self._eos_columns is None:
+                self._eos_columns = torch.tensor(sorted(self.eos_ids), device=logits.device)
+            forced_rows = torch.tensor(forced, device=logits.device)
+            logits[forced_rows[:, None], self._eos_columns[None, :]] = float("-inf")
         chosen = torch.stack([c.sampler.choose(logits[i]) for i, c in enumerate(rows)]).tolist()
         finished = []
         for i, (conversation, token) in enumerate(zip(rows, chosen, strict=True)):
