@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 
 import openai
 import pytest
 
-from omnivox.store.audio import SqliteAudioStore, StoredAudio
 from tests.conftest import sdk_client
 from tests.support.fake_engine import FakeEngine
 
@@ -89,22 +86,6 @@ def test_audio_ids_survive_a_restart(make_server, tmp_path) -> None:
     assert again.choices[0].message.audio is not None
 
 
-def test_the_store_purges_expired_rows(tmp_path) -> None:
-    path = tmp_path / "audio.sqlite3"
-    store = SqliteAudioStore(path)
-    now = time.time()
-    store.put(StoredAudio("audio_old", "old", b"\x00\x00", 24_000, int(now) - 5))
-    store.put(StoredAudio("audio_new", "new", b"\x00\x00", 24_000, int(now) + 500))
-    assert store.get("audio_old") is None  # expired: never returned, even before it is written
-    assert store.get("audio_new") is not None  # readable at once, before it is written
-    store.close()  # writes what is pending
-    reopened = SqliteAudioStore(path)  # purges expired rows at start
-    assert reopened.get("audio_new") is not None
-    reopened.close()
-    rows = sqlite3.connect(path).execute("SELECT id FROM audio").fetchall()
-    assert rows == [("audio_new",)]
-
-
 def test_a_response_message_can_be_appended_to_the_history_as_is(client: openai.OpenAI) -> None:
     messages: list[object] = [{"role": "user", "content": "first question"}]
     first = speak(client, messages)  # type: ignore[arg-type]
@@ -123,20 +104,3 @@ def test_a_response_message_can_be_appended_to_the_history_as_is(client: openai.
     ]
     again = client.chat.completions.create(model=MODEL, messages=history)  # type: ignore[arg-type]
     assert again.choices[0].message.content == "You said: again"
-
-
-def test_storing_an_answer_never_waits_for_a_write_in_progress(tmp_path) -> None:
-    store = SqliteAudioStore(tmp_path / "audio.sqlite3")
-    answer = StoredAudio("audio_fresh", "fresh", b"\x00\x00" * 100, 24_000, int(time.time()) + 60)
-    done = threading.Event()
-
-    def put_and_get() -> None:
-        store.put(answer)
-        assert store.get("audio_fresh") == answer
-        done.set()
-
-    with store._write_lock:  # a slow disk: the writer thread holds the database
-        threading.Thread(target=put_and_get, daemon=True).start()
-        assert done.wait(timeout=5), "put/get waited for the database writer"
-    store.close()
-    assert SqliteAudioStore(tmp_path / "audio.sqlite3").get("audio_fresh") == answer
