@@ -118,6 +118,19 @@ def test_every_file_omnivox_writes_it_can_read_back(fmt: str) -> None:
     assert dominant_frequency_hz(samples, 24_000) == pytest.approx(TONE_HZ, abs=1.0)
 
 
+@pytest.mark.parametrize("container", ["mp3", "m4a-aac"])
+def test_a_tag_far_larger_than_the_stream_probe_does_not_hide_the_audio(container: str) -> None:
+    # The streams' parameters are read from one packet (STREAM_PROBE_BYTES); a file that
+    # opens with 64 KB of tags (cover art, lyrics) must still be found and decoded.
+    assert decode_module.STREAM_PROBE_BYTES < 65_536
+    args = ("-metadata", "lyrics=" + "la " * 21_846, *CONTAINERS[container])
+    data = ffmpeg_encode(tone(1.0, 16_000), 16_000, args)
+    assert len(data) > 65_536
+    samples = decode_audio(data, sample_rate=16_000)
+    assert abs(len(samples) / 16_000 - 1.0) <= LENGTH_TOLERANCE_S
+    assert dominant_frequency_hz(samples, 16_000) == pytest.approx(TONE_HZ, abs=1.0)
+
+
 def test_a_tag_that_is_not_utf8_does_not_make_the_audio_unreadable() -> None:
     pcm = np.zeros(1_600, "<i2").tobytes()
     fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 16_000, 32_000, 2, 16)
