@@ -8,9 +8,11 @@ near what is live:
   (``M_ARENA_MAX``; left alone when ``MALLOC_ARENA_MAX`` is set). With glibc's
   default of up to 8 arenas per core the memory one thread frees is not reused
   by another, and the resident set grows with every concurrent conversation.
-- ``release_free_memory`` after each recognition pass and after each
-  synthesized unit has left, in the model threads (never on the event loop: a
-  release after a large free can take milliseconds): ``malloc_trim(0)`` hands the
+- ``release_free_memory`` after each synthesized unit has left, in the
+  synthesis thread, and ``release_free_memory_soon`` after each recognition
+  pass, in a thread of its own, so that the conversation that waits for the
+  pass goes on at once (never on the event loop: a release after a large free
+  takes 2-8 ms): ``malloc_trim(0)`` hands the
   free pages inside the heaps back to the system, so the fragments that
   recognition and synthesis leave do not add up, conversation after
   conversation, into the high-water mark. On the cascade benchmark the peak
@@ -77,3 +79,33 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
     finally:
         _releasing.release()
+
+
+class _BackgroundRelease:
+    """One daemon thread that releases when asked; asks that come meanwhile are one."""
+
+    def __init__(self) -> None:
+        self._wanted = threading.Event()
+        self._start = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def ask(self) -> None:
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="omnivox-heap", daemon=True)
+                self._thread.start()
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            release_free_memory()
+
+
+_background = _BackgroundRelease()
+
+
+def release_free_memory_soon() -> None:
+    """``release_free_memory`` in a background thread; returns at once."""
+    _background.ask()

@@ -13,7 +13,8 @@ import pytest
 PROBE = textwrap.dedent(
     """
     import ctypes, sys
-    from omnivox.heap import release_free_memory, tune_malloc
+    import time
+    from omnivox.heap import release_free_memory, release_free_memory_soon, tune_malloc
     assert tune_malloc()
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
@@ -32,6 +33,12 @@ PROBE = textwrap.dedent(
         libc.free(b)
     if sys.argv[1] == "released":
         release_free_memory()
+    elif sys.argv[1] == "released soon":
+        release_free_memory_soon()  # returns at once; a background thread releases
+        waited_s = 0.0
+        while rss_kb() - before > 10_000 and waited_s < 10:
+            time.sleep(0.01)
+            waited_s += 0.01
     print(rss_kb() - before)
     """
 )
@@ -53,3 +60,4 @@ def test_released_heap_pages_leave_the_resident_set() -> None:
     # until its free pages are released; then only the live buffer stays.
     assert retained_kb("kept") > 100_000
     assert retained_kb("released") < 10_000
+    assert retained_kb("released soon") < 10_000

@@ -70,7 +70,7 @@ from omnivox.errors import (
     ModelUnavailableError,
     ServerError,
 )
-from omnivox.heap import release_free_memory
+from omnivox.heap import release_free_memory, release_free_memory_soon
 
 if TYPE_CHECKING:
     from omnivox.settings import Settings
@@ -250,7 +250,8 @@ class CascadeEngine:
         ]
         if clips:
             self.listener.hear(clips, lambda: self.slot.hold(pace, Stage.LISTEN))
-            release_free_memory()  # the pass's buffers: the largest the server frees
+            # the pass's buffers, the largest the server frees; meanwhile the chat goes on
+            release_free_memory_soon()
 
     # -- generate -----------------------------------------------------------------
 
