@@ -1,4 +1,5 @@
-"""``sse.coalesce``: what is ready leaves together, nothing waits, closing cleans up."""
+"""``sse.coalesce``: what is ready leaves together, nothing waits, closing cleans up; the
+event stream ends its body with its last chunk."""
 
 from __future__ import annotations
 
@@ -130,3 +131,41 @@ def test_a_producers_error_reaches_the_consumer() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [b"a"]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "bodies"),
+    [
+        # [DONE] ends the body in its own message: one write with the chunked terminator
+        ([b"data: {}\n\n", b"data: {}\n\ndata: [DONE]\n\n"], [True, False]),
+        # an error event ends a stream without [DONE]: an empty last message ends the body
+        ([b"data: {}\n\n", b'data: {"error": {}}\n\n'], [True, True, False]),
+    ],
+)
+def test_the_last_chunk_of_a_stream_ends_the_body_itself(
+    chunks: list[bytes], bodies: list[bool]
+) -> None:
+    from omnivox.server.event_stream import EventStreamResponse
+
+    async def scenario() -> list[dict[str, object]]:
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+        sent: list[dict[str, object]] = []
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, object]:
+            await asyncio.Event().wait()  # the client stays
+            return {}
+
+        response = EventStreamResponse(body(), media_type="text/event-stream")
+        await response({"type": "http"}, receive, send)  # type: ignore[arg-type]
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent[0]["type"] == "http.response.start"
+    assert [m["more_body"] for m in sent[1:]] == bodies
+    assert b"".join(m["body"] for m in sent[1:]) == b"".join(chunks)  # type: ignore[misc]

@@ -5,6 +5,9 @@ group, which costs more per answer than the rest of the streaming path. Here the
 stream runs in the request's own task and one plain asyncio task waits for
 ``http.disconnect``; when it comes, the request task is cancelled, so the engine's
 generation is cancelled with it, exactly as before.
+
+The chunk that ends with ``data: [DONE]`` is the stream's last by the SSE rules,
+so it leaves with the end of the chunked body in one write, not two.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import contextlib
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from omnivox.serving.sse import DONE
 
 
 class EventStreamResponse(StreamingResponse):
@@ -42,3 +47,14 @@ class EventStreamResponse(StreamingResponse):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+    async def stream_response(self, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        ended = False
+        async for chunk in self.body_iterator:
+            body = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+            ended = body.endswith(DONE)  # nothing follows [DONE]: the body ends with it
+            await send({"type": "http.response.body", "body": body, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
