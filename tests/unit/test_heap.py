@@ -61,3 +61,60 @@ def test_released_heap_pages_leave_the_resident_set() -> None:
     assert retained_kb("kept") > 100_000
     assert retained_kb("released") < 10_000
     assert retained_kb("released soon") < 10_000
+
+
+REUSE_PROBE = textwrap.dedent(
+    """
+    import ctypes, resource, sys
+    from omnivox.heap import keep_freed_pages, release_free_memory, tune_malloc
+    assert tune_malloc()
+    if sys.argv[1] == "kept":
+        assert keep_freed_pages()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    def rss_kb():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    size = 80 << 20  # a Whisper pass's largest buffers are of this order, above mmap's bar
+    def touch_once():
+        block = libc.malloc(size)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        ctypes.memset(block, 1, size)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        libc.free(block)
+        return faults
+    touch_once()
+    again = touch_once()
+    held = rss_kb()
+    release_free_memory()
+    print(again, held - rss_kb())
+    """
+)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+def test_kept_pages_are_reused_without_faults_and_released_on_demand() -> None:
+    def probe(mode: str) -> tuple[int, int]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        env.pop("GLIBC_TUNABLES", None)
+        out = subprocess.run(
+            [sys.executable, "-c", REUSE_PROBE, mode], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        faults, released_kb = out.stdout.split()
+        return int(faults), int(released_kb)
+
+    faults, _ = probe("default")
+    assert faults > 10_000  # glibc maps such a block afresh each time: every page faults again
+    faults, released_kb = probe("kept")
+    assert faults < 1_000  # the freed block's pages were kept and reused
+    assert released_kb > 60_000  # and release_free_memory hands them back
+
+
+def test_the_users_own_allocator_settings_are_left_alone() -> None:
+    script = "from omnivox.heap import keep_freed_pages; print(keep_freed_pages())"
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
