@@ -25,17 +25,6 @@ near what is live:
   lower fixed ``M_MMAP_THRESHOLD`` would return large blocks too, but the
   recogniser then maps and unmaps its per-step buffers every step: at 1 MiB a
   pass took 2.6 x the page faults and 1.3 x the CPU time.
-- ``keep_freed_pages``, once the models are loaded: from then on every block
-  comes from the heaps (``M_MMAP_MAX`` 0) and nothing is trimmed on free
-  (``M_TRIM_THRESHOLD`` at its maximum), so memory goes back to the system only
-  through ``release_free_memory``. Without it each Whisper pass mapped and
-  unmapped its large buffers (12-104 MB, a few dozen per pass) and faulted
-  every page of them in again: ~120,000 page faults a pass. With it a pass
-  faults ~27,000 pages (those released after the previous one) and takes 0.90
-  s instead of 1.10 s on 2 cores (CPU 1.78 s against 2.17 s), and the peak
-  resident set over 16 passes is no higher (862 against 876 MB). Loading runs
-  under glibc's defaults, whose temporary buffers are then released, so the
-  resident set after loading is the same.
 """
 
 from __future__ import annotations
@@ -64,12 +53,6 @@ def _libc() -> Any:
     return libc
 
 
-M_TRIM_THRESHOLD = -1
-M_MMAP_MAX = -4
-# Settings of the user's (environment variables or tunables) that keep_freed_pages leaves be.
-USER_MALLOC_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
-
-
 def tune_malloc() -> bool:
     """Cap the arenas; False where glibc is not there to be told."""
     libc = _libc()
@@ -77,22 +60,6 @@ def tune_malloc() -> bool:
         return False
     if "MALLOC_ARENA_MAX" not in os.environ:
         libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-    return True
-
-
-def keep_freed_pages() -> bool:
-    """Serve every block from the heaps and keep freed pages until released; False where
-    glibc is not there to be told or the user set these allocator parameters."""
-    libc = _libc()
-    if libc is None:
-        return False
-    if any(name in os.environ for name in USER_MALLOC_SETTINGS):
-        return False
-    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
-        return False
-    libc.malloc_trim(0)  # what loading freed
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-    libc.mallopt(M_MMAP_MAX, 0)
     return True
 
 

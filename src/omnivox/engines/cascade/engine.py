@@ -70,7 +70,7 @@ from omnivox.errors import (
     ModelUnavailableError,
     ServerError,
 )
-from omnivox.heap import keep_freed_pages, release_free_memory, release_free_memory_soon
+from omnivox.heap import release_free_memory, release_free_memory_soon
 
 if TYPE_CHECKING:
     from omnivox.settings import Settings
@@ -149,9 +149,6 @@ class CascadeEngine:
         self._listener = Listener(self._transcripts, recogniser)
         self._generator, self._synthesizer = generator, synthesizer
         self.context_window_tokens = generator.context_window_tokens
-        # This engine hands freed memory back itself (after each pass and each unit):
-        # from now on the allocator keeps the pages the models reuse (see ``heap``).
-        keep_freed_pages()
 
     async def close(self) -> None:
         generator, self._generator = self._generator, None
