@@ -25,6 +25,15 @@ near what is live:
   lower fixed ``M_MMAP_THRESHOLD`` would return large blocks too, but the
   recogniser then maps and unmaps its per-step buffers every step: at 1 MiB a
   pass took 2.6 x the page faults and 1.3 x the CPU time.
+
+Serving every block from the heaps once the models are loaded (``M_MMAP_MAX`` 0,
+no trimming on free) was measured and dropped. Each Whisper pass maps and
+unmaps a few dozen buffers of 12-104 MB and faults ~120,000 pages; from the
+heaps, a pass alone took 0.90 s instead of 1.10 s (0.80 s with no release
+after it). But served, a step's freed buffers stayed resident into the next
+step until released, the cascade benchmark's peak rose to 1203 MiB (from
+1121-1129), and first audio did not move: the pages released after each step
+fault in again either way.
 """
 
 from __future__ import annotations
