@@ -154,7 +154,8 @@ class SqliteAudioStore:
         self._queue.put(audio)
 
     def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until every answer put so far is on disk; False on timeout."""
+        """Wait until every answer put so far is on disk; False on timeout (and after
+        ``close``, when nothing writes any more: pass a timeout)."""
         written = threading.Event()
         self._queue.put(written)
         return written.wait(timeout_s)
