@@ -188,16 +188,17 @@ class SqliteAudioStore:
 
     def _write(self, rows: list[StoredAudio]) -> None:
         with self._write_lock:
-            segment = self._current_segment()
-            offset = segment.append([a.pcm_s16le for a in rows])
-            values: list[object] = []
-            for a in rows:
-                values += (a.audio_id, a.transcript, segment.name, offset, len(a.pcm_s16le))
-                values += (a.sample_rate, a.expires_at)
-                offset += len(a.pcm_s16le)
-            self._insert(values)
+            self._append(rows)
 
-    def _insert(self, values: list[object]) -> None:
+    def _append(self, rows: list[StoredAudio]) -> None:
+        """The rows' PCM onto the segment, then their index rows (the write lock held)."""
+        segment = self._current_segment()
+        offset = segment.append([a.pcm_s16le for a in rows])
+        values: list[object] = []
+        for a in rows:
+            values += (a.audio_id, a.transcript, segment.name, offset, len(a.pcm_s16le))
+            values += (a.sample_rate, a.expires_at)
+            offset += len(a.pcm_s16le)
         per_row = 7
         for first in range(0, len(values), ROWS_PER_INSERT * per_row):
             chunk = values[first : first + ROWS_PER_INSERT * per_row]
@@ -256,11 +257,12 @@ class SqliteAudioStore:
                 name for (name,) in self._write_db.execute("SELECT DISTINCT segment FROM answers")
             }
             current = self._segment.name if self._segment is not None else None
+            untouched_since_s = time.time() - 2 * SEGMENT_S
             for file in self._segments_dir.glob(f"*{SEGMENT_SUFFIX}"):
                 if file.name in used or file.name == current:
                     continue
                 with contextlib.suppress(FileNotFoundError):  # another server was quicker
-                    if time.time() - file.stat().st_mtime > 2 * SEGMENT_S:
+                    if file.stat().st_mtime < untouched_since_s:
                         file.unlink()
         self._last_purge_s = now
         return cursor.rowcount
@@ -282,14 +284,7 @@ class SqliteAudioStore:
                         (int(time.time()),),
                     ).fetchall()
                     if rows:
-                        segment = self._current_segment()
-                        offset = segment.append([row[2] for row in rows])
-                        values: list[object] = []
-                        for audio_id, transcript, pcm, sample_rate, expires_at in rows:
-                            values += (audio_id, transcript, segment.name, offset, len(pcm))
-                            values += (sample_rate, expires_at)
-                            offset += len(pcm)
-                        self._insert(values)
+                        self._append([StoredAudio(*row) for row in rows])
                     db.execute(f"DROP TABLE {LEGACY_TABLE}")
                 db.execute("COMMIT")
             except BaseException:
