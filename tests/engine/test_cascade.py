@@ -333,3 +333,79 @@ async def test_an_answer_hands_back_its_freed_memory(
     # after the recognition pass, then after every spoken unit (several sentences)
     assert audio_s and len(released_s) >= 3
     assert min(released_s) < min(audio_s) and max(released_s) > max(audio_s) - 1.0
+
+
+LONG_SENTENCE = (
+    "Mars is the fourth planet from the sun, and people want to go there because it is "
+    "the most Earth-like planet nearby, with water ice and a day of about twenty four hours."
+)
+
+
+def _whole_voice(cascade: CascadeEngine) -> Any:
+    """The default voice as one graph (noise seeded as the engine seeds it), run whole."""
+    import onnxruntime
+
+    from omnivox.engines.cascade.onnx_subset import onnx_classes
+    from omnivox.engines.cascade.piper_noise import SeededSession, make_noise_reproducible
+
+    model = onnx_classes()["ModelProto"]()
+    model.ParseFromString(cascade.synthesizer.files.model_path.read_bytes())
+    assert make_noise_reproducible(model)
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    return SeededSession(session)
+
+
+async def test_a_long_sentence_is_spoken_in_windows_with_the_samples_of_one_run(
+    cascade: CascadeEngine,
+) -> None:
+    from omnivox.engines.cascade.piper_vocoder import FIRST_WINDOW_FRAMES
+    from omnivox.engines.cascade.synthesizer import voice_settings
+
+    synthesizer = cascade.synthesizer
+    voice = synthesizer._voice
+    (phonemes,) = voice.phonemize(LONG_SENTENCE)
+    feeds = synthesizer._feeds(voice.phonemes_to_ids(phonemes), voice_settings("onyx"))
+    runner = synthesizer._runner
+    pieces = list(runner.audio(feeds))
+    assert len(pieces) >= 4
+    assert len(pieces[0]) == FIRST_WINDOW_FRAMES * runner.hop_samples
+    whole = _whole_voice(cascade).run(None, feeds)[0].reshape(-1)
+    windowed = np.concatenate(pieces)
+    assert len(windowed) == len(whole)
+    assert float(np.abs(windowed - whole).max()) < 1e-4
+
+
+def _peak_rss_mb_of(work: Callable[[], object]) -> float:
+    """The process's resident high-water mark during ``work``, above where it began."""
+    from omnivox.heap import release_free_memory
+
+    def status_mb(key: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+        raise AssertionError(key)
+
+    release_free_memory()
+    before = status_mb("VmRSS:")
+    Path("/proc/self/clear_refs").write_text("5")  # resets the high-water mark
+    work()
+    return status_mb("VmHWM:") - before
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc needed")
+async def test_a_long_sentence_needs_no_more_memory_than_a_window(
+    cascade: CascadeEngine,
+) -> None:
+    synthesizer = cascade.synthesizer
+    voice = synthesizer._voice
+    (phonemes,) = voice.phonemize(LONG_SENTENCE.replace(".", ",") + " " + LONG_SENTENCE)
+    from omnivox.engines.cascade.synthesizer import voice_settings
+
+    feeds = synthesizer._feeds(voice.phonemes_to_ids(phonemes), voice_settings("alloy"))
+    whole = _whole_voice(cascade)
+    whole_mb = _peak_rss_mb_of(lambda: whole.run(None, feeds))
+    windowed_mb = _peak_rss_mb_of(lambda: list(synthesizer._runner.audio(feeds)))
+    # ~20 s of speech: run whole its vocoder peaks at a few hundred MB
+    assert windowed_mb < 0.5 * whole_mb, (windowed_mb, whole_mb)

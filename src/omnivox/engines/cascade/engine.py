@@ -59,7 +59,12 @@ from omnivox.engines.cascade.recogniser import WhisperRecogniser
 from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
 from omnivox.engines.cascade.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaker import UnitSpeaker
-from omnivox.engines.cascade.synthesizer import VOICES, PiperSynthesizer, voice_language
+from omnivox.engines.cascade.synthesizer import (
+    VOICES,
+    PiperSynthesizer,
+    prepare_piper_voice,
+    voice_language,
+)
 from omnivox.engines.cascade.tools import AnswerReader
 from omnivox.engines.cascade.transcripts import TranscriptBook
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
@@ -126,6 +131,10 @@ class CascadeEngine:
         gguf_path = assets.gguf_file(self.settings.llm, models_dir)
         voice_files = assets.piper_files(self.settings.tts, models_dir)
         threads = self.settings.threads
+        with _loading("voice", voice_files.model_path, "--tts"):
+            # First: rewriting the voice once takes memory the models do not hold yet.
+            voice = prepare_piper_voice(voice_files, models_dir, cpu_threads=threads)
+        release_free_memory()
         with _loading("speech recognition model", whisper_dir, "--asr"):
             # The conversation is held in the voice's language: telling Whisper so
             # saves its language detection (a second encoder pass per clip).
@@ -144,11 +153,12 @@ class CascadeEngine:
             )
             warm_up(generator)
         with _loading("voice", voice_files.model_path, "--tts"):
-            synthesizer = PiperSynthesizer(voice_files, cpu_threads=threads)
+            synthesizer = PiperSynthesizer(voice_files, voice, cpu_threads=threads)
         self._transcripts = TranscriptBook(recogniser)
         self._listener = Listener(self._transcripts, recogniser)
         self._generator, self._synthesizer = generator, synthesizer
         self.context_window_tokens = generator.context_window_tokens
+        release_free_memory()  # what loading and the warm-ups freed
 
     async def close(self) -> None:
         generator, self._generator = self._generator, None

@@ -4,7 +4,7 @@ A Piper (VITS) voice draws random noise twice per sentence, with ONNX
 ``RandomNormalLike`` nodes. onnxruntime seeds their generator once per session
 and advances it on every run, so the same sentence in the same voice never
 gives the same bytes twice, and a request's ``seed`` could not reproduce its
-audio. ``reproducible_noise`` rewrites the graph once, at load: each such node
+audio. ``make_noise_reproducible`` rewrites the graph once, at load: each such node
 becomes standard normal noise computed from the element's index and a new
 graph input, ``SEED_INPUT`` (a float), by a sine hash and the Box-Muller
 transform (mean 0, variance 1, no correlation between neighbours: the voice
@@ -12,97 +12,35 @@ sounds the same). ``SeededSession`` feeds that input a seed made from the
 sentence's phoneme ids, so the noise, and with it the audio, depends only on
 what is said, in which voice, with which settings.
 
-The graph is edited with protobuf's dynamic messages over the few fields of
-ONNX's ``ModelProto`` it touches (every other field passes through untouched),
-so the ``onnx`` package is not needed. A voice without ``RandomNormalLike``
-nodes is left as it is. This module knows nothing of text or phonemes.
+The graph is edited through ``onnx_subset`` (the ``onnx`` package is not
+needed). A voice without ``RandomNormalLike`` nodes is left as it is. This
+module knows nothing of text or phonemes.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from functools import cache
 from typing import Any
 
 import numpy as np
+
+from omnivox.engines.cascade.onnx_subset import ONNX_FLOAT, ONNX_INT64, onnx_classes
 
 SEED_INPUT = "omnivox_noise_seed"
 RANDOM_OP = "RandomNormalLike"
 SEED_MODULUS = 100_003  # seeds are kept small: float32 sine hashes lose precision on large ones
 # The sine hash of "random" shaders: fract(sin(x * k) * 43758.5453).
 HASH_CONSTANTS = {"k1": 12.9898, "k2": 78.233, "big": 43758.5453}
-ONNX_FLOAT, ONNX_INT64 = 1, 7
 ATTRIBUTE_INT, ATTRIBUTE_TENSOR = 2, 4
 
 
-@cache
-def _classes() -> dict[str, Any]:
-    """Protobuf classes for ONNX's messages, declaring only the fields edited here."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    field = descriptor_pb2.FieldDescriptorProto
-    one, many = field.LABEL_OPTIONAL, field.LABEL_REPEATED
-    i32, i64, f32 = field.TYPE_INT32, field.TYPE_INT64, field.TYPE_FLOAT
-    text, raw, sub = field.TYPE_STRING, field.TYPE_BYTES, field.TYPE_MESSAGE
-    messages = {
-        "TensorProto": [
-            ("dims", 1, i64, many, ""),
-            ("data_type", 2, i32, one, ""),
-            ("float_data", 4, f32, many, ""),
-            ("int64_data", 7, i64, many, ""),
-            ("name", 8, text, one, ""),
-            ("raw_data", 9, raw, one, ""),
-        ],
-        "AttributeProto": [
-            ("name", 1, text, one, ""),
-            ("i", 3, i64, one, ""),
-            ("t", 5, sub, one, "TensorProto"),
-            ("type", 20, i32, one, ""),
-        ],
-        "NodeProto": [
-            ("input", 1, text, many, ""),
-            ("output", 2, text, many, ""),
-            ("name", 3, text, one, ""),
-            ("op_type", 4, text, one, ""),
-            ("attribute", 5, sub, many, "AttributeProto"),
-        ],
-        "Dimension": [("dim_value", 1, i64, one, "")],
-        "TensorShapeProto": [("dim", 1, sub, many, "Dimension")],
-        "TensorType": [("elem_type", 1, i32, one, ""), ("shape", 2, sub, one, "TensorShapeProto")],
-        "TypeProto": [("tensor_type", 1, sub, one, "TensorType")],
-        "ValueInfoProto": [("name", 1, text, one, ""), ("type", 2, sub, one, "TypeProto")],
-        "GraphProto": [
-            ("node", 1, sub, many, "NodeProto"),
-            ("initializer", 5, sub, many, "TensorProto"),
-            ("input", 11, sub, many, "ValueInfoProto"),
-        ],
-        "ModelProto": [("graph", 7, sub, one, "GraphProto")],
-    }
-    file = descriptor_pb2.FileDescriptorProto(
-        name="omnivox_onnx_subset.proto", package="omnivox_onnx", syntax="proto2"
-    )
-    for message_name, fields in messages.items():
-        message = file.message_type.add(name=message_name)
-        for name, number, kind, label, type_name in fields:
-            added = message.field.add(name=name, number=number, type=kind, label=label)
-            if type_name:
-                added.type_name = ".omnivox_onnx." + type_name
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"omnivox_onnx.{name}"))
-        for name in messages
-    }
-
-
-def reproducible_noise(model_bytes: bytes) -> bytes | None:
-    """The voice model with seeded noise (see the module docstring); None if it draws none."""
-    model = _classes()["ModelProto"]()
-    model.ParseFromString(model_bytes)
+def make_noise_reproducible(model: Any) -> bool:
+    """Give the voice model (an ``onnx_subset`` ModelProto) seeded noise, in place (see the
+    module docstring); False if it draws none."""
     graph = model.graph
     if not any(node.op_type == RANDOM_OP for node in graph.node):
-        return None
+        return False
     builder = _NoiseBuilder(graph)
     nodes = []
     for node in graph.node:
@@ -115,7 +53,7 @@ def reproducible_noise(model_bytes: bytes) -> bytes | None:
     seed = graph.input.add(name=SEED_INPUT)
     seed.type.tensor_type.elem_type = ONNX_FLOAT
     seed.type.tensor_type.shape.dim.add(dim_value=1)
-    return bytes(model.SerializeToString())
+    return True
 
 
 class _NoiseBuilder:
@@ -142,7 +80,7 @@ class _NoiseBuilder:
     def normal_like(self, like: str, output: str, name: str) -> list[Any]:
         self._nodes, self._prefix = [], f"{name}/omnivox"
         shape = self._add("Shape", like)
-        one = _classes()["TensorProto"](dims=[1], data_type=ONNX_FLOAT, float_data=[1.0])
+        one = onnx_classes()["TensorProto"](dims=[1], data_type=ONNX_FLOAT, float_data=[1.0])
         ones = self._add("ConstantOfShape", shape, value=one)
         flat = self._add("Reshape", ones, "omnivox/minus_one")
         index = self._add("Reshape", self._add("CumSum", flat, "omnivox/axis0"), shape)
@@ -161,7 +99,8 @@ class _NoiseBuilder:
 
     def _add(self, op: str, *inputs: str, output: str | None = None, value: Any = None) -> str:
         name = f"{self._prefix}/{op}_{len(self._nodes)}"
-        node = _classes()["NodeProto"](op_type=op, name=name, input=inputs, output=[output or name])
+        outputs = [output or name]
+        node = onnx_classes()["NodeProto"](op_type=op, name=name, input=inputs, output=outputs)
         if value is not None:
             node.attribute.add(name="value", t=value, type=ATTRIBUTE_TENSOR)
         self._nodes.append(node)

@@ -36,6 +36,15 @@ length whether streamed or not. The remaining noise is made reproducible
 (``piper_noise``): the same sentence in the same voice gives the same samples,
 so that a request's ``seed`` reproduces its audio byte for byte.
 
+A voice speaks through ``piper_vocoder``: its sentences come out a window of
+about a second at a time, so a long one needs no more memory than a short one
+and its first window plays while the rest is made. Piper's own way, making each
+sentence whole and then scaling it to full scale, could not start a sentence
+before its end, and made each sentence as loud as its loudest sample allowed.
+Instead the voice has one gain, set at load so that the loudest of
+``CALIBRATION_TEXTS`` peaks at ``PEAK_VOLUME``: every sentence keeps its own
+level, and one louder than those is clipped at full scale.
+
 This module knows nothing of the output sample rate or of PCM encoding: it
 returns float32 samples and the rate at which they are to be played.
 """
@@ -43,17 +52,27 @@ returns float32 samples and the rate at which they are to be played.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from omnivox.engines.cascade.assets import PiperFiles
-from omnivox.engines.cascade.piper_noise import SeededSession, reproducible_noise
+from omnivox.engines.cascade.piper_noise import SeededSession
+from omnivox.engines.cascade.piper_vocoder import PreparedVoice, VoiceRunner, prepare_voice
 
 DEFAULT_VOICE = "alloy"
-PEAK_VOLUME = 0.9  # Piper normalises each sentence to full scale; leave headroom
+PEAK_VOLUME = 0.9  # the loudest calibration sentence peaks here; samples past 1 are clipped
+MIN_PEAK = 1e-3
+# Sentences whose loudest sample sets the voice's one gain (the default voice's
+# loudest of many measured, and two of its usual level).
+CALIBRATION_TEXTS = (
+    "A cat is a small, furry animal with sharp claws.",
+    "Paris is the capital of France.",
+    "Sure, here are three tips for sleeping better at night.",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,39 +124,61 @@ class SpeechPiece:
     sample_rate: int
 
 
+def onnx_session_maker(cpu_threads: int) -> Callable[[str | bytes], Any]:
+    """Makes onnxruntime sessions for a voice (from a path or bytes) on ``cpu_threads``."""
+    import onnxruntime
+
+    # PiperVoice.load would give onnxruntime every core; the sessions are built here
+    # so that the synthesizer keeps to its share of threads.
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = cpu_threads
+    options.inter_op_num_threads = 1
+    # Idle onnxruntime threads spin by default, stealing the cores the chat model
+    # is writing on between two sentences.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # onnxruntime's arena keeps the largest sentence's buffers for ever (~200 MB
+    # after one long sentence); without it they go back after each sentence, at
+    # no measurable cost in speed.
+    options.enable_cpu_mem_arena = False
+
+    def session(model: str | bytes) -> Any:
+        return onnxruntime.InferenceSession(
+            model, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+    return session
+
+
+def prepare_piper_voice(files: PiperFiles, cache_dir: Path, *, cpu_threads: int) -> PreparedVoice:
+    """The voice rewritten and cut for ``PiperSynthesizer`` (once; then from ``cache_dir``)."""
+    return prepare_voice(files.model_path, cache_dir, onnx_session_maker(cpu_threads))
+
+
 class PiperSynthesizer:
     """One loaded Piper voice; ``synthesize`` may be called from several threads at once
     (onnxruntime sessions are thread-safe; Piper locks its phonemizer itself)."""
 
-    def __init__(self, files: PiperFiles, *, cpu_threads: int) -> None:
-        import onnxruntime
+    def __init__(self, files: PiperFiles, prepared: PreparedVoice, *, cpu_threads: int) -> None:
         from piper import PiperVoice
         from piper.config import PiperConfig
 
         self.files = files
-        # PiperVoice.load would give onnxruntime every core; build the session here
-        # so that the synthesizer keeps to its share of threads.
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = cpu_threads
-        options.inter_op_num_threads = 1
-        # Idle onnxruntime threads spin by default, stealing the cores the chat model
-        # is writing on between two sentences.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # onnxruntime's arena keeps the largest sentence's buffers for ever (~200 MB
-        # after one long sentence); without it they go back after each sentence, at
-        # no measurable cost in speed.
-        options.enable_cpu_mem_arena = False
+        session = onnx_session_maker(cpu_threads)
         config = json.loads(files.config_path.read_text(encoding="utf-8"))
-        model_bytes = files.model_path.read_bytes()
-        seeded = reproducible_noise(model_bytes)
-        session: Any = onnxruntime.InferenceSession(
-            seeded or model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+        head = session(prepared.head)
+        self._runner = VoiceRunner(
+            SeededSession(head) if prepared.seeded else head,
+            session(prepared.vocoder) if prepared.vocoder is not None else None,
+            latent=prepared.latent,
+            overlap_frames=prepared.overlap_frames,
+            hop_samples=prepared.hop_samples,
         )
-        if seeded is not None:
-            session = SeededSession(session)
-        self._voice: Any = PiperVoice(config=PiperConfig.from_dict(config), session=session)
+        # Piper is given the head only for its phonemizer: the runner speaks.
+        self._voice: Any = PiperVoice(config=PiperConfig.from_dict(config), session=head)
         self.model_sample_rate: int = self._voice.config.sample_rate
         self.n_speakers: int = self._voice.config.num_speakers
+        self._gain = 1.0
+        self._gain = PEAK_VOLUME / max(self._peak(text) for text in CALIBRATION_TEXTS)
 
     def voice_table(self) -> dict[str, str]:
         speakers = f" ({self.n_speakers} speakers)" if self.n_speakers > 1 else ""
@@ -156,17 +197,31 @@ class PiperSynthesizer:
         return round(self.model_sample_rate * voice_settings(voice).pitch)
 
     def synthesize(self, text: str, voice: str) -> Iterator[SpeechPiece]:
-        """Speak ``text``; one piece per sentence Piper finds in it."""
-        from piper.config import SynthesisConfig
-
-        settings = voice_settings(voice)
-        config = SynthesisConfig(
-            speaker_id=settings.speaker % self.n_speakers if self.n_speakers > 1 else None,
-            length_scale=settings.length_scale * settings.pitch,
-            noise_scale=settings.noise_scale,
-            noise_w_scale=0.0,
-            volume=PEAK_VOLUME,
-        )
+        """Speak ``text``: pieces in order, each sentence Piper finds in it in windows."""
         play_rate = self.play_rate(voice)
-        for chunk in self._voice.synthesize(text, syn_config=config):
-            yield SpeechPiece(chunk.audio_float_array, play_rate)
+        for phonemes in self._voice.phonemize(text):
+            if not phonemes:
+                continue
+            feeds = self._feeds(self._voice.phonemes_to_ids(phonemes), voice_settings(voice))
+            for samples in self._runner.audio(feeds):
+                loud = np.clip(samples * self._gain, -1.0, 1.0)
+                yield SpeechPiece(loud.astype(np.float32, copy=False), play_rate)
+
+    def _feeds(self, phoneme_ids: list[int], settings: VoiceSettings) -> dict[str, np.ndarray]:
+        """The model's inputs for one sentence, as Piper gives them."""
+        feeds: dict[str, np.ndarray] = {
+            "input": np.array([phoneme_ids], dtype=np.int64),
+            "input_lengths": np.array([len(phoneme_ids)], dtype=np.int64),
+            "scales": np.array(
+                [settings.noise_scale, settings.length_scale * settings.pitch, 0.0],
+                dtype=np.float32,
+            ),
+        }
+        if self.n_speakers > 1:
+            feeds["sid"] = np.array([settings.speaker % self.n_speakers], dtype=np.int64)
+        return feeds
+
+    def _peak(self, text: str) -> float:
+        """The loudest sample of ``text`` in the voice file's own settings, before gain."""
+        pieces = [piece.samples for piece in self.synthesize(text, DEFAULT_VOICE)]
+        return max(float(np.abs(np.concatenate(pieces)).max()), MIN_PEAK)
