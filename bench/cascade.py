@@ -423,20 +423,27 @@ def main() -> None:
             starts = random.Random(7).sample(range(int(START_SPREAD_S * 10)), CONCURRENCY)
 
             def clips_of(offset: int, salt: int) -> list[bytes]:
+                """Conversation ``offset``'s questions, as clips no other request sends."""
                 return [variant(w, salt + offset) for w in wavs[offset:] + wavs[:offset]]
+
+            turns_salt = 1 + SINGLE_ROUNDS  # after the single rounds' 1 .. SINGLE_ROUNDS
 
             # One process per conversation: clients in threads of one process would wait
             # for each other's GIL while streams arrive, and count that as server time.
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(CONCURRENCY, mp_context=spawn) as pool:
                 turns = [
-                    pool.submit(take_turns, server.base_url, clips_of(i, 2), starts[i] / 10)
+                    pool.submit(
+                        take_turns, server.base_url, clips_of(i, turns_salt), starts[i] / 10
+                    )
                     for i in range(CONCURRENCY)
                 ]
                 concurrent = [r for f in turns for r in f.result()]
                 progress(f"turn-taking: {len(concurrent)} answers")
                 rushes = [
-                    pool.submit(back_to_back, server.base_url, clips_of(i, 2 + CONCURRENCY))
+                    pool.submit(
+                        back_to_back, server.base_url, clips_of(i, turns_salt + CONCURRENCY)
+                    )
                     for i in range(CONCURRENCY)
                 ]
                 saturated = [r for f in rushes for r in f.result()]
