@@ -115,9 +115,9 @@ def split_vocoder(model: Any) -> Vocoder | None:
     head_nodes = [n for i, n in enumerate(graph.node) if i not in vocoder_ids]
     vocoder_nodes = [n for i, n in enumerate(graph.node) if i in vocoder_ids]
     made_by_vocoder = {out for n in vocoder_nodes for out in n.output}
-    head_outputs = [latent] + [o.name for o in graph.output[1:]]
-    if any(name in made_by_vocoder for n in head_nodes for name in [*n.input, *head_outputs]):
-        return None
+    needed_by_head = {name for n in head_nodes for name in n.input}
+    if made_by_vocoder & (needed_by_head | {o.name for o in graph.output[1:]}):
+        return None  # the vocoder's work is needed elsewhere: no clean cut
 
     classes = onnx_classes()
     vocoder = classes["ModelProto"](ir_version=model.ir_version)
@@ -200,10 +200,6 @@ class VoiceRunner:
         self._latent = latent
         self.overlap_frames = overlap_frames
         self.hop_samples = hop_samples
-
-    @property
-    def windowed(self) -> bool:
-        return self._vocoder is not None
 
     def vocode(self, frames: np.ndarray) -> np.ndarray:
         assert self._vocoder is not None

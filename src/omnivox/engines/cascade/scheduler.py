@@ -1,7 +1,7 @@
 """One model step at a time, the most urgent first: how the cascade shares the CPU.
 
 Every CPU-heavy step of every conversation (a clip's transcription, one token
-of the chat model, one sentence of synthesis) runs holding the ``ComputeSlot``.
+of the chat model, one window of synthesis) runs holding the ``ComputeSlot``.
 Each step uses all the engine's threads, so steps never fight for the cores
 (on a small machine, two models each spinning up their own threads slow both
 down), and the slot goes to the waiting step with the earliest deadline.

@@ -8,10 +8,10 @@ Units are whole sentences, except:
   or a dash) once it holds ``first_min_words`` words, or at a word boundary
   after ``first_max_words`` words, so the first sound leaves soon;
 - a sentence longer than ``max_words`` words is cut at a clause boundary (or,
-  failing one, at a word boundary) so that no unit takes long to synthesize:
-  a unit is one synthesis step that no other conversation can interrupt, and
-  Piper's memory grows with it (with the default voice on 2 cores, 20 words
-  take ~0.5 s and ~110 MB at the peak, 40 words ~0.95 s and ~240 MB);
+  failing one, at a word boundary) so that no unit takes long to begin: the
+  voice reads a whole unit before its first window of sound (with the default
+  voice on 2 cores, ~0.1 s for 20 words), in a step no other conversation can
+  interrupt;
 - a line break always ends a unit (list items, headings).
 
 A sentence ends at ``.`` ``!`` ``?`` or ``…`` followed by white space, except

@@ -177,7 +177,6 @@ class PiperSynthesizer:
         self._voice: Any = PiperVoice(config=PiperConfig.from_dict(config), session=head)
         self.model_sample_rate: int = self._voice.config.sample_rate
         self.n_speakers: int = self._voice.config.num_speakers
-        self._gain = 1.0
         self._gain = PEAK_VOLUME / max(self._peak(text) for text in CALIBRATION_TEXTS)
 
     def voice_table(self) -> dict[str, str]:
@@ -199,13 +198,17 @@ class PiperSynthesizer:
     def synthesize(self, text: str, voice: str) -> Iterator[SpeechPiece]:
         """Speak ``text``: pieces in order, each sentence Piper finds in it in windows."""
         play_rate = self.play_rate(voice)
+        for samples in self._windows(text, voice):
+            loud = np.clip(samples * self._gain, -1.0, 1.0)
+            yield SpeechPiece(loud.astype(np.float32, copy=False), play_rate)
+
+    def _windows(self, text: str, voice: str) -> Iterator[np.ndarray]:
+        """The voice's own samples of ``text``, before the gain, a window at a time."""
+        settings = voice_settings(voice)
         for phonemes in self._voice.phonemize(text):
-            if not phonemes:
-                continue
-            feeds = self._feeds(self._voice.phonemes_to_ids(phonemes), voice_settings(voice))
-            for samples in self._runner.audio(feeds):
-                loud = np.clip(samples * self._gain, -1.0, 1.0)
-                yield SpeechPiece(loud.astype(np.float32, copy=False), play_rate)
+            if phonemes:
+                ids = self._voice.phonemes_to_ids(phonemes)
+                yield from self._runner.audio(self._feeds(ids, settings))
 
     def _feeds(self, phoneme_ids: list[int], settings: VoiceSettings) -> dict[str, np.ndarray]:
         """The model's inputs for one sentence, as Piper gives them."""
@@ -222,6 +225,6 @@ class PiperSynthesizer:
         return feeds
 
     def _peak(self, text: str) -> float:
-        """The loudest sample of ``text`` in the voice file's own settings, before gain."""
-        pieces = [piece.samples for piece in self.synthesize(text, DEFAULT_VOICE)]
-        return max(float(np.abs(np.concatenate(pieces)).max()), MIN_PEAK)
+        """The loudest sample of ``text`` in the voice file's own settings, before the gain."""
+        peaks = [float(np.abs(samples).max()) for samples in self._windows(text, DEFAULT_VOICE)]
+        return max([*peaks, MIN_PEAK])
