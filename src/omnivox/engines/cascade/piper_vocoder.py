@@ -70,13 +70,6 @@ PREPARED_DIR = "piper-prepared"
 MANIFEST = "voice.json"
 
 
-class _NoTensor:
-    dims: tuple[int, ...] = ()
-
-
-_NO_TENSOR = _NoTensor()
-
-
 @dataclass(frozen=True, slots=True)
 class Vocoder:
     """A voice's vocoder cut from its graph: it takes ``latent``, frames of ``channels``."""
@@ -95,9 +88,10 @@ def split_vocoder(model: Any) -> Vocoder | None:
         return None
     latent = first.input[0]
     weights = {t.name: t for t in graph.initializer}
-    if len(weights.get(first.input[1], _NO_TENSOR).dims) != 3:
+    kernel = weights.get(first.input[1])
+    if kernel is None or len(kernel.dims) != 3:
         return None  # not a convolution over [1, channels, frames]
-    channels = int(weights[first.input[1]].dims[1])
+    channels = int(kernel.dims[1])
     audio = graph.output[0]
     producer = {out: i for i, node in enumerate(graph.node) for out in node.output}
     vocoder_ids: set[int] = set()
@@ -128,7 +122,7 @@ def split_vocoder(model: Any) -> Vocoder | None:
     head_value = classes["ValueInfoProto"](name=latent)
     head_value.type.tensor_type.elem_type = ONNX_FLOAT
     kept_outputs = [head_value, *graph.output[1:]]
-    _fill(graph, head_nodes, list(weights.values()), kept_outputs, replace=True)
+    _fill(graph, head_nodes, list(weights.values()), kept_outputs)
     return Vocoder(model=model_bytes, latent=latent, channels=channels)
 
 
@@ -137,16 +131,13 @@ def _fill(
     nodes: list[Any],
     initializers: Iterable[Any],
     outputs: list[Any],
-    *,
-    replace: bool = False,
 ) -> None:
-    """Give ``graph`` these nodes, the initializers they use and these outputs."""
+    """Give ``graph`` these nodes (only), the initializers they use and these outputs."""
     used = {name for n in nodes for name in n.input}
     kept = [t for t in initializers if t.name in used]
-    if replace:
-        del graph.node[:]
-        del graph.initializer[:]
-        del graph.output[:]
+    del graph.node[:]
+    del graph.initializer[:]
+    del graph.output[:]
     graph.node.extend(nodes)
     graph.initializer.extend(kept)
     graph.output.extend(outputs)
@@ -258,18 +249,18 @@ def prepare_voice(
     del model_bytes
     seeded = make_noise_reproducible(model)
     cut = split_vocoder(model)
+    files = {"head.onnx": bytes(model.SerializeToString())}  # the whole graph if not cut
+    del model
     if cut is None:
         log.info("voice %s: its vocoder can not be cut; it runs whole", model_path.name)
         manifest = _Manifest("", seeded, 0, 0)
-        files = {"head.onnx": bytes(model.SerializeToString())}
     else:
         vocoder = session(cut.model)
         overlap, hop = measure_overlap(
             lambda frames: vocoder.run(None, {cut.latent: frames})[0], cut.channels
         )
         manifest = _Manifest(cut.latent, seeded, overlap, hop)
-        files = {"head.onnx": bytes(model.SerializeToString()), "vocoder.onnx": cut.model}
-    del model
+        files["vocoder.onnx"] = cut.model
     try:
         _write_folder(folder, files, manifest)
     except OSError as exc:

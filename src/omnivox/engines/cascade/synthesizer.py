@@ -177,6 +177,8 @@ class PiperSynthesizer:
         self._voice: Any = PiperVoice(config=PiperConfig.from_dict(config), session=head)
         self.model_sample_rate: int = self._voice.config.sample_rate
         self.n_speakers: int = self._voice.config.num_speakers
+        # The calibration is also the sessions' first runs (onnxruntime's slowest), so that
+        # the first answer does not pay for them.
         self._gain = PEAK_VOLUME / max(self._peak(text) for text in CALIBRATION_TEXTS)
 
     def voice_table(self) -> dict[str, str]:
