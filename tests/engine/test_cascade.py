@@ -197,6 +197,32 @@ async def test_the_chat_contexts_share_one_loaded_model(cascade: CascadeEngine) 
     assert len({address(llm.ctx) for llm in instances}) == len(instances)
 
 
+async def test_every_evaluation_runs_on_the_chat_models_one_thread(
+    cascade: CascadeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever thread serves a request, llama.cpp computes on one thread (a second
+    thread starting OpenMP work makes every token ~2-3 x slower on a small machine)."""
+    import llama_cpp
+
+    evaluated_on: list[threading.Thread] = []
+    evaluate = llama_cpp.Llama.eval
+
+    def recorded(llm: Any, tokens: Any) -> None:
+        evaluated_on.append(threading.current_thread())
+        evaluate(llm, tokens)
+
+    monkeypatch.setattr(llama_cpp.Llama, "eval", recorded)
+    request = GenerationRequest(
+        turns=(Turn("user", ("Name three colours.",)),),
+        sampling=SamplingParams(temperature=0.0, max_output_tokens=6),
+    )
+    results = await asyncio.gather(run(cascade, request), run(cascade, request))
+    assert results[0].text == results[1].text != ""
+    assert len(evaluated_on) >= 12  # a prompt and the tokens of each answer
+    assert len(set(evaluated_on)) == 1
+    assert evaluated_on[0].name.startswith("omnivox-llama")
+
+
 async def test_text_only_answers_carry_logprobs_and_no_audio(cascade: CascadeEngine) -> None:
     sampling = SamplingParams(temperature=0.0, max_output_tokens=8, logprobs=True, top_logprobs=3)
     request = GenerationRequest(
