@@ -32,7 +32,7 @@ CPU backend parallelises each operation with OpenMP, and libgomp keeps a team
 of worker threads for every thread that starts parallel work, for as long as
 that thread lives. Once the process holds more such threads than cores, every
 team's threads sleep at each of the ~300 barriers of a token instead of
-spinning: a token of SmolLM2-135M on 2 cores took 30-55 ms from a second
+spinning: a token of SmolLM2-135M on 2 cores took 30-70 ms from a second
 thread against 16-20 ms from one (and a generation thread per request, with
 the loading thread still alive, was always the second). One thread keeps one
 team; handing each step to it costs ~0.1 ms.
@@ -195,7 +195,7 @@ class LlamaGenerator:
             llm.close()
         if len(idle) == len(self._instances):
             self._model.close()
-        self._thread.close()
+            self._thread.close()  # else a generation still running needs it
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text for ``messages``, ending where the assistant's answer begins."""
