@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from omnivox.engines.cascade.generator import ModelThread
+from omnivox.engines.worker import ModelThread
 
 
 @pytest.fixture

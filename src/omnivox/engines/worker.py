@@ -12,8 +12,12 @@ cancel event is set and the threads are joined, so their resources (a model
 lease, a file) are released in the producers' own ``finally`` blocks. An
 exception raised in a producer re-raises in the consumer, and cancels the rest.
 
-This module knows nothing of models, audio or events; it only moves items
-from threads to the event loop.
+A ``ModelThread`` is the other direction: one thread that runs every call
+handed to it, from whichever thread, for a library that must always compute
+from the same thread.
+
+This module knows nothing of models, audio or events; it only moves work and
+items between threads and the event loop.
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -139,3 +151,28 @@ async def iterate_in_thread(work: Work[T], *, name: str = "omnivox-worker") -> A
     async with contextlib.aclosing(bridge.items()) as items:
         async for item in items:
             yield item
+
+
+class ModelThread:
+    """One thread that runs every call given to ``run``, one at a time."""
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` on the thread; its result, or its exception raised here."""
+        return self._pool.submit(work, *args).result()
+
+    def steps(self, items: Iterator[T]) -> Generator[T, None, None]:
+        """``items``, each ``next()`` and the final ``close()`` run on the thread."""
+        end: Any = object()
+        try:
+            while (item := self.run(next, items, end)) is not end:
+                yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                self.run(close)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)

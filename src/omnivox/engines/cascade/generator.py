@@ -49,11 +49,10 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 
@@ -66,9 +65,8 @@ from omnivox.engines.cascade.sampling import (
 )
 from omnivox.engines.cascade.stops import StopScanner
 from omnivox.engines.events import TokenLogprob
+from omnivox.engines.worker import ModelThread
 from omnivox.errors import ModelUnavailableError
-
-T = TypeVar("T")
 
 DEFAULT_CONTEXT_TOKENS = 4096
 LEASE_POLL_S = 0.05
@@ -387,31 +385,6 @@ class LlamaGenerator:
         if tail:
             yield TokenPiece(tail, tuple(pending))
         yield GenerationEnd(reason, n_tokens)
-
-
-class ModelThread:
-    """One thread that runs every call given to ``run``, one at a time."""
-
-    def __init__(self, name: str) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-    def run(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(*args)`` on the thread; its result, or its exception raised here."""
-        return self._pool.submit(work, *args).result()
-
-    def steps(self, items: Iterator[T]) -> Generator[T, None, None]:
-        """``items``, each ``next()`` and the final ``close()`` run on the thread."""
-        end: Any = object()
-        try:
-            while (item := self.run(next, items, end)) is not end:
-                yield item
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                self.run(close)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
 
 
 def _one_step(work: Callable[..., Any], *args: Any) -> Iterator[Any]:
