@@ -22,12 +22,18 @@ server's) are put to the default cascade at temperature 0, three ways:
 3. the same server with 4 conversations at once, two ways:
    - *turn-taking* (the goal's measure): each conversation begins at a random
      moment of the first 8 s (seeded), and like a person it listens to the
-     whole answer (first audio + the answer's audio length) and takes the
-     length of its next question to say it before the next request is sent;
+     whole answer (first audio + the answer's audio length + any gaps) and
+     takes the length of its next question to say it before the next request
+     is sent;
    - *back to back* (a saturation test): each conversation sends its next
      question the moment the previous answer's stream ends, all four starting
      together, so the two cores never rest.
    Each conversation's client runs in its own process.
+
+Every stream is also played back as a listener would hear it, from its first
+audio byte at the audio's real rate: the *gaps* are the time that listener
+waits for audio not yet arrived. Under load, the sooner first audio of one
+conversation must not be paid for with gaps in another's answer.
 
 Peak RSS is the server process's high-water mark (VmHWM) after all runs.
 
@@ -105,6 +111,7 @@ CONCURRENCY = 4
 SINGLE_ROUNDS = 2  # each question asked this many times alone (pairs: floor, then stream)
 OUTPUT_BYTES_PER_S = 48_000
 START_SPREAD_S = 8.0  # turn-taking conversations begin within this many seconds
+AUDIBLE_STALL_S = 0.05  # gaps in an answer's playback adding up to less go unnoticed
 
 
 @dataclass
@@ -275,6 +282,7 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
     first_audio_s = None
     transcript = ""
     audio_bytes = 0
+    playback = Playback()
     for chunk in client.chat.completions.create(
         model="gpt-4o-audio-preview",
         modalities=["text", "audio"],
@@ -296,8 +304,10 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
     ):
         audio = chunk.choices[0].delta.audio if chunk.choices else None
         if audio is not None and audio.data:
+            now_s = time.perf_counter() - start
             if first_audio_s is None:
-                first_audio_s = time.perf_counter() - start
+                first_audio_s = now_s
+            playback.arrived(now_s, audio_bytes / OUTPUT_BYTES_PER_S)
             audio_bytes += base64_bytes(audio.data)
         if audio is not None and audio.transcript:
             transcript += audio.transcript
@@ -305,8 +315,26 @@ def stream_once(client: openai.OpenAI, wav: bytes) -> dict[str, Any]:
         "first_audio_s": round(first_audio_s or float("nan"), 3),
         "total_s": round(time.perf_counter() - start, 3),
         "answer_audio_s": round(audio_bytes / OUTPUT_BYTES_PER_S, 3),
+        "stall_s": round(playback.stall_s, 3),
         "transcript": transcript,
     }
+
+
+class Playback:
+    """A listener who starts playing at the first audio byte and plays every byte in
+    order at its real rate: ``stall_s`` is how long that listener sat waiting for audio
+    that had not arrived (a gap in the answer's speech)."""
+
+    def __init__(self) -> None:
+        self.start_s: float | None = None
+        self.stall_s = 0.0
+
+    def arrived(self, at_s: float, audio_before_s: float) -> None:
+        """A delta arrived ``at_s`` after the request, following ``audio_before_s`` of audio."""
+        if self.start_s is None:
+            self.start_s = at_s
+        due_s = self.start_s + audio_before_s + self.stall_s  # when playback reaches it
+        self.stall_s += max(0.0, at_s - due_s)
 
 
 def base64_bytes(data: str) -> int:
@@ -327,7 +355,7 @@ def take_turns(base_url: str, wavs: list[bytes], start_delay_s: float) -> list[d
     for w in wavs:
         run = stream_once(client, w)
         runs.append(run)
-        heard_s = run["first_audio_s"] + run["answer_audio_s"]
+        heard_s = run["first_audio_s"] + run["answer_audio_s"] + run["stall_s"]
         time.sleep(max(0.0, heard_s - run["total_s"]))  # the rest of the answer plays
         time.sleep(wav_seconds(w))  # the next question is spoken
     return runs
@@ -457,17 +485,15 @@ def main() -> None:
             "round": 1 + n // len(QUESTIONS),
             "stream_first_audio_s": s["first_audio_s"],
             "stream_total_s": s["total_s"],
+            "stream_stall_s": s["stall_s"],
             "stream_reply": s["transcript"],
         }
         for n, (c, s) in enumerate(zip(components, single, strict=True))
     ]
     results["summary"] = summarise(components, single, concurrent, saturated)
-    results["concurrent_runs"] = [
-        {"first_audio_s": r["first_audio_s"], "total_s": r["total_s"]} for r in concurrent
-    ]
-    results["back_to_back_runs"] = [
-        {"first_audio_s": r["first_audio_s"], "total_s": r["total_s"]} for r in saturated
-    ]
+    timed = ("first_audio_s", "total_s", "answer_audio_s", "stall_s")
+    results["concurrent_runs"] = [{k: r[k] for k in timed} for r in concurrent]
+    results["back_to_back_runs"] = [{k: r[k] for k in timed} for r in saturated]
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
@@ -510,11 +536,26 @@ def summarise(
         "concurrent_p95_over_single_p50": round(
             percentile(concurrent_first, 0.95) / statistics.median(first), 3
         ),
+        **stalls("single", single),
+        **stalls("concurrent", concurrent),
         "back_to_back_first_audio_s_p50": statistics.median(saturated_first),
         "back_to_back_first_audio_s_p95": percentile(saturated_first, 0.95),
         "back_to_back_p95_over_single_p50": round(
             percentile(saturated_first, 0.95) / statistics.median(first), 3
         ),
+        **stalls("back_to_back", saturated),
+    }
+
+
+def stalls(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often, and for how long, a listener playing each answer from its first byte
+    heard a gap: the answers whose gaps add up to ``AUDIBLE_STALL_S`` or more, and the
+    p95 and the longest of the answers' summed gaps."""
+    stall = [r["stall_s"] for r in runs]
+    return {
+        f"{name}_answers_with_gaps": sum(s >= AUDIBLE_STALL_S for s in stall),
+        f"{name}_gap_s_p95": percentile(stall, 0.95),
+        f"{name}_gap_s_max": max(stall),
     }
 
 
