@@ -108,8 +108,9 @@ def test_two_threads_never_hold_the_slot_at_once() -> None:
 
     def work() -> None:
         nonlocal inside, most
+        pace = Pace()
         for _ in range(200):
-            with slot.hold(Pace(), Stage.TEXT):
+            with slot.hold(pace, Stage.TEXT):
                 with lock:
                     inside += 1
                     most = max(most, inside)
@@ -189,3 +190,72 @@ def test_a_reservation_lapses_when_its_conversation_does_not_come_back() -> None
     asked = time.monotonic()
     with slot.hold(Pace(arrived_s=0.5), Stage.LISTEN):  # more urgent: no wait
         assert time.monotonic() - asked < RESERVE_S
+
+
+def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one_already_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scheduler, "RESERVE_S", 0.5)  # longer than any thread switch here
+    slot = ComputeSlot()
+    urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
+    order: list[str] = []
+
+    def later_step() -> None:
+        with slot.hold(later, Stage.LISTEN):
+            order.append("later")
+
+    with slot.hold(urgent, Stage.TEXT):
+        order.append("urgent 1")
+        thread = threading.Thread(target=later_step)
+        thread.start()
+        wait_for_waiters(slot, 1)  # the later one waits before the urgent one releases
+    with slot.hold(urgent, Stage.TEXT):
+        order.append("urgent 2")
+    thread.join(timeout=5)
+    assert order == ["urgent 1", "urgent 2", "later"]
+
+
+def test_a_waiting_conversation_gets_the_slot_once_the_reservation_lapses() -> None:
+    slot = ComputeSlot()
+    got_s: list[float] = []
+
+    def later_step() -> None:
+        with slot.hold(Pace(arrived_s=2.0), Stage.LISTEN):
+            got_s.append(time.monotonic())
+
+    with slot.hold(Pace(arrived_s=1.0), Stage.TEXT):
+        thread = threading.Thread(target=later_step)
+        thread.start()
+        wait_for_waiters(slot, 1)
+        released_s = time.monotonic()
+    thread.join(timeout=5)  # the urgent conversation never comes back
+    assert len(got_s) == 1
+    assert RESERVE_S * 0.5 <= got_s[0] - released_s < RESERVE_S + 0.5
+
+
+def test_a_reservation_ends_when_its_conversation_comes_back_less_urgent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scheduler, "RESERVE_S", 1.0)  # far longer than a thread switch
+    slot = ComputeSlot()
+    speaking = Pace(arrived_s=0.0)
+    speaking.first_audio_s = time.monotonic()
+    order: list[str] = []
+    newcomer_got_s: list[float] = []
+
+    def newcomer_step() -> None:
+        with slot.hold(Pace(arrived_s=time.monotonic()), Stage.LISTEN):
+            newcomer_got_s.append(time.monotonic())
+            order.append("newcomer")
+
+    with slot.hold(speaking, Stage.SPEECH):
+        thread = threading.Thread(target=newcomer_step)
+        thread.start()
+        wait_for_waiters(slot, 1)
+        speaking.spoke(10 * OUTPUT_BYTES_PER_S)  # 10 s ahead of its listener now
+    asked_s = time.monotonic()
+    with slot.hold(speaking, Stage.SPEECH):
+        order.append("speaking")
+    thread.join(timeout=5)
+    assert order == ["newcomer", "speaking"]
+    assert newcomer_got_s[0] - asked_s < 0.5  # not the 1 s reservation
