@@ -11,6 +11,7 @@ import pytest
 from omnivox.engines.cascade import scheduler
 from omnivox.engines.cascade.scheduler import (
     OUTPUT_BYTES_PER_S,
+    RESERVE_AFTER_LISTEN_S,
     RESERVE_S,
     SPEECH_MARGIN_S,
     TEXT_TOKENS_PER_S,
@@ -259,3 +260,25 @@ def test_a_reservation_ends_when_its_conversation_comes_back_less_urgent(
     thread.join(timeout=5)
     assert order == ["newcomer", "speaking"]
     assert newcomer_got_s[0] - asked_s < 0.5  # not the 1 s reservation
+
+
+def test_after_a_transcription_the_slot_waits_longer_for_its_conversations_first_token() -> None:
+    slot = ComputeSlot()
+    urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
+    order: list[str] = []
+
+    def later_step() -> None:
+        with slot.hold(later, Stage.LISTEN):
+            order.append("later")
+
+    with slot.hold(urgent, Stage.LISTEN):
+        order.append("urgent heard")
+        thread = threading.Thread(target=later_step)
+        thread.start()
+        wait_for_waiters(slot, 1)
+    time.sleep(RESERVE_AFTER_LISTEN_S / 3)  # building its prompt: longer than RESERVE_S
+    with slot.hold(urgent, Stage.TEXT):
+        order.append("urgent writes")
+    thread.join(timeout=5)
+    assert RESERVE_AFTER_LISTEN_S / 3 > RESERVE_S
+    assert order == ["urgent heard", "urgent writes", "later"]
