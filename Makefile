@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama-cpp-python builds from source; a portable build runs on any x86-64 with AVX2.
-# (A native build is no faster for the default chat model, which waits on memory, and
-# on a CPU with AMX in a VM that does not enable it, it crashes in its first matmul.)
+# (A native build was no faster for the default chat model on a 2-core AVX-512 VM, and
+# on a CPU with AMX in a VM that does not enable AMX it crashes in its first matmul.)
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 ARGS ?=
 
