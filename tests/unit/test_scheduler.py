@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -26,6 +27,22 @@ def wait_for_waiters(slot: ComputeSlot, n: int) -> None:
     while len(slot._waiting) < n:
         assert time.monotonic() < deadline, "waiters never queued"
         time.sleep(0.005)
+
+
+def queue_step(
+    slot: ComputeSlot, pace: Pace, stage: Stage, on_grant: Callable[[], object]
+) -> threading.Thread:
+    """A step of ``pace`` on a thread of its own, returned once it waits in the queue."""
+    queued = len(slot._waiting)
+
+    def step() -> None:
+        with slot.hold(pace, stage):
+            on_grant()
+
+    thread = threading.Thread(target=step)
+    thread.start()
+    wait_for_waiters(slot, queued + 1)
+    return thread
 
 
 def test_a_pace_is_urgent_until_it_speaks_then_as_urgent_as_its_listener() -> None:
@@ -201,15 +218,10 @@ def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one_alread
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
 
-    def later_step() -> None:
-        with slot.hold(later, Stage.LISTEN):
-            order.append("later")
-
     with slot.hold(urgent, Stage.TEXT):
         order.append("urgent 1")
-        thread = threading.Thread(target=later_step)
-        thread.start()
-        wait_for_waiters(slot, 1)  # the later one waits before the urgent one releases
+        # the later one waits before the urgent one releases
+        thread = queue_step(slot, later, Stage.LISTEN, lambda: order.append("later"))
     with slot.hold(urgent, Stage.TEXT):
         order.append("urgent 2")
     thread.join(timeout=5)
@@ -220,14 +232,9 @@ def test_a_waiting_conversation_gets_the_slot_once_the_reservation_lapses() -> N
     slot = ComputeSlot()
     got_s: list[float] = []
 
-    def later_step() -> None:
-        with slot.hold(Pace(arrived_s=2.0), Stage.LISTEN):
-            got_s.append(time.monotonic())
-
     with slot.hold(Pace(arrived_s=1.0), Stage.TEXT):
-        thread = threading.Thread(target=later_step)
-        thread.start()
-        wait_for_waiters(slot, 1)
+        later = Pace(arrived_s=2.0)
+        thread = queue_step(slot, later, Stage.LISTEN, lambda: got_s.append(time.monotonic()))
         released_s = time.monotonic()
     thread.join(timeout=5)  # the urgent conversation never comes back
     assert len(got_s) == 1
@@ -244,15 +251,13 @@ def test_a_reservation_ends_when_its_conversation_comes_back_less_urgent(
     order: list[str] = []
     newcomer_got_s: list[float] = []
 
-    def newcomer_step() -> None:
-        with slot.hold(Pace(arrived_s=time.monotonic()), Stage.LISTEN):
-            newcomer_got_s.append(time.monotonic())
-            order.append("newcomer")
+    def newcomer_granted() -> None:
+        newcomer_got_s.append(time.monotonic())
+        order.append("newcomer")
 
     with slot.hold(speaking, Stage.SPEECH):
-        thread = threading.Thread(target=newcomer_step)
-        thread.start()
-        wait_for_waiters(slot, 1)
+        newcomer = Pace(arrived_s=time.monotonic())
+        thread = queue_step(slot, newcomer, Stage.LISTEN, newcomer_granted)
         speaking.spoke(10 * OUTPUT_BYTES_PER_S)  # 10 s ahead of its listener now
     asked_s = time.monotonic()
     with slot.hold(speaking, Stage.SPEECH):
@@ -267,15 +272,9 @@ def test_after_a_transcription_the_slot_waits_longer_for_its_conversations_first
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
 
-    def later_step() -> None:
-        with slot.hold(later, Stage.LISTEN):
-            order.append("later")
-
     with slot.hold(urgent, Stage.LISTEN):
         order.append("urgent heard")
-        thread = threading.Thread(target=later_step)
-        thread.start()
-        wait_for_waiters(slot, 1)
+        thread = queue_step(slot, later, Stage.LISTEN, lambda: order.append("later"))
     time.sleep(RESERVE_AFTER_LISTEN_S / 3)  # building its prompt: longer than RESERVE_S
     with slot.hold(urgent, Stage.TEXT):
         order.append("urgent writes")

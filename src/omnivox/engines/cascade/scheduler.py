@@ -154,7 +154,7 @@ class ComputeSlot:
     a free slot goes to the head of the queue unless it is reserved for a more
     urgent conversation that has just released it (see ``RESERVE_S``). A
     release wakes the head only; the head, finding the slot reserved, sleeps
-    until the reservation lapses and looks again.
+    until the reservation lapses or its owner asks again, and looks again.
     """
 
     def __init__(self) -> None:
