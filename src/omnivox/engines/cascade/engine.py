@@ -357,9 +357,12 @@ def _speech_work(
             if tail:
                 yield AudioDelta(tail)
             return
-        for pcm in slot.steps(speaker.speak(unit, cancel), pace, Stage.SPEECH, cancel):
-            pace.spoke(len(pcm))
-            yield AudioDelta(pcm)
+        # One slot step per window: the pieces of a window made leave at once, without
+        # waiting for the slot again behind other conversations' steps.
+        for pieces in slot.steps(speaker.windows(unit, cancel), pace, Stage.SPEECH, cancel):
+            for pcm in pieces:
+                pace.spoke(len(pcm))
+                yield AudioDelta(pcm)
         release_free_memory()  # the unit's audio has left: what its synthesis freed
 
 

@@ -4,8 +4,9 @@ A ``UnitSpeaker`` serves one answer in one voice. ``speak(unit)`` removes what
 should not be read aloud (``speakable_text``), synthesizes the rest, resamples
 it to ``OUTPUT_SAMPLE_RATE`` through one stream resampler (so unit borders do
 not click, and the voice's pitch factor applies), and returns s16le pieces of
-at most ``PIECE_S`` seconds as soon as each is ready. A short pause separates
-units. ``flush`` returns the samples still in the resampler at the end.
+at most ``PIECE_S`` seconds as soon as each is ready; ``windows(unit)`` gives
+the same pieces grouped by the synthesis window that made them. A short pause
+separates units. ``flush`` returns the samples still in the resampler at the end.
 
 This module knows nothing of threads, events or of the chat model.
 """
@@ -44,17 +45,27 @@ class UnitSpeaker:
 
     def speak(self, unit: str, cancel: threading.Event) -> Iterator[bytes]:
         """PCM pieces of ``unit``; stops early once ``cancel`` is set."""
+        for pieces in self.windows(unit, cancel):
+            yield from pieces
+
+    def windows(self, unit: str, cancel: threading.Event) -> Iterator[list[bytes]]:
+        """The PCM pieces of ``unit``, one synthesis window's at a time: each ``next()``
+        makes one window (the pause before the unit comes with the first), so that a
+        caller holding a model slot per ``next()`` holds it once per window and sends
+        every piece of a window made as soon as it is made."""
         text = speakable_text(unit)
         if not text:
             return
+        pause: list[bytes] = []
         if self._units_spoken:
             gap = np.zeros(round(UNIT_GAP_S * self._play_rate), dtype=np.float32)
-            yield from self._pieces(self._resampler.process(gap))
+            pause = list(self._pieces(self._resampler.process(gap)))
         self._units_spoken += 1
         for piece in self._synthesizer.synthesize(text, self._voice):
             if cancel.is_set():
                 return
-            yield from self._pieces(self._resampler.process(piece.samples))
+            yield pause + list(self._pieces(self._resampler.process(piece.samples)))
+            pause = []
 
     def flush(self) -> bytes:
         return float_to_s16le(self._resampler.flush())
