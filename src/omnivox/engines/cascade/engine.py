@@ -10,13 +10,13 @@ model's chat template and counts the tokens. ``generate`` streams the answer:
 
 Text deltas never wait for audio; each unit is synthesized as soon as it is cut
 while the chat model keeps writing, and its PCM leaves as soon as it is ready.
-Every model step (a clip's transcription, a token, a sentence of synthesis) of
+Every model step (a clip's transcription, a token, a window of synthesis) of
 every conversation takes the engine's one ``ComputeSlot`` (``scheduler``): one
 step at a time on all the threads, the most urgent first, so that a
 conversation still waiting for its first sound goes before answers already
 well ahead of their listeners.
 Closing or cancelling the event iterator sets a cancel event that both threads
-check between tokens and between audio pieces, and waits for them to end.
+check between tokens and between synthesis windows, and waits for them to end.
 
 Tools and structured output are grammars chosen in ``prepare`` (see
 ``constraints``: how each ``tool_choice`` is served), so that a schema that can
