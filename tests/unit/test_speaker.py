@@ -33,7 +33,8 @@ class WindowedVoice:
         t = np.arange(round(WINDOW_S * OUTPUT_SAMPLE_RATE)) / OUTPUT_SAMPLE_RATE
         for _ in range(2):
             self.windows_made += 1
-            yield SpeechPiece((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 0)
+            tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+            yield SpeechPiece(tone, OUTPUT_SAMPLE_RATE)
 
 
 class CountingSlot(ComputeSlot):
@@ -45,7 +46,8 @@ class CountingSlot(ComputeSlot):
     def hold(
         self, pace: Pace, stage: Stage, cancel: threading.Event | None = None
     ) -> Iterator[bool]:
-        self.speech_steps += stage is Stage.SPEECH
+        if stage is Stage.SPEECH:
+            self.speech_steps += 1
         with super().hold(pace, stage, cancel) as granted:
             yield granted
 
