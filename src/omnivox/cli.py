@@ -114,6 +114,32 @@ def _serve_parser(commands: Any) -> None:
         const=False,
         help="drop unknown top-level request fields instead of answering 400 unknown_parameter",
     )
+    p.add_argument(
+        "--cors-origins",
+        type=_comma_list,
+        help="comma-separated browser origins allowed to call the API "
+        "(https://app.example.com,http://localhost:3000), or '*'; default none (no CORS)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        type=_comma_list,
+        help="without keys only loopback Host names (localhost, 127.0.0.1, [::1]) are "
+        "answered, against DNS rebinding; add other names, comma-separated",
+    )
+    p.add_argument(
+        "--header-timeout-s", type=float, help="time to send a request's headers; default 10"
+    )
+    p.add_argument(
+        "--body-timeout-s",
+        type=float,
+        help="time for a request body to arrive, else 408; default 120",
+    )
+    p.add_argument(
+        "--keep-alive-s", type=float, help="idle keep-alive connections close after; default 5"
+    )
+    p.add_argument(
+        "--max-header-bytes", type=int, help="largest request head, else 431; default 32 KiB"
+    )
     p.add_argument("--log-level", help="debug, info, warning or error")
     _access_arguments(p)
     p.add_argument(
@@ -249,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     fields = Settings.model_fields
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
@@ -261,6 +291,7 @@ async def _serve(settings: Settings) -> int:
     from omnivox.access.setup import build_access, require_keys_error
     from omnivox.engines import create_engine
     from omnivox.server.app import create_app
+    from omnivox.server.connections import raise_open_files_limit, uvicorn_config
     from omnivox.store.audio import SqliteAudioStore
 
     log = logging.getLogger("omnivox")
@@ -308,16 +339,8 @@ async def _serve(settings: Settings) -> int:
         return 1
     store = SqliteAudioStore(settings.data_dir / "audio.sqlite3")
     app = create_app(settings, engine, store, access=access, start_engine=False)
-    # No access log and no X-Forwarded-* rewriting: omnivox meters callers by key, never
-    # by address, so neither would change an answer; both would cost every request.
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        proxy_headers=False,
-    )
+    config = uvicorn_config(app, settings)
+    raise_open_files_limit()
     log.info("serving on http://%s:%d/v1", settings.host, settings.port)
     await uvicorn.Server(config).serve()
     return 0

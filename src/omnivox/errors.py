@@ -15,9 +15,12 @@ translated at one boundary (the server's handlers); anything else becomes a
     │   ├── AudioTooLongError            code audio_too_long
     │   ├── AudioNotFoundError           code audio_not_found
     │   ├── ContextLengthExceededError   code context_length_exceeded
-    │   └── RequestTooLargeError         (413) code request_too_large
+    │   ├── RequestTimeoutError          (408) code request_timeout
+    │   ├── RequestTooLargeError         (413) code request_too_large
+    │   └── UnsupportedMediaTypeError    (415) code unsupported_media_type
     ├── AuthenticationError              (401, invalid_request_error)
     ├── PermissionDeniedError            (403, invalid_request_error)
+    │   └── HostNotAllowedError          code host_not_allowed
     ├── NotFoundError                    (404, invalid_request_error)
     │   ├── ModelNotFoundError           code model_not_found
     │   └── UnknownURLError              code unknown_url
@@ -105,6 +108,16 @@ class RequestTooLargeError(InvalidRequestError):
     default_code = "request_too_large"
 
 
+class RequestTimeoutError(InvalidRequestError):
+    status = 408
+    default_code = "request_timeout"
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    status = 415
+    default_code = "unsupported_media_type"
+
+
 class AuthenticationError(OmnivoxError):
     status = 401
     type = "invalid_request_error"
@@ -113,6 +126,10 @@ class AuthenticationError(OmnivoxError):
 class PermissionDeniedError(OmnivoxError):
     status = 403
     type = "invalid_request_error"
+
+
+class HostNotAllowedError(PermissionDeniedError):
+    default_code = "host_not_allowed"
 
 
 class NotFoundError(OmnivoxError):

@@ -40,6 +40,27 @@ class Settings(BaseSettings):
     audio_ttl_s: int = Field(default=3600, ge=1)
     max_body_bytes: int = Field(default=25 * MEBIBYTE, ge=1024)
     max_input_audio_s: float = Field(default=600.0, gt=0)
+    # what a keyless server trusts, and the connection limits (see docs/security.md)
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API (CORS); '*' for any; default none",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names accepted from callers without a key, besides loopback names",
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time for a connection to send a request's headers"
+    )
+    body_timeout_s: float = Field(
+        default=120.0, gt=0, description="time for a request's body to arrive once its headers have"
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="how long an idle keep-alive connection stays open"
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="largest request line and headers, together"
+    )
     strict_parameters: bool = Field(
         default=True,
         description="reject unknown top-level request fields with 400 unknown_parameter",

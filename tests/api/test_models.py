@@ -1,4 +1,4 @@
-"""``/v1/models``: the served model, its snapshot and OpenAI's names as aliases."""
+"""``/v1/models``: the served model, its snapshot and OpenAI's names and snapshots as aliases."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ def test_list_has_alias_snapshot_and_openai_names(client: openai.OpenAI) -> None
         "gpt-4o-mini-audio-preview",
         "gpt-audio",
         "gpt-audio-mini",
+        "gpt-4o-audio-preview-2025-06-03",
+        "gpt-4o-audio-preview-2024-12-17",
+        "gpt-4o-mini-audio-preview-2024-12-17",
+        "gpt-audio-2025-08-28",
     ):
         assert name in ids
 
@@ -31,12 +35,37 @@ def test_retrieve_one_model(client: openai.OpenAI) -> None:
     assert model.created > 1_700_000_000
 
 
-def test_every_alias_answers_with_the_snapshot(client: openai.OpenAI) -> None:
-    for name in ("omnivox-audio", "omnivox-audio-2026-11-22", "gpt-audio-mini"):
-        completion = client.chat.completions.create(
-            model=name, messages=[{"role": "user", "content": "hi"}]
+@pytest.mark.parametrize(
+    ("name", "snapshot"),
+    [
+        ("omnivox-audio", "omnivox-audio-2026-11-22"),
+        ("omnivox-audio-2026-11-22", "omnivox-audio-2026-11-22"),
+        ("gpt-4o-audio-preview", "gpt-4o-audio-preview-2025-06-03"),
+        ("gpt-4o-mini-audio-preview", "gpt-4o-mini-audio-preview-2024-12-17"),
+        ("gpt-audio", "gpt-audio-2025-08-28"),
+        ("gpt-audio-mini", "gpt-audio-mini-2025-10-06"),
+        ("gpt-4o-audio-preview-2024-12-17", "gpt-4o-audio-preview-2024-12-17"),
+    ],
+)
+def test_each_name_answers_with_its_own_snapshot(
+    client: openai.OpenAI, name: str, snapshot: str
+) -> None:
+    """As OpenAI's: the dated snapshot of the name asked, so clients can price the call."""
+    completion = client.chat.completions.create(
+        model=name, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.model == snapshot
+    chunks = list(
+        client.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "hi"}], stream=True
         )
-        assert completion.model == "omnivox-audio-2026-11-22"
+    )
+    assert {chunk.model for chunk in chunks} == {snapshot}
+
+
+def test_a_snapshot_is_retrievable_with_its_date(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("gpt-4o-audio-preview-2025-06-03")
+    assert model.created == 1748908800  # 2025-06-03T00:00:00Z
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:

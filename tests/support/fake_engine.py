@@ -82,6 +82,9 @@ class FakeEngine:
     def voice_table(self) -> Mapping[str, str]:
         return {"alloy": "a tone"}
 
+    def model_names(self) -> tuple[str, ...]:
+        return ("fake words", "fake tones")
+
     async def start(self) -> None:
         self.started = True
 

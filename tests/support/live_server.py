@@ -16,6 +16,7 @@ import uvicorn
 from omnivox.access.gate import AccessControl
 from omnivox.engines.base import Engine
 from omnivox.server.app import create_app
+from omnivox.server.connections import uvicorn_config
 from omnivox.settings import Settings
 from omnivox.store.audio import SqliteAudioStore
 
@@ -75,7 +76,7 @@ def start_server(
     app = create_app(
         settings, engine, store, access=access(settings) if access is not None else None
     )
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn_config(app, settings, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

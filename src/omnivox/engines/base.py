@@ -153,6 +153,11 @@ class Engine(Protocol):
         """OpenAI voice name -> a description of the engine's voice it maps to."""
         ...
 
+    def model_names(self) -> tuple[str, ...]:
+        """The models behind the engine as configured (names, paths or hub ids): the
+        ``system_fingerprint`` of every answer is derived from them and the engine's name."""
+        ...
+
     async def start(self) -> None:
         """Load models; raise ``ModelUnavailableError`` with a clear message."""
         ...

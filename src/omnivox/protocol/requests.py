@@ -176,6 +176,9 @@ class AssistantAudio(WireModel):
 class FunctionCall(WireModel):
     name: str
     arguments: str
+    # The SDKs' ``parse()`` helpers add the decoded arguments to the calls they return;
+    # a client that sends such a message back in its history sends them too. Ignored.
+    parsed_arguments: Any = None
 
 
 class ChatCompletionMessageToolCallParam(WireModel):
@@ -195,6 +198,7 @@ class ChatCompletionAssistantMessageParam(WireModel):
     function_call: FunctionCall | None = None
     # Echoed back when a client appends a response message to its history; ignored.
     annotations: list[dict[str, Any]] | None = None
+    parsed: Any = None  # the SDKs' ``parse()`` helpers' decoded content, echoed back; ignored
 
 
 class ChatCompletionToolMessageParam(WireModel):

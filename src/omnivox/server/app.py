@@ -24,8 +24,10 @@ docstring gives; without one every request is served unmetered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,15 +40,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnivox import ids
-from omnivox.access.gate import AccessControl, OpenAccess
+from omnivox.access.gate import AccessControl, Caller, OpenAccess
 from omnivox.access.ledger import parse_since_s
 from omnivox.engines.base import Engine
 from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import Model, ModelList
 from omnivox.protocol.validation import to_openai_error
+from omnivox.server.bodies import (
+    INVALID_JSON_MESSAGE,
+    OFF_LOOP_BODY_BYTES,
+    check_json_media_type,
+    parse_json,
+)
+from omnivox.server.cors import cors
+from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
+from omnivox.server.hosts import HostCheck
 from omnivox.server.middleware import OpenAIHeadersMiddleware
+from omnivox.server.openapi import CHAT_PATH, describe_routes
+from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
 from omnivox.serving.catalog import OWNER, ModelCatalog
 from omnivox.serving.chat import ChatService, ServiceOptions
@@ -57,15 +70,8 @@ from omnivox.store.audio import AudioStore
 
 log = logging.getLogger("omnivox.server")
 
-INVALID_JSON_MESSAGE = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-    "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
-    "contact us through our help center at help.openai.com.)"
-)
 KNOWN_PARAMETERS = frozenset(CreateChatCompletionRequest.model_fields)
 SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
-CHAT_PATH = "/v1/chat/completions"
 
 
 def json_response(body: str, status: int = 200) -> Response:
@@ -94,11 +100,16 @@ def create_app(
         store,
         catalog,
         ServiceOptions(settings.audio_ttl_s, InputLimits(settings.max_input_audio_s)),
-        system_fingerprint=ids.system_fingerprint(
-            engine.name, catalog.snapshot, settings.asr, settings.llm, settings.tts
-        ),
+        system_fingerprint=ids.system_fingerprint(engine.name, *engine.model_names()),
     )
     state: dict[str, bool] = {"ready": False}
+    hosts = HostCheck(settings.allowed_hosts)
+
+    def authenticate(request: Request) -> Caller:
+        caller = gate.authenticate(request.headers.get("authorization"))
+        if caller.key is None:  # trusted for being on loopback: the Host must say so too
+            hosts.check(request.headers.get("host"))
+        return caller
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,7 +138,7 @@ def create_app(
     _add_error_handlers(app)
 
     async def chat_completions(request: Request) -> Response:
-        caller = gate.authenticate(request.headers.get("authorization"))
+        caller = authenticate(request)
         try:
             req = await _parse_chat_request(request, settings.strict_parameters)
             snapshot = catalog.get(req.model).snapshot
@@ -152,7 +163,8 @@ def create_app(
             if req.streaming:
                 response = EventStreamResponse(sse.render(run), media_type=SSE_MEDIA_TYPE)
             else:
-                completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
+                async with cancelled_if_client_leaves(request.receive):
+                    completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
                 response = json_response(completion.dump())
         except OmnivoxError as exc:
             await admission.refuse(exc)
@@ -162,13 +174,13 @@ def create_app(
 
     @app.get("/v1/usage")
     async def usage(request: Request, since: str | None = None) -> Response:
-        caller = gate.authenticate(request.headers.get("authorization"))
+        caller = authenticate(request)
         summary = await gate.usage(caller, _since_s(since))
         return json_response(json.dumps(summary.to_json()))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        gate.authenticate(request.headers.get("authorization"))
+        authenticate(request)
         models = [
             Model(id=e.model_id, created=e.created, owned_by=OWNER) for e in catalog.entries()
         ]
@@ -176,7 +188,7 @@ def create_app(
 
     @app.get("/v1/models/{model_id:path}")
     async def retrieve_model(request: Request, model_id: str) -> Response:
-        gate.authenticate(request.headers.get("authorization"))
+        authenticate(request)
         entry = catalog.get(model_id)
         return json_response(Model(id=entry.model_id, created=entry.created, owned_by=OWNER).dump())
 
@@ -191,26 +203,47 @@ def create_app(
         return json_response(json.dumps(body), status)
 
     app.router.add_route(CHAT_PATH, chat_completions, methods=["POST"], include_in_schema=False)
-    app.add_middleware(OpenAIHeadersMiddleware, max_body_bytes=settings.max_body_bytes)
-    return OmnivoxApp(app, chat_completions, settings.max_body_bytes)
+    describe_routes(app)
+    app.add_middleware(
+        OpenAIHeadersMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
+    return OmnivoxApp(app, chat_completions, settings)
 
 
 class OmnivoxApp:
-    """``POST /v1/chat/completions`` straight to its handler; everything else to FastAPI."""
+    """``POST /v1/chat/completions`` straight to its handler; everything else to FastAPI.
+
+    With ``cors_origins`` set, Starlette's CORS middleware sits in front of both:
+    preflights are answered and allowed origins can read answers and OpenAI's
+    headers. WebSockets have no route yet: an upgrade is refused with 404 in
+    OpenAI's shape, ``x-request-id`` included, rather than a bare 403.
+    """
 
     def __init__(
         self,
         api: FastAPI,
         chat: Callable[[Request], Awaitable[Response]],
-        max_body_bytes: int,
+        settings: Settings,
     ) -> None:
         self.api = api
         self._chat = chat
-        self._chat_app: ASGIApp = OpenAIHeadersMiddleware(self._serve_chat, max_body_bytes)
+        self._chat_app: ASGIApp = OpenAIHeadersMiddleware(
+            self._serve_chat, settings.max_body_bytes, settings.body_timeout_s
+        )
+        self._entry: ASGIApp = self._dispatch
+        if settings.cors_origins:
+            self._entry = cors(self._dispatch, settings.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
             await self._chat_app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await refuse_websocket(scope, receive, send, unknown_url("WEBSOCKET", scope["path"]))
         else:
             await self.api(scope, receive, send)
 
@@ -220,17 +253,21 @@ class OmnivoxApp:
 
 
 async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompletionRequest:
+    check_json_media_type(request.headers.get("content-type"))
     raw = await request.body()
-    try:
-        data: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequestError(INVALID_JSON_MESSAGE) from None
+    data: Any = await parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidRequestError(INVALID_JSON_MESSAGE)
     if isinstance(data.get("model"), str):  # whose limits an invalid request's headers show
         request.state.model = data["model"]
     if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
         data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
+    if len(raw) > OFF_LOOP_BODY_BYTES:
+        return await asyncio.to_thread(_validate_chat_request, data)
+    return _validate_chat_request(data)
+
+
+def _validate_chat_request(data: dict[str, Any]) -> CreateChatCompletionRequest:
     try:
         return CreateChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
@@ -241,9 +278,24 @@ def _since_s(since: str | None) -> float | None:
     if since is None:
         return None
     try:
-        return parse_since_s(since)
-    except ValueError as exc:
+        since_s = parse_since_s(since)
+    except (ValueError, OverflowError) as exc:
         raise InvalidRequestError(str(exc), param="since", code="invalid_value") from None
+    if not math.isfinite(since_s):
+        raise InvalidRequestError(
+            f"Invalid 'since': {since!r}. Use unix seconds, an ISO 8601 date or time, or an "
+            "age such as 24h or 7d.",
+            param="since",
+            code="invalid_value",
+        )
+    return since_s
+
+
+def unknown_url(method: str, path: str) -> UnknownURLError:
+    return UnknownURLError(
+        f"Unknown request URL: {method} {path}. Please check the URL for typos, or see the "
+        "docs at https://platform.openai.com/docs/api-reference/.",
+    )
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -254,13 +306,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code in (404, 405):
-            path = request.url.path
-            return error_response(
-                UnknownURLError(
-                    f"Unknown request URL: {request.method} {path}. Please check the URL for "
-                    "typos, or see the docs at https://platform.openai.com/docs/api-reference/.",
-                )
-            )
+            return error_response(unknown_url(request.method, request.url.path))
         return error_response(InvalidRequestError(str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)

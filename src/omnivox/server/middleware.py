@@ -1,13 +1,17 @@
-"""ASGI middleware: OpenAI's response headers, the body cap, and the last-resort 500.
+"""ASGI middleware: OpenAI's response headers, the body's cap and time, the last-resort 500.
 
 Pure ASGI (no ``BaseHTTPMiddleware``) so that streaming passes through untouched
 and the per-request cost stays in microseconds. Every response, errors
 included, carries ``x-request-id`` and ``openai-processing-ms`` (time until the
-response started, which for a stream is its first byte).
+response started, which for a stream is its first byte). A body must arrive
+within ``body_timeout_s`` of its first read (408 after). A client that left
+(``ClientDisconnected``) gets nothing and is logged at debug level only: leaving
+is the client's right, not the server's error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,7 +20,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnivox import ids
-from omnivox.errors import OmnivoxError, RequestTooLargeError, ServerError
+from omnivox.errors import OmnivoxError, RequestTimeoutError, RequestTooLargeError, ServerError
+from omnivox.server.disconnect import ClientDisconnected
 
 log = logging.getLogger("omnivox.server")
 
@@ -31,10 +36,19 @@ def too_large(max_body_bytes: int) -> RequestTooLargeError:
     )
 
 
+DEFAULT_BODY_TIMEOUT_S = 120.0
+
+
 class OpenAIHeadersMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,8 +78,11 @@ class OpenAIHeadersMiddleware:
         if declared is not None and declared > self.max_body_bytes:
             await _send_error(send_with_headers, too_large(self.max_body_bytes))
             return
+        guarded = _guarded(receive, self.max_body_bytes, self.body_timeout_s)
         try:
-            await self.app(scope, _capped(receive, self.max_body_bytes), send_with_headers)
+            await self.app(scope, guarded, send_with_headers)
+        except ClientDisconnected:
+            log.debug("request %s: the client left before its answer", request_id)
         except Exception as exc:
             if response_started:
                 raise
@@ -86,20 +103,38 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _capped(receive: Receive, max_body_bytes: int) -> Receive:
-    """A receive that fails as soon as a chunked body passes the cap."""
-    n_bytes = 0
+def _guarded(receive: Receive, max_body_bytes: int, body_timeout_s: float) -> Receive:
+    """A receive that fails as soon as a chunked body passes the cap, or takes too long.
 
-    async def capped_receive() -> Message:
-        nonlocal n_bytes
-        message = await receive()
+    The time counts from the first read of the body; once the body is whole, reads
+    (which then wait for the client to disconnect) are not timed.
+    """
+    n_bytes = 0
+    deadline: float | None = None
+    body_done = False
+
+    async def guarded_receive() -> Message:
+        nonlocal n_bytes, deadline, body_done
+        if body_done:
+            return await receive()
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + body_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"The request body did not arrive within {body_timeout_s:g} s."
+            ) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            body_done = True
         if message["type"] == "http.request":
             n_bytes += len(message.get("body", b""))
             if n_bytes > max_body_bytes:
                 raise too_large(max_body_bytes)
         return message
 
-    return capped_receive
+    return guarded_receive
 
 
 async def _send_error(send: Send, exc: OmnivoxError) -> None:

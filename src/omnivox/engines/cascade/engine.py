@@ -119,6 +119,9 @@ class CascadeEngine:
         self._listener: Listener | None = None
         self.slot = ComputeSlot()
 
+    def model_names(self) -> tuple[str, ...]:
+        return (self.settings.asr, self.settings.llm, self.settings.tts)
+
     # -- life cycle ---------------------------------------------------------------
 
     async def start(self) -> None:
@@ -203,6 +206,11 @@ class CascadeEngine:
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
         pace = Pace(speaking=request.speech is not None)
         await asyncio.to_thread(self._transcribe_all, request, pace)
+        # Grammars, the chat template and the tokenizer take time in proportion to the
+        # request (a 20 MB prompt: seconds): off the event loop, like the models.
+        return await asyncio.to_thread(self._prepare_text, request, pace)
+
+    def _prepare_text(self, request: GenerationRequest, pace: Pace) -> PreparedGeneration:
         transcript_of = self.transcripts.transcript  # all cached now: no blocking work
         generator = self.generator
         check_logit_bias(request, generator)

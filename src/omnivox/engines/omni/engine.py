@@ -48,7 +48,7 @@ from omnivox.engines.omni.conversation import (
 )
 from omnivox.engines.omni.encoding import QWEN2_5_AUDIO, EncodedPrompt, PromptEncoder, qwen3_audio
 from omnivox.engines.omni.graphs import GraphedFunction
-from omnivox.engines.omni.loading import Checkpoint, load_checkpoint
+from omnivox.engines.omni.loading import DEFAULT_MODEL, Checkpoint, load_checkpoint
 from omnivox.engines.omni.prompt import QWEN_SYSTEM_PROMPT, build_prompt
 from omnivox.engines.omni.sampling import CodeSampler, Detokenizer, TextSampler, make_generator
 from omnivox.engines.omni.scheduler import QWEN2_5_LIMITS, QWEN3_LIMITS, Scheduler, SpeechLimits
@@ -99,6 +99,9 @@ class OmniEngine:
         self._live_lock = threading.Lock()
         self.cancelled_conversations = 0
         self.finished_conversations = 0
+
+    def model_names(self) -> tuple[str, ...]:
+        return (self.settings.model or DEFAULT_MODEL,)
 
     # -- life cycle ---------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""The OpenAPI document at ``/openapi.json``: every route with its real body and answers.
+
+FastAPI describes the routes it parses itself. The chat route parses its own body
+(see ``app``), so its request schema is added here from the protocol model, with its
+answers: a ``ChatCompletion`` or a stream of Server-Sent Events. FastAPI would also
+promise a 422 for every route with parameters; omnivox answers those mistakes 400 in
+OpenAI's shape, so the document says that instead. Property-based fuzzing reads this
+document (tests/api/test_fuzz.py), so what it says is what gets tested.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from omnivox.protocol.requests import CreateChatCompletionRequest
+from omnivox.protocol.responses import ChatCompletion
+
+CHAT_PATH = "/v1/chat/completions"
+SCHEMAS_REF = "#/components/schemas/{model}"
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+ERROR_STATUSES = {
+    "400": "Invalid request",
+    "401": "Missing or wrong API key",
+    "403": "Not allowed",
+    "404": "Unknown model or URL",
+    "408": "The request did not arrive in time",
+    "413": "Request body too large",
+    "415": "Body not sent as JSON",
+    "429": "Over a rate limit",
+    "500": "Server error",
+    "503": "Overloaded",
+}
+
+
+def describe_routes(app: FastAPI) -> None:
+    """Replace ``app.openapi`` with the complete document, built once."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            _add_chat_route(document)
+            _errors_in_openai_shape(document)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_chat_route(document: dict[str, Any]) -> None:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (CreateChatCompletionRequest, ChatCompletion):
+        schema = model.model_json_schema(ref_template=SCHEMAS_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    document["paths"][CHAT_PATH] = {
+        "post": {
+            "summary": "Create a chat completion, with text and spoken audio in and out",
+            "operationId": "createChatCompletion",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/CreateChatCompletionRequest"}
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "A completion, or with stream: true its chunks as events",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ChatCompletion"}
+                        },
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                }
+            },
+        }
+    }
+
+
+def _errors_in_openai_shape(document: dict[str, Any]) -> None:
+    document["components"]["schemas"]["Error"] = ERROR_SCHEMA
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status, description in ERROR_STATUSES.items():
+                responses.setdefault(status, {"description": description, "content": error})
+    schemas = document["components"]["schemas"]
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
