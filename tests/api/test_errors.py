@@ -253,6 +253,76 @@ def test_non_base64_audio(fake_server, client: openai.OpenAI) -> None:
     assert client.chat.completions.create(model=MODEL, messages=HI).choices[0].message.content
 
 
+def audio_body(data_b64: str, fmt: str = "wav") -> dict[str, Any]:
+    part = {"type": "input_audio", "input_audio": {"data": data_b64, "format": fmt}}
+    return {"model": MODEL, "messages": [{"role": "user", "content": [part]}]}
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r\n"])
+def test_base64_in_mime_lines_is_accepted(fake_server, ffmpeg: str, line_break: str) -> None:
+    # base64(1), email and PEM encoders wrap at 76 characters; OpenAI's decoder skips
+    # the breaks, and so must ours.
+    data = ffmpeg_encode(tone_s16le(1.5), "wav")
+    wrapped = base64.encodebytes(data).decode().replace("\n", line_break)
+    assert wrapped.count(line_break) > 100
+    response = post(fake_server, audio_body(wrapped))
+    assert response.status_code == 200, response.text
+    content = response.json()["choices"][0]["message"]["content"]
+    assert content == "You said: 1.5 seconds of audio"
+
+
+@pytest.mark.parametrize(
+    "data_b64",
+    [
+        "UklG\nRg==!!",  # whitespace is skipped, other characters are not
+        "UklGRg\u00a0==",  # a no-break space is not ASCII whitespace
+        "UklG-_==",  # the URL-safe alphabet
+        "UklGR\ng=",  # bad padding, broken by a line
+    ],
+)
+def test_base64_garbage_is_still_refused(fake_server, data_b64: str) -> None:
+    assert_error(
+        post(fake_server, audio_body(data_b64)),
+        400,
+        "invalid_value",
+        "messages[0].content[0].input_audio.data",
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "\u00b2",  # str.isdigit() is true for a superscript two, int() refuses it
+        "\u0663",  # an Arabic-Indic three: int() takes it, no tokenizer would
+        "--5",
+        "-5",
+        "+5",
+        " 5",
+        "5 ",
+        "1_000",
+        "0x10",
+        "5.0",
+        "",
+        "99999999999999999999999",
+        "9223372036854775808",  # 2**63: past what an engine's int64 tensor holds
+        pytest.param("9" * 5_000, id="5000-digits"),  # more than int() converts
+    ],
+)
+def test_logit_bias_keys_that_are_not_token_ids(
+    fake_server, client: openai.OpenAI, key: str
+) -> None:
+    body = {"model": MODEL, "messages": HI, "logit_bias": {key: 5}}
+    error = assert_error(post(fake_server, body), 400, "invalid_value", "logit_bias")
+    assert error["message"].startswith("Invalid key in 'logit_bias': ")
+    assert client.chat.completions.create(model=MODEL, messages=HI).choices[0].message.content
+
+
+def test_logit_bias_keys_that_are_token_ids(fake_server) -> None:
+    bias = {"0": -100, "42": 5, "007": 1, "9223372036854775807": 1}
+    body = {"model": MODEL, "messages": HI, "logit_bias": bias}
+    assert post(fake_server, body).status_code == 200
+
+
 @pytest.mark.parametrize(
     "data", [b"RIFF garbage that is not audio", bytes(range(256)) * 40, b"ID3" + b"\x00" * 500]
 )

@@ -400,3 +400,45 @@ def test_the_openapi_document_describes_the_chat_route_and_no_422(fake_server) -
     for path in ("/v1/models", "/v1/usage", "/v1/chat/completions"):
         for operation in document["paths"][path].values():
             assert "400" in operation["responses"]
+
+
+# ---- keyed: every refusal has its headers and its ledger row ------------------------------------
+
+
+def test_keyed_refusals_of_malformed_bodies_have_headers_and_ledger_rows(tmp_path) -> None:
+    from omnivox.access.ledger import SqliteLedger
+    from tests.access.conftest import make_key, start_keyed_server
+
+    key = make_key(tmp_path, "careless", tier="5")
+    server = start_keyed_server(tmp_path)
+    try:
+        bad_bodies = [
+            (
+                '{"model": "gpt-4o-audio-preview", "messages": [{"role": "user", "content": "\\ud800"}]}',
+                "application/json",
+            ),
+            ("[" * 5000 + "]" * 5000, "application/json"),
+            (
+                json.dumps({**HELLO, "metadata": {"k": "x"}}).replace('"x"', "[" * 200 + "]" * 200),
+                "application/json",
+            ),
+            (json.dumps(HELLO), "text/plain"),
+            ("{not json", "application/json"),
+        ]
+        for body, content_type in bad_bodies:
+            response = post(
+                server.base_url,
+                body,
+                authorization=f"Bearer {key}",
+                **{"content-type": content_type},
+            )
+            assert 400 <= response.status_code < 500, response.text
+            assert "x-ratelimit-limit-requests" in response.headers
+        ledger = SqliteLedger(tmp_path / "access.sqlite3")
+        try:
+            rows = ledger.entries_now()
+        finally:
+            ledger.close_now()
+        assert [row.status for row in rows] == ["rejected"] * len(bad_bodies)
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ import pytest
 import omnivox.audio.decode as decode_module
 from omnivox.audio import OUTPUT_FORMATS, decode_audio, encode_audio, float_to_s16le
 from omnivox.errors import AudioTooLongError, UnsupportedAudioFormatError
+from tests.support import bad_audio
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None,
@@ -195,6 +196,109 @@ def test_too_long_input_is_refused_after_decoding_only_the_limit(
 def test_input_exactly_at_the_limit_is_accepted(files: dict[str, bytes]) -> None:
     samples = decode_audio(files["wav"], max_duration_s=SIGNAL_DURATION_S)
     assert len(samples) == round(SIGNAL_DURATION_S * 16_000)
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "limit_s"),
+    [(16_000, 2.5), (8_000, 30.0), (24_000, 1.1), (16_000, 0.3), (16_000, 600.0)],
+)
+def test_the_limit_admits_exactly_its_length_and_refuses_one_sample_more(
+    sample_rate: int, limit_s: float
+) -> None:
+    # Frame durations summed in floats drift past the limit, so audio of exactly the
+    # limit used to be refused (all these but 0.3 s); 0.3 s is not exact in binary.
+    n_samples = round(limit_s * sample_rate)
+    exact = bad_audio.pcm_wav(np.zeros(n_samples), sample_rate)
+    assert len(decode_audio(exact, sample_rate=sample_rate, max_duration_s=limit_s)) == n_samples
+    with pytest.raises(AudioTooLongError):
+        decode_audio(
+            bad_audio.pcm_wav(np.zeros(n_samples + 1), sample_rate), max_duration_s=limit_s
+        )
+
+
+def test_the_limit_holds_across_a_mid_stream_rate_change() -> None:
+    mp3 = CONTAINERS["mp3"]
+    chained = ffmpeg_encode(tone(1.0, 44_100), 44_100, mp3) + ffmpeg_encode(
+        tone(1.0, 22_050), 22_050, mp3
+    )
+    assert abs(len(decode_audio(chained, max_duration_s=2.5)) / 16_000 - 2.0) <= 0.1
+    with pytest.raises(AudioTooLongError):
+        decode_audio(chained, max_duration_s=1.5)
+
+
+def test_ten_hours_of_compressed_silence_is_refused_after_decoding_only_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = bad_audio.CASES["ogg-opus-ten-hours-of-silence"]().data
+    assert len(data) < 10_000_000  # small enough to upload, ~36 000 s once decoded
+    decoded_s = 0.0
+
+    class CountingMixer(decode_module._MonoMixer):
+        def push(self, frame: object) -> None:
+            nonlocal decoded_s
+            decoded_s += frame.samples / frame.sample_rate  # type: ignore[attr-defined]
+            super().push(frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decode_module, "_MonoMixer", CountingMixer)
+    with pytest.raises(AudioTooLongError):
+        decode_audio(data, max_duration_s=600.0)
+    assert 599.0 < decoded_s <= 600.0
+
+
+def assert_finite_and_in_range(samples: np.ndarray) -> None:
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert np.isfinite(samples).all()
+    assert np.abs(samples).max() <= 1.0
+
+
+@pytest.mark.parametrize("n_channels", [1, 2, 6])
+@pytest.mark.parametrize("sample_rate", [16_000, 44_100])
+def test_nan_and_inf_samples_become_silence_without_touching_their_neighbours(
+    n_channels: int, sample_rate: int
+) -> None:
+    signal = bad_audio.on_channels(tone(1.0, sample_rate), n_channels)
+    broken = signal.copy()
+    broken[100::997, 0] = np.nan
+    broken[200::991, -1] = np.inf
+    broken[300::983, 0] = -np.inf
+    # The resampler's filter used to smear each one over its neighbours (~100 samples
+    # off by up to 1.5 at 44.1 kHz); now each is a silent sample and nothing more.
+    silenced = np.where(np.isfinite(broken), broken, 0.0)
+    samples = decode_audio(bad_audio.float_wav(broken, sample_rate))
+    assert_finite_and_in_range(samples)
+    expected = decode_audio(bad_audio.float_wav(silenced, sample_rate))
+    np.testing.assert_allclose(samples, expected, atol=1e-6)
+    assert rms(samples) == pytest.approx(AMPLITUDE / np.sqrt(2), rel=0.02)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 3.4e38, -3.4e38])
+def test_a_float_file_of_nothing_but_one_hostile_value_decodes_finite(value: float) -> None:
+    samples = decode_audio(bad_audio.float_wav(np.full(44_100, value), 44_100))
+    assert_finite_and_in_range(samples)
+    assert len(samples) == 16_000
+
+
+@pytest.mark.parametrize("n_channels", [3, 9, 17, 64, 255])
+def test_any_number_of_unpositioned_channels_is_averaged(n_channels: int) -> None:
+    # FFmpeg's resampler refused to mix most counts of channels without positions
+    # (9, 11, 13, 15, 17 and up) to mono.
+    signal = tone(1.0, 16_000)
+    every_other = bad_audio.on_channels(signal, n_channels)
+    every_other[:, 1::2] = 0.0
+    data = bad_audio.pcm_wav(every_other, 16_000)
+    share = len(range(0, n_channels, 2)) / n_channels
+    np.testing.assert_allclose(decode_audio(data), signal * share, atol=2 / 32_767)
+
+
+def test_unpositioned_channels_of_float_samples_with_nan_are_averaged() -> None:
+    signal = tone(1.0, 16_000)
+    channels = bad_audio.on_channels(signal, 9)
+    channels[::50, 4] = np.nan
+    samples = decode_audio(bad_audio.float_wav(channels))
+    assert_finite_and_in_range(samples)
+    expected = signal.copy()
+    expected[::50] *= 8 / 9
+    np.testing.assert_allclose(samples, expected, atol=1e-6)
 
 
 def assert_unsupported(data: bytes) -> None:

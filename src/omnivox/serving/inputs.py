@@ -44,6 +44,11 @@ from omnivox.serving.tool_choice import check_tool_rules, tool_specs
 from omnivox.store.audio import AudioStore
 
 MAX_OUTPUT_TOKENS = 16_384
+# The largest token id an engine can hold in an int64 tensor; vocabularies are far smaller.
+MAX_TOKEN_ID = 2**63 - 1
+# MIME encoders (base64(1), email, PEM) break base64 into 76-character lines; OpenAI's
+# decoder skips the line breaks, so this one deletes ASCII whitespace before validating.
+BASE64_WHITESPACE = str.maketrans("", "", " \t\n\r\f\v")
 INPUT_SAMPLE_RATE = 16_000
 OPENAI_VOICES = (
     "alloy",
@@ -209,14 +214,7 @@ def output_token_limit(req: wire.CreateChatCompletionRequest) -> tuple[int | Non
 
 def sampling_params(req: wire.CreateChatCompletionRequest) -> SamplingParams:
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
-    bias: dict[int, float] = {}
-    for key, value in (req.logit_bias or {}).items():
-        if not key.lstrip("-").isdigit():
-            raise InvalidValueError(
-                f"Invalid key in 'logit_bias': {key}. Keys must be token ids.",
-                param="logit_bias",
-            )
-        bias[int(key)] = float(value)
+    bias = {_token_id(key): float(value) for key, value in (req.logit_bias or {}).items()}
     return SamplingParams(
         temperature=1.0 if req.temperature is None else req.temperature,
         top_p=1.0 if req.top_p is None else req.top_p,
@@ -229,6 +227,27 @@ def sampling_params(req: wire.CreateChatCompletionRequest) -> SamplingParams:
         logprobs=bool(req.logprobs),
         top_logprobs=req.top_logprobs or 0,
     )
+
+
+def _token_id(logit_bias_key: str) -> int:
+    """The token id a ``logit_bias`` key names: ASCII digits only.
+
+    ``str.isdigit()`` also admits "²", and ``int()`` also admits "+5", " 5", "1_0" and
+    other scripts' digits; a negative id names no token (a tensor index of -5 is the
+    fifth token from the end). Whether the id is in the vocabulary is the engine's check.
+    """
+    digits = logit_bias_key.lstrip("0") or "0"
+    if not (
+        logit_bias_key.isascii()
+        and logit_bias_key.isdigit()
+        and len(digits) <= len(str(MAX_TOKEN_ID))  # before int(), which refuses 4301 digits
+        and int(digits) <= MAX_TOKEN_ID
+    ):
+        raise InvalidValueError(
+            f"Invalid key in 'logit_bias': {logit_bias_key}. Keys must be token ids.",
+            param="logit_bias",
+        )
+    return int(digits)
 
 
 def response_format(req: wire.CreateChatCompletionRequest) -> ResponseFormat:
@@ -304,7 +323,7 @@ async def _decode_part(i: int, j: int, data_b64: str, limits: InputLimits) -> Au
     if data_b64.startswith("data:"):  # tolerated extension: a data URI
         data_b64 = data_b64.partition(",")[2]
     try:
-        raw = base64.b64decode(data_b64, validate=True)
+        raw = base64.b64decode(data_b64.translate(BASE64_WHITESPACE), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidValueError(
             f"Invalid '{param}': the audio data is not valid base64.", param=param
