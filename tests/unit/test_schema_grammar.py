@@ -3,21 +3,27 @@
 Each grammar is parsed by llama.cpp's own parser, and its language is checked with
 ``tests.support.gbnf``: exact integer ranges by enumeration, numbers and formats by
 texts inside and outside the schema and by random texts drawn from the grammar, which
-must all validate with ``jsonschema`` and its format checkers."""
+must all validate with ``jsonschema`` and its format checkers. Schemas the grammar engine
+can not hold are refused, the limit in the message, before llama.cpp sees them; those that
+crashed or swelled it are tried in a child process with bounded memory."""
 
 from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from typing import Any
 
 import jsonschema
 import pytest
 
-from omnivox.engines.base import ToolSpec
+from omnivox.engines.base import GenerationRequest, ResponseFormat, ToolSpec
+from omnivox.engines.cascade.constraints import answer_constraints
 from omnivox.engines.cascade.string_formats import LENGTHS
-from omnivox.engines.cascade.structured import SchemaError, schema_grammar
+from omnivox.engines.cascade.structured import SchemaError, check_grammar_size, schema_grammar
 from omnivox.engines.cascade.tools import call_grammar
+from omnivox.errors import InvalidRequestError
 from tests.support.gbnf import Grammar, llama_parses
 
 VALIDATOR = jsonschema.Draft202012Validator
@@ -305,3 +311,281 @@ def test_a_call_block_enforces_bounds_and_formats_of_its_arguments() -> None:
     assert g.matches(head + '{"hour": 7, "email": "ada@example.com"}}]</tool_call>')
     assert not g.matches(head + '{"hour": 13, "email": "ada@example.com"}}]</tool_call>')
     assert not g.matches(head + '{"hour": 7, "email": "ada"}}]</tool_call>')
+
+
+# ---- limits: what llama.cpp can not hold is refused before it gets there -----------------
+
+CHILD_MEMORY_BYTES = 2 * 1024**3
+CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+import llama_cpp
+from omnivox.engines.cascade.structured import SchemaError, schema_grammar
+
+def nested(keyword, levels):
+    schema = {{"type": "integer"}}
+    for _ in range(levels):
+        if keyword == "properties":
+            schema = {{"type": "object", "properties": {{"a": schema}}, "required": ["a"]}}
+        else:
+            schema = {{keyword: [schema, {{"type": "null"}}]}}
+    return schema
+
+def doubled(levels):
+    defs = {{"d0": {{"enum": ["a", "b"]}}}}
+    for i in range(1, levels + 1):
+        defs[f"d{{i}}"] = {{"anyOf": [{{"$ref": f"#/$defs/d{{i - 1}}"}}] * 2}}
+    return {{"$defs": defs, "anyOf": [{{"$ref": f"#/$defs/d{{levels}}"}}]}}
+
+answers = {{}}
+for label, source in json.loads(sys.stdin.read()).items():
+    try:
+        text = schema_grammar(eval(source))
+    except SchemaError as exc:
+        answers[label] = str(exc)
+        continue
+    sampler = llama_cpp.llama_sampler_init_grammar(None, text.encode(), b"root")
+    answers[label] = "parsed" if sampler else "llama.cpp refused it"
+print(json.dumps(answers))
+"""
+TOO_MUCH = "is more than omnivox's grammar supports"
+
+
+def in_a_child(cases: dict[str, str]) -> dict[str, str]:
+    """``schema_grammar`` (then llama.cpp's parser) on each schema, in a child process with
+    bounded memory: a regression crashes or swells the child, not the test run."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD.format(limit=CHILD_MEMORY_BYTES)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    return dict(json.loads(done.stdout))
+
+
+def test_schemas_that_crashed_or_swelled_the_server_are_refused_or_held() -> None:
+    cases = {  # label: (the schema as Python, what schema_grammar says)
+        "maxLength 30000": ('{"type": "string", "maxLength": 30000}', "parsed"),
+        "maxLength at the limit": ('{"type": "string", "maxLength": 250_000}', "parsed"),
+        "maxLength past it": (
+            '{"type": "string", "minLength": 2, "maxLength": 250_001}',
+            f"maxLength 250001 {TOO_MUCH} (at most 250000)",
+        ),
+        "maxLength 1e9": (
+            '{"type": "string", "maxLength": 1e9}',
+            f"maxLength 1000000000 {TOO_MUCH} (at most 250000)",
+        ),
+        "maxLength 10**9": (
+            '{"type": "string", "maxLength": 10**9}',
+            f"maxLength 1000000000 {TOO_MUCH} (at most 250000)",
+        ),
+        "minLength": (
+            '{"type": "string", "minLength": 10**9}',
+            f"minLength 1000000000 {TOO_MUCH} (at most 250000)",
+        ),
+        "minItems": (
+            '{"type": "array", "items": {"type": "string"}, "minItems": 10**9}',
+            f"minItems 1000000000 {TOO_MUCH} (at most 250000)",
+        ),
+        "maxItems": (
+            '{"type": "array", "items": {"type": "string"}, "maxItems": 30000}',
+            "parsed",
+        ),
+        "pattern count": (
+            '{"type": "string", "pattern": "^a{100000}$"}',
+            f"the repetition {{100000}} in 'pattern' {TOO_MUCH} (at most 250)",
+        ),
+        "pattern range": (
+            '{"type": "string", "pattern": "^[a-z]{0,30000}$"}',
+            f"the repetition {{0,30000}} in 'pattern' {TOO_MUCH} (at most 250)",
+        ),
+        "nested objects": (
+            'nested("properties", 5000)',
+            f"a nesting depth of 10001 levels (objects and arrays) {TOO_MUCH} (at most 100)",
+        ),
+        "nested anyOf": (
+            'nested("anyOf", 5000)',
+            f"a nesting depth of 10001 levels (objects and arrays) {TOO_MUCH} (at most 100)",
+        ),
+        "huge enum": (
+            '{"enum": [f"value {i}" for i in range(100000)]}',
+            f"'enum' with 100000 entries {TOO_MUCH} (at most 1000)",
+        ),
+        "doubling refs": ("doubled(40)", f"multiplied through $refs) {TOO_MUCH} (at most 2500)"),
+        "left recursion": (
+            '{"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, {"type": "null"}]}},'
+            ' "anyOf": [{"$ref": "#/$defs/a"}]}',
+            "it refers to itself before any text (left recursion)",
+        ),
+    }
+    answers = in_a_child({label: source for label, (source, _) in cases.items()})
+    for label, (_, expected) in cases.items():
+        assert expected in answers[label], (label, answers[label])
+
+
+def test_long_strings_and_arrays_are_counted_exactly() -> None:
+    text = grammar({"type": "string", "minLength": 1200, "maxLength": 2700})
+    for n in (1200, 1201, 1499, 1500, 1701, 2199, 2200, 2201, 2699, 2700):
+        assert text.matches(json.dumps("x" * n)), n
+    for n in (0, 1, 1199, 2701, 3200):
+        assert not text.matches(json.dumps("x" * n)), n
+    free = grammar({"type": "string", "minLength": 1001})
+    assert free.matches(json.dumps("y" * 1001)) and free.matches(json.dumps("y" * 5000))
+    assert not free.matches(json.dumps("y" * 1000))
+    array = grammar(
+        {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 1100}
+    )
+    for n in range(5):
+        assert array.matches(json.dumps(list(range(n)))) == (n >= 2), n
+    assert array.matches(json.dumps(list(range(1100)))) and array.matches(json.dumps([7] * 600))
+    assert not array.matches(json.dumps(list(range(1101))))
+    assert grammar({"type": "array", "maxItems": 0, "items": {}}).matches("[]")
+    with pytest.raises(SchemaError, match="'minItems' 3 is more than 'maxItems' 2"):
+        schema_grammar({"type": "array", "items": {}, "minItems": 3, "maxItems": 2})
+    with pytest.raises(SchemaError, match="'maxLength' must be a non-negative integer"):
+        schema_grammar({"type": "string", "maxLength": 2.5})
+
+
+def test_grammar_construction_is_quiet(capfd: pytest.CaptureFixture[str]) -> None:
+    """llama.cpp prints a grammar it refuses, whole, to stderr (40 KB for ``maxLength`` 5000):
+    what reaches it now always parses, and what would not is refused before."""
+    held: list[dict[str, Any]] = [
+        {"type": "string", "maxLength": 5000},
+        {"type": "array", "items": {"type": "number"}, "maxItems": 3000},
+        {"type": "string", "pattern": "^[a-z]{0,250}$"},
+    ]
+    for schema in held:
+        assert llama_parses(schema_grammar(schema)), schema
+    refused: list[dict[str, Any]] = [
+        {"type": "string", "pattern": "^[a-z]{0,1100}$"},
+        {"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}]}}, "anyOf": [{"$ref": "#/$defs/a"}]},
+    ]
+    for schema in refused:
+        with pytest.raises(SchemaError):
+            schema_grammar(schema)
+    assert capfd.readouterr().err == ""
+
+
+def test_schemas_at_each_limit_are_accepted_and_one_past_it_refused() -> None:
+    """(``maxLength`` at its limit is tried in a child above: it crashed llama.cpp.)"""
+
+    def properties(n: int, required: int) -> dict[str, Any]:
+        names = [f"p{i}" for i in range(n)]
+        return {
+            "type": "object",
+            "properties": {name: {"type": "boolean"} for name in names},
+            "required": names[:required],
+        }
+
+    deep: dict[str, Any] = {"type": "integer"}
+    for _ in range(49):  # each object is two levels: the schema and its properties
+        deep = {"type": "object", "properties": {"a": deep}, "required": ["a"]}
+    deep = {"type": "array", "items": deep}  # 100 levels
+    limits = [
+        ({"type": "string", "pattern": "^x{0,250}$"}, {"type": "string", "pattern": "^x{251}$"}),
+        ({"enum": list(range(1000))}, {"enum": list(range(1001))}),
+        (
+            {"anyOf": [{"const": i} for i in range(1000)]},
+            {"anyOf": [{"const": i} for i in range(1001)]},
+        ),
+        (properties(200, 0), properties(201, 0)),
+        (properties(5000, 5000), properties(5001, 5001)),
+        (deep, {"type": "array", "items": deep}),  # 101
+    ]
+    for accepted, refused in limits:
+        assert llama_parses(schema_grammar(accepted))
+        with pytest.raises(SchemaError, match=f"{TOO_MUCH} \\(at most \\d+\\)"):
+            schema_grammar(refused)
+
+
+@pytest.mark.parametrize(
+    ("gbnf", "llama_cpp_parses", "accepted"),
+    [
+        ('root ::= "a"{0,2000}', True, True),
+        ('root ::= "a"{0,2001}', True, False),  # llama.cpp would drop the bound: any number
+        ('root ::= "a"{2001}', False, False),
+        ('root ::= ("a"{0,999}){2}', True, True),  # 1000 rules repeated twice: at its limit
+        ('root ::= ("a"{0,1000}){2}', False, False),
+        ('root ::= x ("b" x){0,1999}\nx ::= "a"', True, True),
+        ('root ::= ("b" x){0,1000}\nx ::= "a"', True, True),  # x first seen here: 2 rules
+        ('root ::= ("b" x){0,1001}\nx ::= "a"', False, False),
+        ("root ::= " + '("a" ' * 500 + ")?" * 500, True, True),
+        ("root ::= " + '("a" ' * 501 + ")?" * 501, True, False),  # 1,000 would be refused
+        ('root ::= root "a" | "b"', False, False),
+        ('root ::= x "a"\nx ::= "b"? root', False, False),
+        ('root ::= ("a"?)*', True, True),
+        # llama.cpp sees no left recursion through a rule that can be empty without an empty
+        # alternative of its own, and then grows its stacks until it aborts: not asked here
+        ('root ::= g "a"\ng ::= h root | "c"\nh ::= ("b"?)', None, False),
+        ('root ::= "[" (root ("," root)*)? "]"', True, True),  # recursion after text is fine
+        ("root ::= " + " | ".join(f'"{i}"' for i in range(2500)), True, True),
+        ("root ::= " + " | ".join(f'"{i}"' for i in range(2501)), True, False),
+        (
+            "root ::= r0\n"
+            + "".join(f'r{i} ::= r{i + 1} | "x"\n' for i in range(3000))
+            + 'r3000 ::= "y"',
+            True,
+            False,
+        ),
+    ],
+)
+def test_grammar_limits_match_llama_cpp_where_it_refuses(
+    gbnf: str, llama_cpp_parses: bool | None, accepted: bool
+) -> None:
+    if llama_cpp_parses is not None:
+        assert llama_parses(gbnf + "\n") == llama_cpp_parses
+    try:
+        check_grammar_size(gbnf + "\n")
+    except SchemaError:
+        assert not accepted
+    else:
+        assert accepted
+
+
+def test_a_tool_parameter_the_grammar_can_not_hold_names_its_tool() -> None:
+    killer = {"type": "object", "properties": {"x": {"type": "string", "maxLength": 300_000}}}
+    specs = [ToolSpec("fine", None, {"type": "object"}), ToolSpec("huge", None, killer)]
+    with pytest.raises(SchemaError) as caught:
+        call_grammar(specs, only=None, parallel=True)
+    assert caught.value.args[1] == 1
+    assert f"maxLength 300000 {TOO_MUCH} (at most 250000)" in caught.value.args[0]
+    wide: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            f"a_rather_long_parameter_name_{i}": {"type": "integer"} for i in range(4000)
+        },
+    }
+    wide["required"] = list(wide["properties"])
+    specs = [ToolSpec(f"tool{i}", None, wide) for i in range(3)]
+    with pytest.raises(
+        SchemaError, match=f"with the other tools, a grammar of \\d+ characters {TOO_MUCH}"
+    ):
+        call_grammar(specs, only=None, parallel=False)
+
+
+class LlamaRefusing:
+    """A generator whose llama.cpp refuses every grammar that holds ``word``."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def grammar_is_valid(self, grammar: str) -> bool:
+        return self.word not in grammar
+
+
+def test_a_grammar_llama_cpp_refuses_after_all_is_a_400_naming_its_schema() -> None:
+    odd = {"type": "object", "properties": {"odd": {"type": "string"}}}
+    request = GenerationRequest(turns=(), response_format=ResponseFormat("json_schema", odd))
+    with pytest.raises(InvalidRequestError) as caught:
+        answer_constraints(request, LlamaRefusing("odd"))
+    assert (caught.value.param, caught.value.code) == ("response_format", "invalid_json_schema")
+    tools = (ToolSpec("plain", None, {"type": "object"}), ToolSpec("strange", None, odd))
+    request = GenerationRequest(turns=(), tools=tools, tool_choice="required")
+    with pytest.raises(InvalidRequestError) as caught:
+        answer_constraints(request, LlamaRefusing("odd"))
+    assert (caught.value.param, caught.value.code) == (
+        "tools[1].function.parameters",
+        "invalid_function_parameters",
+    )

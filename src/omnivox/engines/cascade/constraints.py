@@ -35,6 +35,7 @@ This module knows nothing of threads, events or HTTP.
 from __future__ import annotations
 
 import math
+from typing import NoReturn
 
 from omnivox.engines.base import GenerationRequest
 from omnivox.engines.cascade.generator import Grammar, GrammarBranch, LlamaGenerator
@@ -45,6 +46,8 @@ from omnivox.errors import InvalidRequestError, InvalidValueError
 
 AUTO_CALL_BIAS = 5.0  # natural-log units added to the call opener's logprob under "auto"
 CALL_SEPARATION = ("}", ",")
+# structured's limits keep llama.cpp's refusals out; this is what one says if one slips by
+UNPARSED = "llama.cpp could not turn it into a grammar for constrained decoding"
 
 
 def warm_up(generator: LlamaGenerator) -> None:
@@ -67,7 +70,12 @@ def answer_constraints(
         ) from None
     answer = None
     if answer_gbnf is not None:
-        _check_grammar(generator, answer_gbnf, "response_format", "the response_format schema")
+        if not generator.grammar_is_valid(answer_gbnf):
+            raise InvalidRequestError(
+                f"Invalid schema for response_format: {UNPARSED}.",
+                param="response_format",
+                code="invalid_json_schema",
+            )
         answer = Grammar(answer_gbnf)
     if not offers_tools(request):
         return answer, None
@@ -85,7 +93,8 @@ def answer_constraints(
             param=f"tools[{index}].function.parameters",
             code="invalid_function_parameters",
         ) from None
-    _check_grammar(generator, calls_gbnf, "tools", "the tools' parameter schemas")
+    if not generator.grammar_is_valid(calls_gbnf):
+        _refuse_unparsed_tools(request, generator)
     calls = Grammar(calls_gbnf, unjoined=(CALL_SEPARATION,) if parallel else (), stoppable=False)
     if choice != "auto":
         return calls, None
@@ -106,11 +115,18 @@ def check_logit_bias(request: GenerationRequest, generator: LlamaGenerator) -> N
             )
 
 
-def _check_grammar(generator: LlamaGenerator, grammar: str, param: str, what: str) -> None:
-    if not generator.grammar_is_valid(grammar):
-        raise InvalidRequestError(
-            f"Invalid value for '{param}': {what} could not be turned into a grammar for "
-            "constrained decoding.",
-            param=param,
-            code="invalid_value",
-        )
+def _refuse_unparsed_tools(request: GenerationRequest, generator: LlamaGenerator) -> NoReturn:
+    """The 400 for the first tool whose call grammar llama.cpp refuses (else for all)."""
+    for i, spec in enumerate(request.tools):
+        if not generator.grammar_is_valid(call_grammar([spec], only=None, parallel=False)):
+            raise InvalidRequestError(
+                f"Invalid schema for function '{spec.name}': {UNPARSED}.",
+                param=f"tools[{i}].function.parameters",
+                code="invalid_function_parameters",
+            )
+    raise InvalidRequestError(
+        "Invalid value for 'tools': the tools' parameter schemas could not be turned into a "
+        "grammar for constrained decoding.",
+        param="tools",
+        code="invalid_value",
+    )

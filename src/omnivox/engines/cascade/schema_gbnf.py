@@ -22,6 +22,20 @@ library's own:
   rule out are dropped (the library would allow them).
 - a ``type`` list (``["integer", "null"]``) keeps the schema's other
   keywords for each type, where the library keeps only the type.
+- ``minLength``/``maxLength`` of a plain string and ``minItems``/``maxItems``
+  of an array are written with llama.cpp's counted repetitions
+  (``char{0,500}``), in chunks of ``REPEAT_CHUNK``: the library nests one
+  group per optional item, which llama.cpp refuses past about 1,000 (and
+  then prints the whole grammar to stderr) and whose parser overflows the
+  stack (crashing the process) at about 18,700. Counts above
+  ``MAX_REPETITIONS`` raise ``SchemaError`` before anything is written
+  (the library would build a string of gigabytes for ``maxLength`` 1e9).
+- ``pattern`` s are the library's, which nests a group per optional
+  repetition as above: a count in a pattern (``{m,n}``) may not exceed
+  ``MAX_PATTERN_REPEAT`` (a quarter of where llama.cpp gives up), nor all
+  counts of the schema's patterns together ``MAX_PATTERN_REPEATS``, nor
+  their text ``MAX_PATTERN_CHARS`` characters (the library reads patterns a
+  character at a time: 900,000 characters took 0.8 s).
 
 Schemas that can not be honoured (an empty range, a bound that is not a
 finite number) raise ``SchemaError`` with the reason; nothing is silently
@@ -34,11 +48,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
+from llama_cpp.llama_grammar import (
+    PRIMITIVE_RULES,
+    RESERVED_NAMES,
+    STRING_FORMAT_RULES,
+    SchemaConverter,
+)
 
 from omnivox.engines.cascade.number_ranges import (
     Bound,
@@ -48,9 +68,17 @@ from omnivox.engines.cascade.number_ranges import (
     within,
 )
 from omnivox.engines.cascade.string_formats import LENGTHS, format_rule
-from omnivox.engines.cascade.structured import SchemaError
+from omnivox.engines.cascade.structured import TOO_MUCH, SchemaError
 
 MAX_LISTED_MULTIPLES = 256
+REPEAT_CHUNK = 500  # the largest count written: a quarter of llama.cpp's limit of 2000
+MAX_REPETITIONS = REPEAT_CHUNK * REPEAT_CHUNK  # chunks are counted by the same limit
+MAX_PATTERN_REPEAT = 250
+MAX_PATTERN_REPEATS = 2500
+MAX_PATTERN_CHARS = 20_000
+LENGTH_KEYWORDS = ("minLength", "maxLength")
+ITEMS_KEYWORDS = ("minItems", "maxItems")
+_QUANTIFIER = re.compile(r"\\.|\[(?:\\.|[^\]])*\]?|\{([^}]*)\}?")
 NUMERIC_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 JSON_TYPES: dict[type, tuple[str, ...]] = {
     bool: ("boolean",),
@@ -76,6 +104,8 @@ class BoundedSchemaConverter(SchemaConverter):
 
     def __init__(self) -> None:
         super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        self._pattern_repeats = 0
+        self._pattern_chars = 0
 
     def visit(self, schema: Any, name: str) -> str:
         if not isinstance(schema, dict) or any(k in schema for k in ("$ref", "oneOf", "anyOf")):
@@ -88,6 +118,8 @@ class BoundedSchemaConverter(SchemaConverter):
                 for i, t in enumerate(kind)
             ]
             return str(self._add_rule(rule_name, " | ".join(alternatives)))
+        if kind in (None, "string") and isinstance(schema.get("pattern"), str):
+            self._count_pattern_repeats(schema["pattern"])
         if "const" in schema or "enum" in schema:
             return str(super().visit(_allowed_values(schema), name))
         if kind in ("integer", "number") and _has_numeric_keywords(schema):
@@ -99,7 +131,123 @@ class BoundedSchemaConverter(SchemaConverter):
             if text_rule is not None:
                 string = self._add_rule(f"{fmt}-string", f'"\\"" {text_rule} "\\"" space')
                 return str(self._add_rule(rule_name, string))
+        if kind == "string" and _has_counted_length(schema):
+            return str(self._add_rule(rule_name, self._string_rule(schema)))
+        if _is_counted_list(schema):
+            return str(self._add_rule(rule_name, self._list_rule(schema, name)))
         return str(super().visit(schema, name))
+
+    def _string_rule(self, schema: Mapping[str, Any]) -> str:
+        least, most = _counts(schema, *LENGTH_KEYWORDS)
+        char = str(self._add_primitive("char", PRIMITIVE_RULES["char"]))
+        return f'"\\"" {self._repeat(char, least, most)} "\\"" space'
+
+    def _list_rule(self, schema: Mapping[str, Any], name: str) -> str:
+        """The library's array of ``items`` (items separated by "," and spaces), counted."""
+        least, most = _counts(schema, *ITEMS_KEYWORDS)
+        if most == 0:
+            return '"[" space "]" space'
+        item = str(self.visit(schema["items"], f"{name}{'-' if name else ''}item"))
+        following = str(self._add_rule(f"{item}-following", f'"," space {item}'))
+        rest = self._repeat(following, max(least - 1, 0), None if most is None else most - 1)
+        items = f"{item} {rest}".strip()
+        return f'"[" space {items if least else f"({items})?"} "]" space'
+
+    def _repeat(self, unit: str, least: int, most: int | None) -> str:
+        """``unit`` (a rule) ``least`` to ``most`` times (None: no end), no count above
+        ``REPEAT_CHUNK``: beyond it whole chunks are counted."""
+        size = REPEAT_CHUNK
+        chunks, single = divmod(least, size)
+        parts = [_times(self._chunk(unit), chunks) if chunks else "", _times(unit, single)]
+        extra = None if most is None else most - least
+        if extra is None:
+            parts.append(f"{unit}*")
+        elif extra <= size:
+            parts.append(_up_to(unit, extra))
+        else:  # fewer than the last whole chunk, or that many chunks and what is left
+            chunks, single = divmod(extra, size)
+            chunk = self._chunk(unit)
+            fewer = f"{_up_to(chunk, chunks - 1)} {_up_to(unit, size - 1)}".strip()
+            full = f"{_times(chunk, chunks)} {_up_to(unit, single)}".strip()
+            parts.append(f"({fewer} | {full})")
+        return " ".join(p for p in parts if p)
+
+    def _chunk(self, unit: str) -> str:
+        return str(self._add_rule(f"{unit}-chunk", f"{unit}{{{REPEAT_CHUNK}}}"))
+
+    def _count_pattern_repeats(self, pattern: str) -> None:
+        self._pattern_chars += len(pattern)
+        if self._pattern_chars > MAX_PATTERN_CHARS:
+            raise SchemaError(
+                f"patterns of {self._pattern_chars} characters in all {TOO_MUCH} "
+                f"(at most {MAX_PATTERN_CHARS})"
+            )
+        for match in _QUANTIFIER.finditer(pattern):
+            counts = [c.strip() for c in (match[1] or "").split(",")]
+            if not all(c.isdigit() or c == "" for c in counts):
+                continue  # not a quantifier; the library reads it (or says why it can not)
+            largest = max((int(c) for c in counts if c), default=0)
+            if largest > MAX_PATTERN_REPEAT:
+                raise SchemaError(
+                    f"the repetition {match[0]} in 'pattern' {TOO_MUCH} "
+                    f"(at most {MAX_PATTERN_REPEAT})"
+                )
+            self._pattern_repeats += largest
+        if self._pattern_repeats > MAX_PATTERN_REPEATS:
+            raise SchemaError(
+                f"repetitions adding up to {self._pattern_repeats} in the schema's patterns "
+                f"{TOO_MUCH} (at most {MAX_PATTERN_REPEATS})"
+            )
+
+
+def _has_counted_length(schema: Mapping[str, Any]) -> bool:
+    """Whether the library would write this string's length with nested groups."""
+    fmt = schema.get("format")
+    library_format = isinstance(fmt, str) and (
+        fmt in LENGTHS or re.match(r"^uuid[1-5]?$", fmt) or f"{fmt}-string" in STRING_FORMAT_RULES
+    )
+    return (
+        any(k in schema for k in LENGTH_KEYWORDS) and "pattern" not in schema and not library_format
+    )
+
+
+def _is_counted_list(schema: Mapping[str, Any]) -> bool:
+    """Whether the library would write this schema as an array of ``items``."""
+    if not isinstance(schema.get("items"), dict):
+        return False
+    kind = schema.get("type")
+    object_like = "properties" in schema or "allOf" in schema
+    return kind == "array" or (
+        kind is None and not object_like and schema.get("additionalProperties", True) is True
+    )
+
+
+def _counts(schema: Mapping[str, Any], low: str, high: str) -> tuple[int, int | None]:
+    """``schema[low]`` and ``schema[high]`` (0 and None when absent), checked."""
+    least, most = _count(schema, low) or 0, _count(schema, high)
+    if most is not None and least > most:
+        raise SchemaError(f"'{low}' {least} is more than '{high}' {most} in {json.dumps(schema)}")
+    return least, most
+
+
+def _count(schema: Mapping[str, Any], keyword: str) -> int | None:
+    value = schema.get(keyword)
+    if value is None:
+        return None
+    whole = isinstance(value, int | float) and not isinstance(value, bool) and value % 1 == 0
+    if not whole or value < 0:
+        raise SchemaError(f"'{keyword}' must be a non-negative integer, not {json.dumps(value)}")
+    if value > MAX_REPETITIONS:
+        raise SchemaError(f"{keyword} {int(value)} {TOO_MUCH} (at most {MAX_REPETITIONS})")
+    return int(value)
+
+
+def _times(unit: str, count: int) -> str:
+    return "" if count == 0 else unit if count == 1 else f"{unit}{{{count}}}"
+
+
+def _up_to(unit: str, count: int) -> str:
+    return "" if count == 0 else f"{unit}?" if count == 1 else f"{unit}{{0,{count}}}"
 
 
 def _has_numeric_keywords(schema: Mapping[str, Any]) -> bool:

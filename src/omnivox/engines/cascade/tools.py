@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from omnivox.engines.base import ToolCall, ToolSpec
-from omnivox.engines.cascade.structured import SchemaError, rename_root, schema_grammar
+from omnivox.engines.cascade.structured import (
+    SchemaError,
+    check_grammar_size,
+    rename_root,
+    schema_grammar,
+)
 from omnivox.engines.events import TextDelta, TokenLogprob, ToolCallDelta
 
 OPENER = "<tool_call>"
@@ -78,10 +83,11 @@ def call_grammar(specs: Sequence[ToolSpec], *, only: str | None, parallel: bool)
     """GBNF of a call block: calls of ``only`` (or of any tool), one or up to the maximum.
 
     Raises ``SchemaError`` (with the tool's index in ``args[1]``) for a
-    ``parameters`` schema the converter can not handle.
+    ``parameters`` schema the converter can not handle, and for the largest
+    one when all of them together make a grammar above ``structured``'s limits.
     """
     chosen = [(i, s) for i, s in enumerate(specs) if only is None or s.name == only]
-    rules = []
+    rules: list[str] = []
     names = []
     for i, spec in chosen:
         call_schema = {
@@ -100,7 +106,13 @@ def call_grammar(specs: Sequence[ToolSpec], *, only: str | None, parallel: bool)
     head = (
         f'root ::= "{OPENER}[" "\\n"? call{more} "\\n"? "]{CLOSER}"\ncall ::= {" | ".join(names)}\n'
     )
-    return head + "".join(rules)
+    grammar = head + "".join(rules)
+    try:
+        check_grammar_size(grammar)
+    except SchemaError as exc:
+        largest = max(range(len(rules)), key=lambda k: len(rules[k]))
+        raise SchemaError(f"with the other tools, {exc}", chosen[largest][0]) from None
+    return grammar
 
 
 def _prefix_rules(grammar: str, prefix: str, *, keep: str) -> str:
