@@ -1,7 +1,11 @@
-"""The usage ledger in SQLite and in Redis: rows, filters and the summary both report."""
+"""The usage ledger in SQLite and in Redis: rows, filters and the summary both report;
+rows in progress, and the ones a killed server leaves."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,10 +13,12 @@ import pytest
 from omnivox.access.ledger import Ledger, LedgerEntry, SqliteLedger
 from omnivox.access.redis_ledger import RedisLedger
 
+REQUEST_NUMBERS = itertools.count(1)
+
 
 def entry(key_id: str, model: str, created_s: float, status: str = "completed") -> LedgerEntry:
     return LedgerEntry(
-        request_id="req_1",
+        request_id=f"req_{next(REQUEST_NUMBERS)}",
         completion_id="chatcmpl-1" if status == "completed" else None,
         key_id=key_id,
         key_name=key_id.upper(),
@@ -51,6 +57,51 @@ async def check_ledger(ledger: Ledger) -> None:
     await ledger.close()
 
 
+async def check_rows_in_progress(ledger: Ledger, reopen: Callable[[], Ledger]) -> None:
+    """``ledger`` is a server that gets killed mid-answer; ``reopen`` the one started next."""
+    started = entry("a", "gpt-audio-mini", 100.0, status="in_progress")
+    started = replace(started, prompt_text_tokens=0, prompt_audio_tokens=0, cost_usd=0.0)
+    started = replace(started, completion_text_tokens=0, completion_audio_tokens=0)
+    await ledger.begin(started)
+    assert await ledger.entries() == [started]
+    assert (await ledger.summarize(None, None)).to_json()["statuses"] == {"in_progress": 1}
+    so_far = replace(started, prompt_text_tokens=10, completion_audio_tokens=40, duration_ms=900)
+    await ledger.update(so_far)
+    assert await ledger.entries() == [so_far]
+    done = replace(so_far, status="completed", completion_text_tokens=30, cost_usd=0.25)
+    await ledger.record(done)
+    await ledger.update(so_far)  # a late update does not reopen an ended row
+    assert await ledger.entries() == [done]
+
+    cut = replace(started, request_id="req_cut", created_s=200.0)
+    cut_so_far = replace(cut, prompt_text_tokens=7, completion_text_tokens=3)
+    await ledger.begin(cut)
+    await ledger.update(cut_so_far)
+    next_server = reopen()  # the first server was killed: its row stays in progress
+    summary = (await next_server.summarize(None, None)).to_json()
+    assert summary["requests"] == 2, "a row in progress is counted once"
+    assert summary["statuses"] == {"completed": 1, "in_progress": 1}
+    assert summary["completion_text_tokens"] == 33
+    assert await next_server.recover() == 1
+    assert await next_server.recover() == 0
+    failed = replace(cut_so_far, status="failed", cost_usd=0.0)
+    assert await next_server.entries() == [done, failed]
+    summary = (await next_server.summarize(None, 150.0)).to_json()
+    assert summary["statuses"] == {"failed": 1}
+    assert summary["prompt_text_tokens"] == 7 and summary["cost_usd"] == 0
+
+    # It was not killed after all (a live server sharing the ledger): its outcome wins.
+    await ledger.update(replace(cut_so_far, completion_text_tokens=5))  # ignored: closed
+    assert await next_server.entries() == [done, failed]
+    outcome = replace(cut_so_far, status="cancelled", completion_text_tokens=6, cost_usd=0.1)
+    await ledger.record(outcome)
+    assert await next_server.entries() == [done, outcome]
+    summary = (await next_server.summarize(None, None)).to_json()
+    assert summary["requests"] == 2 and summary["statuses"] == {"completed": 1, "cancelled": 1}
+    await ledger.close()
+    await next_server.close()
+
+
 async def test_the_sqlite_ledger(tmp_path: Path) -> None:
     await check_ledger(SqliteLedger(tmp_path / "access.sqlite3"))
     reopened = SqliteLedger(tmp_path / "access.sqlite3", synchronous="full")
@@ -58,5 +109,17 @@ async def test_the_sqlite_ledger(tmp_path: Path) -> None:
     await reopened.close()
 
 
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+async def test_sqlite_rows_in_progress_and_after_a_crash(tmp_path: Path, synchronous: str) -> None:
+    path = tmp_path / "access.sqlite3"
+    await check_rows_in_progress(
+        SqliteLedger(path, synchronous), lambda: SqliteLedger(path, synchronous)
+    )
+
+
 async def test_the_redis_ledger(redis_url: str) -> None:
     await check_ledger(RedisLedger(redis_url))
+
+
+async def test_redis_rows_in_progress_and_after_a_crash(redis_url: str) -> None:
+    await check_rows_in_progress(RedisLedger(redis_url), lambda: RedisLedger(redis_url))

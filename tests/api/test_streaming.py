@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
+import wave
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.support.fake_engine import WORD_DURATION_S
+from omnivox.engines.base import PreparedGeneration
+from omnivox.engines.events import AudioDelta, EngineEvent
+from tests.conftest import sdk_client
+from tests.support.fake_engine import WORD_DURATION_S, FakeEngine
 from tests.support.media import ffmpeg_decode
 
 MODEL = "gpt-4o-audio-preview"
@@ -181,3 +187,42 @@ def test_first_audio_leaves_before_the_answer_is_complete(fake_server) -> None:
             still_generating_at_first_audio = engine.finished_generations == finished_before
     assert still_generating_at_first_audio is True
     assert engine.finished_generations == finished_before + 1
+
+
+class OddLengthEngine(FakeEngine):
+    """Speaks each word one sample longer than the last: answers of every length mod 6."""
+
+    async def generate(self, prepared: PreparedGeneration) -> AsyncIterator[EngineEvent]:
+        n_extra = 0
+        async for event in super().generate(prepared):
+            if isinstance(event, AudioDelta):
+                n_extra += 1
+                event = AudioDelta(event.pcm_s16le + bytes(2 * n_extra))
+            yield event
+
+
+@pytest.mark.parametrize("n_words", [1, 2, 3, 4, 5, 6])
+def test_every_data_fragment_is_whole_base64_groups_the_last_too(make_server, n_words: int) -> None:
+    """Concatenated fragments are valid base64 of the whole answer only if none is padded."""
+    server = make_server(engine=OddLengthEngine())
+    events = raw_events(server.base_url, audio_request(" ".join(["word"] * n_words)))
+    fragments = [
+        choice["delta"]["audio"]["data"]
+        for event in events[:-1]  # the last is [DONE]
+        for choice in json.loads(event).get("choices", [])
+        if (choice["delta"].get("audio") or {}).get("data")
+    ]
+    assert fragments
+    for fragment in fragments:
+        assert "=" not in fragment
+        assert len(base64.b64decode(fragment)) % 6 == 0
+    streamed = base64.b64decode("".join(fragments))
+    completion = sdk_client(server.base_url).chat.completions.create(
+        **{
+            **audio_request(" ".join(["word"] * n_words)),
+            "stream": False,
+            "audio": {"voice": "alloy", "format": "wav"},
+        }
+    )
+    with wave.open(io.BytesIO(base64.b64decode(completion.choices[0].message.audio.data))) as wav:
+        assert wav.getnframes() * 2 == len(streamed)  # folded and streamed audio agree

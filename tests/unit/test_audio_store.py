@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from omnivox.errors import ServerError
 from omnivox.store import audio as audio_store
 from omnivox.store.audio import SEGMENT_S, SqliteAudioStore, StoredAudio
+
+WAIT_S = 10  # generous: the writer thread only has to wake
 
 
 def answer(audio_id: str, n_bytes: int = 4_800, expires_in_s: float = 600) -> StoredAudio:
@@ -169,15 +174,113 @@ def test_storing_an_answer_never_waits_for_a_write_in_progress(tmp_path: Path) -
     assert SqliteAudioStore(tmp_path / "audio.sqlite3").get("audio_fresh") == fresh
 
 
-def test_the_writer_gathers_answers_into_one_write(
+class HeldWriter:
+    """Holds the store's writer inside its first write until ``release``."""
+
+    def __init__(self, store: SqliteAudioStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[list[str]] = []
+        self.writing = threading.Event()
+        self._release = threading.Event()
+        real_write = store._write
+
+        def write(rows: list[StoredAudio]) -> None:
+            self.batches.append([row.audio_id for row in rows])
+            self.writing.set()
+            assert self._release.wait(WAIT_S)
+            real_write(rows)
+
+        monkeypatch.setattr(store, "_write", write)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def test_answers_that_arrive_during_a_write_go_together_in_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audio_store, "FLUSH_INTERVAL_S", 0.2)
     store = SqliteAudioStore(tmp_path / "audio.sqlite3")
-    batches: list[int] = []
-    real_write = store._write
-    monkeypatch.setattr(store, "_write", lambda rows: (batches.append(len(rows)), real_write(rows)))
-    for i in range(5):
-        store.put(answer(f"audio_{i}"))
+    held = HeldWriter(store, monkeypatch)
+    first = store.put(answer("audio_0"))
+    assert held.writing.wait(WAIT_S)
+    later = [store.put(answer(f"audio_{i}")) for i in range(1, 5)]
+    held.release()
+    for written in [first, *later]:
+        written.result(timeout=WAIT_S)
     store.close()
-    assert batches == [5]
+    assert held.batches == [["audio_0"], ["audio_1", "audio_2", "audio_3", "audio_4"]]
+
+
+def test_put_is_done_only_once_the_answer_is_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audio.sqlite3"
+    store = SqliteAudioStore(path)
+    held = HeldWriter(store, monkeypatch)
+    spoken = answer("audio_durable", 48_000)
+    written = store.put(spoken)
+    assert held.writing.wait(WAIT_S)
+    assert not written.done(), "done before the write: a crash now would lose a given id"
+    held.release()
+    written.result(timeout=WAIT_S)
+    # Committed and in the segment file, as another process (the next server) sees them:
+    # no close, no flush, nothing left in this process's memory to rely on.
+    other = SqliteAudioStore(path)
+    assert other.get("audio_durable", now_s=time.time()) == spoken
+    other.close()
+    store.close()
+
+
+def test_a_put_that_could_not_be_stored_fails_its_future(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteAudioStore(tmp_path / "audio.sqlite3")
+
+    def full_disk(rows: list[StoredAudio]) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_write", full_disk)
+    with pytest.raises(ServerError):
+        store.put(answer("audio_lost")).result(timeout=WAIT_S)
+    store.close()
+    with pytest.raises(ServerError):  # closed: nothing would ever write it
+        store.put(answer("audio_late")).result(timeout=WAIT_S)
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """A umask that lets every file be world-readable unless its creator says otherwise."""
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("permissive_umask")
+def test_the_store_files_are_the_owners_alone(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = SqliteAudioStore(data_dir / "audio.sqlite3")
+    store.put(answer("audio_private")).result(timeout=WAIT_S)
+    files = [data_dir / f"audio.sqlite3{suffix}" for suffix in ("", "-wal", "-shm")]
+    files += segments(data_dir)
+    assert len(files) == 4
+    assert {str(f.relative_to(data_dir)): mode(f) for f in files} == {
+        str(f.relative_to(data_dir)): 0o600 for f in files
+    }
+    assert mode(data_dir) == 0o700 and mode(data_dir / "audio-pcm") == 0o700
+    store.close()
+
+
+@pytest.mark.usefixtures("permissive_umask")
+def test_files_an_earlier_release_left_readable_are_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "audio.sqlite3"
+    store = SqliteAudioStore(path)
+    store.put(answer("audio_old")).result(timeout=WAIT_S)
+    store.close()
+    [segment] = segments(tmp_path)
+    for file in (path, segment):
+        os.chmod(file, 0o644)
+    SqliteAudioStore(path).close()
+    assert mode(path) == 0o600 and mode(segment) == 0o600

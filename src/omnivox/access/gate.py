@@ -10,18 +10,28 @@ Per chat request the server calls, in order:
    TPM limit, then charges, in one step (one round trip to Redis), one request
    against RPM and RPD and the prompt estimate (``serving.usage.
    estimate_prompt_tokens``: from the request's characters and audio bytes)
-   plus the maximum output against TPM. A refusal charges nothing.
+   plus the maximum output against TPM. A refusal charges nothing. An
+   admitted request's ledger row is written now, ``in_progress``, so a crash
+   from here on still leaves it.
 3. ``Admission.charge(run)`` once ``ChatService.start`` has counted the prompt
    exactly (text tokens from the engine's tokenizer, audio from decoded
    durations): a request whose exact prompt and maximum output exceed the TPM
    limit is refused as too large (and its tokens handed back); otherwise it
    registers the finalizer that corrects the admission's charge to the actual
-   usage and writes the ledger row before the answer's last byte. A request
-   refused after admission keeps its request charge, as OpenAI counts
-   unsuccessful requests against RPM.
-4. ``Admission.refuse(exc)`` for any error after admission: adds the
-   rate-limit headers, hands back the token charge of a request that never
-   ran, and records the row.
+   usage and gives the row its outcome before the answer's last byte, and the
+   checkpoint that brings the row's tokens up to date while the answer is
+   made. A request refused after admission keeps its request charge, as
+   OpenAI counts unsuccessful requests against RPM.
+4. ``Admission.refuse(exc)`` for any error after admission, and for a request
+   that ends otherwise before its run does (the client left: ``CancelledError``;
+   a bug: any other exception): adds the rate-limit headers to an
+   ``OmnivoxError``, hands back the token charge of a request that never ran,
+   and gives the row its outcome.
+
+``start()`` closes the rows that servers killed mid-answer left in progress
+(``Ledger.recover``); the server calls it as it starts, and the first request
+that needs the ledger awaits it in any case, so it always runs before this
+server begins a row of its own.
 
 The maximum output is ``max_completion_tokens`` (or ``max_tokens``); without
 either the charge is ``default_output_tokens`` of the limits file, or as much of
@@ -41,7 +51,7 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from omnivox.access.headers import go_duration, rate_limit_headers, retry_headers
 from omnivox.access.keys import ApiKey, KeyStore, bearer_token, mask_key
-from omnivox.access.ledger import Ledger, LedgerEntry, UsageSummary
+from omnivox.access.ledger import IN_PROGRESS, Ledger, LedgerEntry, UsageSummary
 from omnivox.access.limiter import Decision, Limiter, Meter
 from omnivox.access.tiers import AccessConfig, Limits, model_class
 from omnivox.errors import (
@@ -53,6 +63,7 @@ from omnivox.errors import (
 )
 
 if TYPE_CHECKING:
+    from omnivox.access.ledger import Status
     from omnivox.serving.chat import CompletionRun, Outcome
 
 log = logging.getLogger("omnivox.access")
@@ -69,6 +80,7 @@ METER_WORDS = {
     "tpm": "tokens per min (TPM)",
 }
 METER_TYPE = {"rpm": "requests", "rpd": "requests", "tpm": "tokens"}
+NO_TOKENS = (0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +106,13 @@ class Admission(Protocol):
 
     async def charge(self, run: CompletionRun) -> None: ...
 
-    async def refuse(self, exc: OmnivoxError) -> None: ...
+    async def refuse(self, exc: BaseException) -> None: ...
 
 
 class AccessControl(Protocol):
+    async def start(self) -> None:
+        """Before serving: settle what an earlier server left unfinished."""
+
     def authenticate(self, authorization: str | None) -> Caller: ...
 
     async def admit(
@@ -131,12 +146,15 @@ class _Unmetered:
     async def charge(self, run: CompletionRun) -> None:
         return None
 
-    async def refuse(self, exc: OmnivoxError) -> None:
+    async def refuse(self, exc: BaseException) -> None:
         return None
 
 
 class OpenAccess:
     """No keys, no limits, no ledger: ``create_app``'s default, for tests and embedding."""
+
+    async def start(self) -> None:
+        return None
 
     def authenticate(self, authorization: str | None) -> Caller:
         return ANONYMOUS
@@ -179,6 +197,29 @@ class KeyedAccess:
         self.ledger = ledger
         self.config = config
         self.open_without_keys = open_without_keys
+        self._recovery: asyncio.Future[None] | None = None
+        self._recovered = False
+
+    async def start(self) -> None:
+        if self._recovered:
+            return
+        if self._recovery is None:  # the first caller starts it; the others wait for it
+            self._recovery = asyncio.ensure_future(self._recover())
+        await asyncio.shield(self._recovery)
+
+    async def _recover(self) -> None:
+        try:
+            closed = await self.ledger.recover()
+        except Exception:  # never a reason not to serve: the rows stay in progress, counted
+            log.exception("could not close the ledger rows an earlier server left open")
+        else:
+            if closed:
+                log.warning(
+                    "closed %d ledger rows left in progress (a server killed mid-answer?) "
+                    "as failed",
+                    closed,
+                )
+        self._recovered = True
 
     def authenticate(self, authorization: str | None) -> Caller:
         raw_key = bearer_token(authorization)
@@ -204,6 +245,7 @@ class KeyedAccess:
         prompt_estimate: int,
         request_id: str,
     ) -> Admission:
+        await self.start()
         cls = model_class(model)
         try:
             limits = self._limits(caller, model, cls)
@@ -252,6 +294,7 @@ class KeyedAccess:
 
     async def usage(self, caller: Caller, since_s: float | None) -> UsageSummary:
         """A key sees its own usage; the anonymous loopback caller sees everyone's."""
+        await self.start()
         return await self.ledger.summarize(caller.key_id if caller.key else None, since_s)
 
     async def close(self) -> None:
@@ -283,7 +326,7 @@ class KeyedAdmission:
         self.max_output: int | None = None
         self.charged_tokens = 0
         self.settling = False  # the finalizer will correct the charge to actual usage
-        self.recorded = False
+        self.recorded = False  # the row has its outcome
         self.created_s = time.time()
         self._started_ns = time.perf_counter_ns()
 
@@ -297,12 +340,15 @@ class KeyedAdmission:
         maximum output (without one, as much of the default output as the minute has
         left, down to the prompt estimate alone)."""
         self.max_output = max_output
-        if self.limits is None:
-            return
+        if self.limits is not None:
+            await self._acquire(self.limits, max_output, prompt_estimate)
+        await self.access.ledger.begin(self._entry(IN_PROGRESS, None, NO_TOKENS, 0.0))
+
+    async def _acquire(self, limits: Limits, max_output: int | None, prompt_estimate: int) -> None:
         if max_output is not None and self._too_large(max_output):
             await self.read_meters()
             self._refuse_as_too_large(max_output)
-        tpm = self.limits.tpm
+        tpm = limits.tpm
         if max_output is not None:
             tokens = prompt_estimate + max_output
             least = None
@@ -313,7 +359,7 @@ class KeyedAdmission:
             tokens = min(tokens, tpm)
             least = None if least is None else min(least, tpm)
         decision = await self.access.limiter.acquire(
-            self.bucket, self.limits, 1, tokens, min_tokens=least
+            self.bucket, limits, 1, tokens, min_tokens=least
         )
         self._take(decision)
         self.charged_tokens = decision.tokens
@@ -329,16 +375,17 @@ class KeyedAdmission:
                 await self._hand_back()
                 self._refuse_as_too_large(total)
         run.finalizers.append(self._settle)
+        run.checkpoints.append(self._checkpoint)
         self.settling = True
 
-    async def refuse(self, exc: OmnivoxError) -> None:
+    async def refuse(self, exc: BaseException) -> None:
         if not self.settling:  # refused before it ran
             await self._hand_back()
-        exc.headers = {**self.headers, **exc.headers}
+        if isinstance(exc, OmnivoxError):
+            exc.headers = {**self.headers, **exc.headers}
         if self.recorded:
             return
-        status = "rate_limited" if isinstance(exc, RateLimitError) else "rejected"
-        await self._record(status, None, (0, 0, 0, 0), 0.0)
+        await self._record(_refusal_status(exc), None, NO_TOKENS, 0.0)
 
     async def read_meters(self) -> None:
         """The meters as they stand, charging nothing: for the headers of a refusal."""
@@ -390,15 +437,19 @@ class KeyedAdmission:
             headers={**self.headers, **retry_headers(decision.retry_after_s)},
         )
 
+    async def _checkpoint(self, run: CompletionRun) -> None:
+        """The row's tokens so far: what a crash from now on would leave in it."""
+        entry = self._entry(IN_PROGRESS, run.completion_id, _tokens(run), 0.0)
+        try:
+            await self.access.ledger.update(entry)
+        except OmnivoxError as error:  # the row keeps its last tokens; the answer goes on
+            log.warning("could not update the ledger row of %s: %s", self.request_id, error)
+
     async def _settle(self, run: CompletionRun, outcome: Outcome) -> None:
-        """Correct the token charge and write the row, side by side: neither needs the other."""
-        u = run.usage
-        tokens = (
-            u.prompt_text_tokens,
-            u.prompt_audio_tokens,
-            u.completion_text_tokens,
-            u.completion_audio_tokens,
-        )
+        """Correct the token charge and write the row, side by side: neither needs the other.
+
+        A cancelled or failed run's usage is what was made until it ended."""
+        tokens = _tokens(run)
         prices = self.access.config.prices[self.model_cls]
         cost_usd = 0.0 if outcome == "failed" else prices.cost_usd(*tokens)
         record = self._record(outcome, run.completion_id, tokens, cost_usd)
@@ -421,13 +472,22 @@ class KeyedAdmission:
 
     async def _record(
         self,
-        status: str,
+        status: Status,
         completion_id: str | None,
         tokens: tuple[int, int, int, int],
         cost_usd: float,
     ) -> None:
         self.recorded = True
-        entry = LedgerEntry(
+        await self.access.ledger.record(self._entry(status, completion_id, tokens, cost_usd))
+
+    def _entry(
+        self,
+        status: Status,
+        completion_id: str | None,
+        tokens: tuple[int, int, int, int],
+        cost_usd: float,
+    ) -> LedgerEntry:
+        return LedgerEntry(
             request_id=self.request_id,
             completion_id=completion_id,
             key_id=self.caller.key_id,
@@ -444,7 +504,27 @@ class KeyedAdmission:
             completion_audio_tokens=tokens[3],
             cost_usd=cost_usd,
         )
-        await self.access.ledger.record(entry)
+
+
+def _tokens(run: CompletionRun) -> tuple[int, int, int, int]:
+    u = run.usage
+    return (
+        u.prompt_text_tokens,
+        u.prompt_audio_tokens,
+        u.completion_text_tokens,
+        u.completion_audio_tokens,
+    )
+
+
+def _refusal_status(exc: BaseException) -> Status:
+    """The outcome of a request that ended before its run did (or never had one)."""
+    if isinstance(exc, RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, OmnivoxError) and exc.status < 500:
+        return "rejected"
+    return "failed"  # the server's fault: a 5xx, or a bug
 
 
 def _bucket(caller: Caller, model_cls: str) -> str:

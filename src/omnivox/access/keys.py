@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from omnivox.access.tiers import Limits
+from omnivox.store.private import PRIVATE_DIR_MODE, make_private
 
 KEY_PREFIX = "sk-"
 KEY_SECRET_BYTES = 32
@@ -116,7 +117,9 @@ class SqliteKeyStore:
     """Keys in one SQLite file (WAL), shared by every process on the host."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The ledger shares the file; both make it the owner's alone (0600), whatever the umask.
+        path.parent.mkdir(PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        make_private(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

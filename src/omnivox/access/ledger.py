@@ -1,4 +1,4 @@
-"""The usage ledger: one row per request, written before its answer completes.
+"""The usage ledger: one row per request, durable from admission to its outcome.
 
 A row holds the key, the model asked for and the snapshot that answered, when,
 the prompt and completion tokens split into text and audio, the outcome and
@@ -6,36 +6,55 @@ its cost in US dollars. Statuses: ``completed``, ``cancelled`` (the client
 left; billed for what was made), ``failed`` (the server's fault; tokens kept,
 cost 0), ``rejected`` (a 4xx: invalid, a model the key may not use, bad
 audio; nothing billed), ``rate_limited`` (over a limit, or too large; nothing
-billed). A request without a valid key (401) has no key to account it to and
-is not recorded; every other request is, refused ones included (about 200
-bytes each).
+billed), and ``in_progress`` (admitted, not ended yet; tokens so far, cost 0).
+A request without a valid key (401) has no key to account it to and is not
+recorded; every other request is, refused ones included (about 200 bytes each).
+
+An admitted request's row is written by ``begin`` before any work, with status
+``in_progress``; ``update`` brings its tokens up to date while it runs (only
+while it is still in progress), and ``record`` gives it its outcome: the same
+row, so summaries count each request once. A request refused before admission
+gets its row from ``record`` alone. A server killed mid-answer leaves its rows
+``in_progress``; the next server to start closes them (``recover``) as
+``failed``: the server's fault, cost 0, the tokens last recorded kept. A server
+that starts beside a live one sharing its ledger closes that one's running rows
+too; the owner's own ``record`` then replaces them with the true outcome, so a
+summary taken in between shows them ``failed`` for a while, never twice.
 
 ``SqliteLedger`` writes to a WAL-mode SQLite file. With ``synchronous=NORMAL``
 (the default) a commit returns once its frames are in the WAL file through
 ``write()``: they are in the kernel's page cache, so a killed server process
 (``kill -9``) loses no committed row; only a power cut or kernel crash can drop
 the last commits. ``synchronous=FULL`` fsyncs the WAL on every commit and also
-survives those, for about a disk flush per request. Writes run in a worker
-thread so an fsync never blocks the event loop.
+survives those, for about a disk flush per write (two or more per admitted
+request). Writes run in a worker thread so an fsync never blocks the event
+loop. The file holds the API keys' hashes too, so it is made ``0600`` (and the
+directory it makes ``0700``), whatever the umask.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from omnivox.errors import ServerError
+from omnivox.store.private import PRIVATE_DIR_MODE, make_private
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SINCE_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 SINCE_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-Status = Literal["completed", "cancelled", "failed", "rejected", "rate_limited"]
+Status = Literal["completed", "cancelled", "failed", "rejected", "rate_limited", "in_progress"]
+IN_PROGRESS: Status = "in_progress"
+WRITE_FAILED_MESSAGE = "The server could not write its usage ledger."
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -58,6 +77,7 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 CREATE INDEX IF NOT EXISTS ledger_created ON ledger (created_s);
 CREATE INDEX IF NOT EXISTS ledger_key_created ON ledger (key_id, created_s);
+CREATE INDEX IF NOT EXISTS ledger_in_progress ON ledger (status) WHERE status = 'in_progress';
 """
 TOKEN_FIELDS = (
     "prompt_text_tokens",
@@ -116,6 +136,19 @@ class LedgerEntry:
         """The values in field order, without ``asdict``'s deep copy."""
         return tuple(getattr(self, name) for name in LEDGER_FIELDS)
 
+    def outcome(self) -> tuple[Any, ...]:
+        """The values of ``OUTCOME_FIELDS``: what changes while a request runs."""
+        return (
+            self.completion_id,
+            self.duration_ms,
+            self.status,
+            self.prompt_text_tokens,
+            self.prompt_audio_tokens,
+            self.completion_text_tokens,
+            self.completion_audio_tokens,
+            self.cost_usd,
+        )
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LedgerEntry:
         kinds = {f.name: f.type for f in fields(cls)}
@@ -134,6 +167,7 @@ class LedgerEntry:
 
 
 LEDGER_FIELDS = tuple(f.name for f in fields(LedgerEntry))
+OUTCOME_FIELDS = ("completion_id", "duration_ms", "status", *TOKEN_FIELDS, "cost_usd")
 
 
 @dataclass(slots=True)
@@ -185,7 +219,18 @@ class UsageSummary:
 
 
 class Ledger(Protocol):
-    async def record(self, entry: LedgerEntry) -> None: ...
+    async def begin(self, entry: LedgerEntry) -> None:
+        """The row of an admitted request (status ``in_progress``), durable when this returns."""
+
+    async def update(self, entry: LedgerEntry) -> None:
+        """Its tokens so far; nothing when the row is no longer in progress."""
+
+    async def record(self, entry: LedgerEntry) -> None:
+        """The request's outcome: replaces its ``begin`` row, or is a row of its own."""
+
+    async def recover(self) -> int:
+        """Close the rows left in progress (by servers killed mid-answer) as ``failed``;
+        their count. Called once as a server starts, before it begins any row."""
 
     async def summarize(self, key_id: str | None, since_s: float | None) -> UsageSummary: ...
 
@@ -203,7 +248,8 @@ class SqliteLedger:
     def __init__(self, path: Path, synchronous: str = "normal") -> None:
         if synchronous not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        make_private(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -215,20 +261,64 @@ class SqliteLedger:
             f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
             f"VALUES ({', '.join('?' * len(LEDGER_FIELDS))})"
         )
+        # Only what a run changes: the row's key, model and time stay as ``begin`` wrote
+        # them, and leaving their indexes untouched halves the cost of the update.
+        self._update = (
+            f"UPDATE ledger SET {', '.join(f'{name} = ?' for name in OUTCOME_FIELDS)} "
+            "WHERE row_id = ?"
+        )
+        self._open: dict[str, int] = {}  # request id -> row id of the rows begun here
+
+    def begin_now(self, entry: LedgerEntry) -> None:
+        with self._lock, _translated():
+            cursor = self._db.execute(self._insert, entry.to_row())
+            if cursor.lastrowid is not None:
+                self._open[entry.request_id] = cursor.lastrowid
+
+    def update_now(self, entry: LedgerEntry) -> None:
+        with self._lock, _translated():
+            row_id = self._open.get(entry.request_id)
+            if row_id is not None:  # a row ``recover`` closed keeps its status until ``record``
+                self._db.execute(
+                    self._update + f" AND status = '{IN_PROGRESS}'", (*entry.outcome(), row_id)
+                )
 
     def record_now(self, entry: LedgerEntry) -> None:
         """Blocking write; returns once the row is committed."""
-        with self._lock:
-            self._db.execute(self._insert, entry.to_row())
+        with self._lock, _translated():
+            row_id = self._open.pop(entry.request_id, None)
+            if row_id is None:
+                self._db.execute(self._insert, entry.to_row())
+            else:  # whatever its status now: a row another server closed gets its outcome
+                self._db.execute(self._update, (*entry.outcome(), row_id))
+
+    def recover_now(self) -> int:
+        with self._lock, _translated():
+            cursor = self._db.execute(
+                f"UPDATE ledger SET status = 'failed', cost_usd = 0 WHERE status = '{IN_PROGRESS}'"
+            )
+        return cursor.rowcount
+
+    async def begin(self, entry: LedgerEntry) -> None:
+        await self._write(self.begin_now, entry)
+
+    async def update(self, entry: LedgerEntry) -> None:
+        await self._write(self.update_now, entry)
 
     async def record(self, entry: LedgerEntry) -> None:
+        await self._write(self.record_now, entry)
+
+    async def recover(self) -> int:
+        return await asyncio.to_thread(self.recover_now)
+
+    async def _write(self, write: Callable[[LedgerEntry], None], entry: LedgerEntry) -> None:
         # Without fsync (NORMAL) a WAL commit takes tens of microseconds, less than the
         # hand-off to a worker thread and back; a FULL commit waits for the disk, so it
         # goes to a thread and leaves the event loop free meanwhile.
         if self._synchronous == "normal":
-            self.record_now(entry)
+            write(entry)
         else:
-            await asyncio.to_thread(self.record_now, entry)
+            await asyncio.to_thread(write, entry)
 
     def summarize_now(self, key_id: str | None, since_s: float | None) -> UsageSummary:
         where, params = _filters(key_id, since_s)
@@ -271,6 +361,15 @@ class SqliteLedger:
 
     async def close(self) -> None:
         self.close_now()
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """A failed write (a full disk, a locked file) as the error the client sees."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise ServerError(WRITE_FAILED_MESSAGE) from exc
 
 
 def _filters(key_id: str | None, since_s: float | None) -> tuple[str, tuple[Any, ...]]:

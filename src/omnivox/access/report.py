@@ -1,7 +1,10 @@
 """Plain-text tables for ``omnivox keys list`` and ``omnivox usage``.
 
 Formatting only: the numbers come from the key store and ``UsageSummary``,
-the same summary the ``/v1/usage`` endpoint returns as JSON.
+the same summary the ``/v1/usage`` endpoint returns as JSON. Each request is
+one row, counted once: one still running (or cut by a crash, until a server
+next starts on the ledger) counts as ``in_progress`` with its tokens so far and
+no cost yet.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from omnivox.access.keys import ApiKey
-from omnivox.access.ledger import UsageSummary, UsageTotals
+from omnivox.access.ledger import IN_PROGRESS, UsageSummary, UsageTotals
 
 USAGE_COLUMNS = (
     "model",
@@ -58,9 +61,11 @@ def usage_report(summary: UsageSummary, who: str) -> str:
     rows = [_usage_row(m, t) for m, t in sorted(summary.models.items())]
     rows.append(_usage_row("total", summary.total))
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(summary.total.statuses.items()))
+    running = summary.total.statuses.get(IN_PROGRESS, 0)
+    note = f"\n{running} in progress: tokens so far, billed once they end" if running else ""
     return (
         f"usage of {who}{since}\n{table(USAGE_COLUMNS, rows)}\n"
-        f"requests by status: {statuses or 'none'}"
+        f"requests by status: {statuses or 'none'}{note}"
     )
 
 

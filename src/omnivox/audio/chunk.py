@@ -18,7 +18,8 @@ class PcmChunker:
     ``push`` returns a list of pieces (often one, empty when fewer than 6 bytes are
     waiting); with ``max_bytes`` no piece is longer than that, rounded down to a
     multiple of 6. ``flush`` returns what is left at the end: fewer than 6 bytes,
-    which is 0, 2 or 4 when the input was whole samples.
+    which is 0, 2 or 4 when the input was whole samples (always 0 for answers, which
+    ``serving.chat`` ends on a multiple of 6 bytes).
     """
 
     def __init__(self, max_bytes: int | None = None) -> None:

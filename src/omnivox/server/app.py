@@ -54,7 +54,7 @@ from omnivox.server.bodies import (
     parse_json,
 )
 from omnivox.server.cors import cors
-from omnivox.server.disconnect import cancelled_if_client_leaves
+from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
 from omnivox.server.hosts import HostCheck
 from omnivox.server.middleware import OpenAIHeadersMiddleware
@@ -115,6 +115,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_engine:
             await engine.start()
+        await gate.start()  # rows an earlier process left open are closed before new ones
         state["ready"] = True
         try:
             yield
@@ -161,13 +162,23 @@ def create_app(
             await admission.charge(run)
             response: Response
             if req.streaming:
-                response = EventStreamResponse(sse.render(run), media_type=SSE_MEDIA_TYPE)
+                response = EventStreamResponse(
+                    sse.render(run),
+                    media_type=SSE_MEDIA_TYPE,
+                    # a client gone before the first byte never starts the stream
+                    on_end=lambda: run.finish("cancelled"),
+                )
             else:
                 async with cancelled_if_client_leaves(request.receive):
                     completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
                 response = json_response(completion.dump())
         except OmnivoxError as exc:
             await admission.refuse(exc)
+            raise
+        except ClientDisconnected:
+            raise  # the run's own finalizer recorded it as cancelled
+        except BaseException as exc:  # a bug, or a cancellation before the run: close its row
+            await asyncio.shield(admission.refuse(exc))
             raise
         response.headers.update(admission.headers)
         return response

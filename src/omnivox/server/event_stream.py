@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -22,7 +23,25 @@ from omnivox.serving.sse import DONE
 
 
 class EventStreamResponse(StreamingResponse):
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        media_type: str,
+        on_end: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``on_end`` is awaited once the response is over, however it ended, shielded
+        from cancellation (a stream never started has nothing else to close it)."""
+        super().__init__(content, media_type=media_type)
+        self._on_end = on_end
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._respond(scope, receive, send)
+        finally:
+            if self._on_end is not None:
+                await asyncio.shield(self._on_end())
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_task = asyncio.current_task()
         assert request_task is not None
         client_left = streamed = False

@@ -13,6 +13,17 @@ and ``sse``/``fold`` write ``function_call`` instead of ``tool_calls``); one
 cut by the token limit keeps "length". A spoken choice that only called tools
 (no words, no sound) has no audio at all: no id, no expiry, nothing stored;
 words spoken before a call are kept as the turn's audio as usual.
+
+Usage is counted as events arrive (``usage.OutputCount``), so a run that ends
+early (cancelled, failed) reports what was made. While the engine generates,
+``checkpoints`` hear the usage so far at most once per
+``CHECKPOINT_INTERVAL_S`` (the ledger keeps a running row, so a crash leaves
+a row with the tokens made until about then).
+
+A spoken choice's ``AudioDone`` (the audio ``expires_at`` of a stream, and so
+the whole folded answer) is emitted only once the audio store has committed
+the answer: an audio id the client is told is complete survives a crash of
+this process.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from omnivox import ids
+from omnivox.audio.chunk import PIECE_ALIGN_BYTES
 from omnivox.engines.base import Engine, PreparedGeneration
 from omnivox.engines.events import AudioDelta, Finished, TextDelta, ToolCallDelta
 from omnivox.errors import ContextLengthExceededError
@@ -46,15 +58,17 @@ from omnivox.serving.outputs import (
     OutputEvent,
     UsageReady,
 )
-from omnivox.serving.usage import UsageCounter, input_audio_tokens, output_audio_tokens
+from omnivox.serving.usage import OutputCount, UsageCounter, input_audio_tokens
 from omnivox.store.audio import AudioStore, StoredAudio
 
 OUTPUT_SAMPLE_RATE = 24_000
 SERVICE_TIER = "default"
+CHECKPOINT_INTERVAL_S = 1.0  # how often a run in progress reports its usage so far
 
 
 Outcome = Literal["completed", "failed", "cancelled"]
 Finalizer = Callable[["CompletionRun", Outcome], Awaitable[None]]
+Checkpoint = Callable[["CompletionRun"], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -62,8 +76,10 @@ class CompletionRun:
     """One completion in flight.
 
     ``finalizers`` run once when generation ends, whatever the outcome, with
-    ``usage`` final: on success before the usage event is emitted, so before
-    the last byte of either answer leaves (the usage ledger relies on this).
+    ``usage`` final (for a cancelled or failed run: what was made until then):
+    on success before the usage event is emitted, so before the last byte of
+    either answer leaves (the usage ledger relies on this). ``checkpoints``
+    hear the usage so far while the engine generates, never after the end.
     """
 
     completion_id: str
@@ -78,11 +94,25 @@ class CompletionRun:
     legacy_functions: bool = False
     events: AsyncIterator[OutputEvent] = field(init=False)
     finalizers: list[Finalizer] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    next_checkpoint_s: float = field(
+        default_factory=lambda: time.monotonic() + CHECKPOINT_INTERVAL_S
+    )
 
     async def finish(self, outcome: Outcome) -> None:
+        self.checkpoints = []
         finalizers, self.finalizers = self.finalizers, []
         for finalizer in finalizers:
             await finalizer(self, outcome)
+
+    async def checkpoint(self) -> None:
+        """Tell ``checkpoints`` the usage so far, once ``CHECKPOINT_INTERVAL_S`` has passed."""
+        now_s = time.monotonic()
+        if now_s < self.next_checkpoint_s:
+            return
+        self.next_checkpoint_s = now_s + CHECKPOINT_INTERVAL_S
+        for checkpoint in self.checkpoints:
+            await checkpoint(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +213,8 @@ class ChatService:
     async def _choice(
         self, index: int, prepared: PreparedGeneration, speak: bool, run: CompletionRun
     ) -> AsyncIterator[OutputEvent]:
-        created, usage = run.created, run.usage
+        created = run.created
+        count = OutputCount(run.usage)
         transcript: list[str] = []
         pcm: list[bytes] = []
         made_tool_call = False
@@ -192,34 +223,48 @@ class ChatService:
             yield AudioStarted(index, audio_id)
         async for event in self.engine.generate(prepared):
             if isinstance(event, TextDelta):
+                count.text(len(event.logprobs) or 1)
                 transcript.append(event.text)
                 yield ChoiceText(index, event.text, event.logprobs)
             elif isinstance(event, AudioDelta):
+                count.audio(len(event.pcm_s16le))
                 pcm.append(event.pcm_s16le)
                 yield ChoiceAudio(index, event.pcm_s16le)
             elif isinstance(event, ToolCallDelta):
+                if event.arguments:
+                    count.text(1)
                 made_tool_call = True
                 call_id = event.call_id or (ids.tool_call_id() if event.name else None)
                 yield ChoiceToolCall(index, event.index, call_id, event.name, event.arguments)
             elif isinstance(event, Finished):
-                usage.completion_text_tokens += event.completion_text_tokens
+                count.finished(event.completion_text_tokens)
                 only_calls = made_tool_call and not pcm and not "".join(transcript)
                 if speak and not only_calls:
-                    yield await self._store_audio(
-                        AudioDone(index, audio_id, created + self.options.audio_ttl_s),
-                        "".join(transcript),
-                        b"".join(pcm),
-                        usage,
-                    )
+                    tail = aligning_silence(sum(map(len, pcm)))
+                    if tail:
+                        count.audio(len(tail))
+                        pcm.append(tail)
+                        yield ChoiceAudio(index, tail)
+                    done = AudioDone(index, audio_id, created + self.options.audio_ttl_s)
+                    await self._store_audio(done, "".join(transcript), b"".join(pcm))
+                    yield done
                 yield ChoiceFinish(index, _finish_reason(event, made_tool_call, run))
+            if run.checkpoints:
+                await run.checkpoint()
 
-    async def _store_audio(
-        self, done: AudioDone, transcript: str, pcm: bytes, usage: UsageCounter
-    ) -> AudioDone:
-        usage.completion_audio_tokens += output_audio_tokens(len(pcm))
+    async def _store_audio(self, done: AudioDone, transcript: str, pcm: bytes) -> None:
+        """Returns once the answer is committed: only then may its id be given as complete."""
         stored = StoredAudio(done.audio_id, transcript, pcm, OUTPUT_SAMPLE_RATE, done.expires_at)
-        self.store.put(stored)
-        return done
+        # Awaited off the event loop: the store's writer thread commits it (group commit
+        # with the answers that arrive meanwhile) and completes the future.
+        await asyncio.wrap_future(self.store.put(stored))
+
+
+def aligning_silence(n_pcm_bytes: int) -> bytes:
+    """The silent samples (at most two) that make an answer a whole number of 6-byte
+    pieces: so every streamed ``data`` fragment, the last one too, is a multiple of 6
+    bytes and base64 without padding, and the stored, folded and streamed audio agree."""
+    return bytes(-n_pcm_bytes % PIECE_ALIGN_BYTES)
 
 
 def _finish_reason(event: Finished, made_tool_call: bool, run: CompletionRun) -> FinishReason:

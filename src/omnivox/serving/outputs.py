@@ -52,7 +52,8 @@ class AudioStarted:
 
 @dataclass(frozen=True, slots=True)
 class AudioDone:
-    """The spoken answer is complete and stored under ``audio_id`` until ``expires_at``."""
+    """The spoken answer is complete and stored under ``audio_id`` until ``expires_at``:
+    committed, so the id survives a crash of this process from this event on."""
 
     index: int
     audio_id: str

@@ -4,6 +4,18 @@ Audio is counted by duration: 10 tokens per second of audio the client sent,
 20 per second of audio the model speaks (earlier answers referenced by audio
 id are billed again at the assistant rate). Text tokens come from the
 engine's own tokenizer. Totals always add up.
+
+Completion tokens are counted as the answer is made (``OutputCount``), so an
+answer cut short (the client left, the engine failed) is billed for what was
+made before the cut. Audio is exact at every moment: its tokens follow from the
+PCM bytes made so far. Text is exact once the engine's ``Finished`` gives its
+tokenizer's count; before that each ``TextDelta`` counts the tokens its
+logprobs list (one per generated token) or, without logprobs, one token, and
+each ``ToolCallDelta`` that carries arguments counts one. Engines send a
+delta once a token has produced text, so a delta holds at least one token and
+sometimes several (a character split across tokens, text held back by a stop
+sequence): the count before ``Finished`` can fall short of the tokens made but
+should not exceed them, so a cut answer is not billed for more than was made.
 """
 
 from __future__ import annotations
@@ -64,6 +76,31 @@ class UsageCounter:
                 audio_tokens=self.completion_audio_tokens,
             ),
         )
+
+
+@dataclass(slots=True)
+class OutputCount:
+    """One choice's completion tokens, added to ``usage`` as its events arrive."""
+
+    usage: UsageCounter
+    text_tokens: int = 0  # counted from deltas until ``finished`` gives the exact count
+    pcm_bytes: int = 0
+
+    def text(self, n_tokens: int) -> None:
+        self.text_tokens += n_tokens
+        self.usage.completion_text_tokens += n_tokens
+
+    def audio(self, n_pcm_bytes: int) -> None:
+        # Rounded up per choice, as a whole answer is: the tokens of the bytes so far
+        # less those already counted, so the running total never drifts from it.
+        before = output_audio_tokens(self.pcm_bytes)
+        self.pcm_bytes += n_pcm_bytes
+        self.usage.completion_audio_tokens += output_audio_tokens(self.pcm_bytes) - before
+
+    def finished(self, n_text_tokens: int) -> None:
+        """The engine's exact count replaces the one made from deltas."""
+        self.usage.completion_text_tokens += n_text_tokens - self.text_tokens
+        self.text_tokens = n_text_tokens
 
 
 def estimate_prompt_tokens(req: CreateChatCompletionRequest) -> int:

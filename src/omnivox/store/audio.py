@@ -13,20 +13,30 @@ checkpoint) through 4 KB overflow pages, ~0.18 ms of CPU for one second of
 24 kHz PCM; appending the same bytes to a file and indexing them costs ~0.04 ms.
 
 ``put`` never blocks on the disk: the answer is readable at once from memory
-and a writer thread persists it moments later (``FLUSH_INTERVAL_S``), all that
-arrived by then in one ``writev`` and one ``INSERT``, so storing a spoken answer
-costs the streaming loop microseconds and the writer wakes once per batch, not
-once per answer (each wake takes the interpreter's lock from the event loop).
-``close`` writes what is pending. ``get`` may read the disk: ``serving`` calls
-it from a thread. Another server sharing the data directory sees an answer once
-it is written; ``get`` waits up to ``ABSENT_AFTER_S`` for an id it can not find
-before calling it unknown, so a follow-up sent to that other server right after
-the answer still finds it.
+and a writer thread persists it. ``put`` returns a future that is done once the
+answer is committed: its PCM appended to the segment and its index row
+committed, without fsync (like the ledger's ``synchronous=NORMAL``), so it
+survives a killed server (``kill -9``), not a power cut. ``serving`` awaits it
+before it tells the client the audio id is complete, so the writer never waits
+to gather answers (a lone answer waits for its own write only); it
+writes all that has arrived when it wakes in one ``writev`` and one ``INSERT``,
+and answers that arrive while it writes go together in its next write (a group
+commit): under load one wake serves many answers (each wake takes the
+interpreter's lock from the event loop). ``close`` writes what is pending.
+``get`` may read the disk: ``serving`` calls it from a thread. Another server
+sharing the data directory sees an answer once it is written; ``get`` waits up
+to ``ABSENT_AFTER_S`` for an id it can not find before calling it unknown, so a
+follow-up sent to that other server right after the answer still finds it.
 
 Several servers may share one data directory: each appends to segments of its
 own (named by time, process and a random part), starts a new one every
 ``SEGMENT_S``, and only deletes a segment that no row points into and that no
 server can still be writing (untouched for twice ``SEGMENT_S``).
+
+The answers are the users' speech, so the files are the owner's alone: the
+index (and SQLite's ``-wal``/``-shm``, which take its mode) and the segments
+are made ``0600`` whatever the umask, and existing ones are set so at open;
+the directories the store makes are ``0700``.
 """
 
 from __future__ import annotations
@@ -39,18 +49,22 @@ import secrets
 import sqlite3
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from omnivox.errors import ServerError
+from omnivox.store.private import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private, restrict
+
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_S = 60.0
-FLUSH_INTERVAL_S = 0.02  # how long the writer gathers answers before one write
 ABSENT_AFTER_S = 0.1  # an id not found is looked for again once, this much later
 SEGMENT_S = 60.0  # a segment takes appends for this long after it is made
 ROWS_PER_INSERT = 100  # 7 parameters a row: under SQLite's oldest limit of 999
 SEGMENT_SUFFIX = ".pcm"
+STORE_FAILED_MESSAGE = "The server could not store the spoken answer."
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     id TEXT PRIMARY KEY,
@@ -77,13 +91,18 @@ class StoredAudio:
 
 
 class AudioStore(Protocol):
-    def put(self, audio: StoredAudio) -> None: ...
+    def put(self, audio: StoredAudio) -> Future[None]:
+        """Keep ``audio``, readable at once; the future is done once it survives a crash
+        of this process (its exception a ``ServerError`` when it could not be stored)."""
 
     def get(self, audio_id: str, now_s: float | None = None) -> StoredAudio | None: ...
 
     def purge(self, now_s: float | None = None) -> int: ...
 
     def close(self) -> None: ...
+
+
+_Put = tuple[StoredAudio, Future[None]]  # an answer, and the future its writer completes
 
 
 class _Segment:
@@ -93,7 +112,8 @@ class _Segment:
         self.made_s = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.made_s))
         self.name = f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
-        self.fd = os.open(directory / self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path = directory / self.name
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         self.size = 0
 
     def append(self, pieces: list[bytes]) -> int:
@@ -122,9 +142,12 @@ class SqliteAudioStore:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         self._segments_dir = path.parent / f"{path.stem}-pcm"
-        self._segments_dir.mkdir(exist_ok=True)
+        self._segments_dir.mkdir(PRIVATE_DIR_MODE, exist_ok=True)
+        make_private(path)
+        for segment in self._segments_dir.glob(f"*{SEGMENT_SUFFIX}"):
+            restrict(segment)  # made by a release that did not restrict them
         self._write_db = self._connect(path)
         self._write_db.executescript(SCHEMA)
         self._read_db = self._connect(path)
@@ -136,7 +159,7 @@ class SqliteAudioStore:
         self._migrate_legacy_table()
         self.purge()
         self._unwritten: dict[str, StoredAudio] = {}
-        self._queue: queue.SimpleQueue[StoredAudio | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Put | threading.Event | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="audio-store", daemon=True)
         self._writer.start()
 
@@ -148,10 +171,15 @@ class SqliteAudioStore:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
-    def put(self, audio: StoredAudio) -> None:
+    def put(self, audio: StoredAudio) -> Future[None]:
+        written: Future[None] = Future()
+        if not self._writer.is_alive():  # closed: nothing would ever write it
+            written.set_exception(ServerError(STORE_FAILED_MESSAGE))
+            return written
         with self._pending_lock:
             self._unwritten[audio.audio_id] = audio
-        self._queue.put(audio)
+        self._queue.put((audio, written))
+        return written
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every answer put so far is on disk; False on timeout (and after
@@ -163,28 +191,41 @@ class SqliteAudioStore:
     def _write_loop(self) -> None:
         stopping = False
         while not stopping:
-            batch = [self._queue.get()]
-            if isinstance(batch[0], StoredAudio):
-                time.sleep(FLUSH_INTERVAL_S)
+            batch = [self._queue.get()]  # then whatever arrived meanwhile: no waiting
             while not self._queue.empty():
                 batch.append(self._queue.get())
             stopping = None in batch
-            rows = [a for a in batch if isinstance(a, StoredAudio)]
-            if rows:
-                try:
-                    self._write(rows)
-                except (OSError, sqlite3.Error):
-                    log.exception("could not store %d spoken answers", len(rows))
-                with self._pending_lock:
-                    for audio in rows:
-                        if self._unwritten.get(audio.audio_id) is audio:
-                            del self._unwritten[audio.audio_id]
+            puts = [item for item in batch if isinstance(item, tuple)]
+            if puts:
+                self._commit(puts)
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
             if time.time() - self._last_purge_s > PURGE_INTERVAL_S:
                 with contextlib.suppress(OSError, sqlite3.Error):
                     self.purge()
+
+    def _commit(self, puts: list[_Put]) -> None:
+        """Write a batch, then tell each waiting ``put`` how it went."""
+        rows = [audio for audio, _ in puts]
+        failure: ServerError | None = None
+        try:
+            self._write(rows)
+        except (OSError, sqlite3.Error) as exc:
+            log.exception("could not store %d spoken answers", len(rows))
+            failure = ServerError(STORE_FAILED_MESSAGE)
+            failure.__cause__ = exc
+        with self._pending_lock:
+            for audio in rows:
+                if self._unwritten.get(audio.audio_id) is audio:
+                    del self._unwritten[audio.audio_id]
+        for _, written in puts:
+            # False when the waiter was cancelled (its client left): nobody to tell.
+            if written.set_running_or_notify_cancel():
+                if failure is None:
+                    written.set_result(None)
+                else:
+                    written.set_exception(failure)
 
     def _write(self, rows: list[StoredAudio]) -> None:
         with self._write_lock:
