@@ -21,6 +21,7 @@ import threading
 import time
 import wave
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ HOP = 240  # samples per mel frame at 24 kHz
 TEXT_TOKENS = 6
 INPUT_S = 1.5
 END_TOKEN_IDS = (0, 2)  # <|endoftext|> and <|im_end|> in the tiny tokenizer
+ADMISSION_WAIT_S = 60.0  # for all concurrent conversations to reach the scheduler
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +237,45 @@ def test_an_earlier_spoken_answer_is_heard_again_by_its_id(server: LiveServer) -
     assert details.audio_tokens == math.ceil(INPUT_S * 10) + math.ceil(SPEECH_S * 20)
 
 
-def test_concurrent_conversations_share_the_model_and_answer_as_alone(server: LiveServer) -> None:
+def hold_admissions_until(
+    scheduler: Any, n: int, monkeypatch: pytest.MonkeyPatch
+) -> threading.Event:
+    """Keep the model thread from admitting anything until ``n`` conversations are queued.
+
+    ``submit`` (the event loop's side) counts what has reached the inbox; the model
+    thread's first ``_admit`` after this waits for the ``n``-th, so that one admission
+    takes them all and they decode in the same steps however the threads are scheduled.
+    Returns an event set only if the wait timed out (a conversation never came): the
+    model thread then goes on, so that a broken test fails instead of hanging.
+    """
+    submitted, all_queued, timed_out = 0, threading.Event(), threading.Event()
+    lock = threading.Lock()
+    submit, admit = scheduler.submit, scheduler._admit
+
+    def counting_submit(conversation: Any) -> None:
+        nonlocal submitted
+        submit(conversation)  # in the inbox before it is counted
+        with lock:
+            submitted += 1
+            if submitted == n:
+                all_queued.set()
+
+    def held_admit(limit: int | None) -> None:
+        waited = all_queued.is_set() or timed_out.is_set()
+        if not waited and not all_queued.wait(ADMISSION_WAIT_S):
+            timed_out.set()
+        admit(limit)
+
+    monkeypatch.setattr(scheduler, "submit", counting_submit)
+    monkeypatch.setattr(scheduler, "_admit", held_admit)
+    return timed_out
+
+
+def test_concurrent_conversations_share_the_model_and_answer_as_alone(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine: OmniEngine = server.engine
+    scheduler = engine.scheduler
     questions = ["hello there", "what is the capital of France?", "cats sleep a lot"]
 
     def one(question: str) -> tuple[str, int]:
@@ -245,18 +284,16 @@ def test_concurrent_conversations_share_the_model_and_answer_as_alone(server: Li
         return audio.transcript, len(base64.b64decode(audio.data))
 
     alone = [one(q) for q in questions]
-    results: dict[int, tuple[str, int]] = {}
-    threads = [
-        threading.Thread(target=lambda i=i, q=q: results.__setitem__(i, one(q)))
-        for i, q in enumerate(questions)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert [results[i] for i in range(len(questions))] == alone
-    assert engine.scheduler.peak_thinker_rows >= 2  # decoded in one batch, not one by one
-    assert engine.scheduler.peak_talker_rows >= 2
+    assert all(transcript for transcript, _ in alone)  # each writes, so each joins the batch
+    scheduler.peak_thinker_rows = scheduler.peak_talker_rows = 0  # this round's peaks only
+    timed_out = hold_admissions_until(scheduler, len(questions), monkeypatch)
+    with ThreadPoolExecutor(len(questions)) as pool:
+        together = [f.result(timeout=120) for f in [pool.submit(one, q) for q in questions]]
+    assert not timed_out.is_set(), "the conversations never all reached the scheduler"
+    assert together == alone
+    # admitted in one turn, so their first thinker step and first talker step took all of them
+    assert scheduler.peak_thinker_rows == len(questions)
+    assert scheduler.peak_talker_rows == len(questions)
 
 
 def test_a_client_that_goes_away_frees_its_conversation(server: LiveServer) -> None:
