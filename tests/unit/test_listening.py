@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -71,16 +70,25 @@ def test_windows_hold_what_fits_in_order_and_a_long_chunk_alone() -> None:
         assert length_s + GAP_S * (len(window) - 1) <= WINDOW_S or len(window) == 1
 
 
+# how long a test waits for what happens at once on an idle host: only broken batching, never
+# a slow host, runs into it
+DEADLINE_S = 10.0
+
+
 class FakeRecogniser:
-    """Hears a clip as its duration; counts passes; the first pass is slow."""
+    """Hears a clip as its duration; counts passes; the first pass lasts until the test
+    ends it (``end_first_pass``), so that the others are sure to wait meanwhile."""
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, first_pass_s: float = 0.3) -> None:
-        self.first_pass_s = first_pass_s
+    def __init__(self, hold_first_pass: bool = True) -> None:
         self.passes: list[int] = []
         self.fail = False
         self.fail_longer_than_s: float | None = None  # fail passes holding such a clip
+        self.in_first_pass = threading.Event()
+        self.end_first_pass = threading.Event()
+        if not hold_first_pass:
+            self.end_first_pass.set()
 
     def speech(self, samples: np.ndarray) -> list[np.ndarray]:
         return [samples]
@@ -90,7 +98,9 @@ class FakeRecogniser:
 
     def transcribe_clips(self, clips: Sequence[Sequence[np.ndarray]]) -> list[str]:
         if not self.passes:
-            time.sleep(self.first_pass_s)  # the others arrive and wait meanwhile
+            self.in_first_pass.set()
+            if not self.end_first_pass.wait(DEADLINE_S):
+                raise RuntimeError("the test never ended the first pass")
         self.passes.append(len(clips))
         durations = [sum(len(c) for c in chunks) / SAMPLE_RATE for chunks in clips]
         limit = self.fail_longer_than_s
@@ -99,33 +109,58 @@ class FakeRecogniser:
         return [f"{duration_s:.1f} s" for duration_s in durations]
 
 
-def one_at_a_time() -> tuple[threading.Lock, object]:
-    lock = threading.Lock()
+class OneAtATime:
+    """The model slot, one step at a time, that counts the steps that asked for it.
+
+    ``Listener.hear`` puts a request's clips in the line before it asks for the slot, so
+    a request that has asked is sure to be in the line.
+    """
+
+    def __init__(self) -> None:
+        self._slot = threading.Lock()
+        self._asked = 0
+        self._changed = threading.Condition()
 
     @contextmanager
-    def hold() -> Iterator[None]:
-        with lock:
+    def hold(self) -> Iterator[None]:
+        with self._changed:
+            self._asked += 1
+            self._changed.notify_all()
+        with self._slot:
             yield
 
-    return lock, hold
+    def wait_for_asked(self, n: int) -> None:
+        with self._changed:
+            asked = self._changed.wait_for(lambda: self._asked >= n, DEADLINE_S)
+        assert asked, "a request never asked for the slot"
 
 
-def hear_at_once(listener: Listener, requests: list[list[AudioClip]]) -> list[BaseException]:
-    _, hold = one_at_a_time()
+def hear_at_once(
+    listener: Listener, recogniser: FakeRecogniser, requests: list[list[AudioClip]]
+) -> list[BaseException]:
+    """Hear ``requests``, each on a thread of its own: the first holds the slot in the
+    first pass, hearing its clips alone, while the rest join the line in this order and
+    wait for the slot."""
+    slot = OneAtATime()
     errors: list[BaseException] = []
 
     def one(clips: list[AudioClip]) -> None:
         try:
-            listener.hear(clips, hold)  # type: ignore[arg-type]
+            listener.hear(clips, slot.hold)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=one, args=(clips,)) for clips in requests]
-    for thread in threads:
+    # daemon threads: a request that broken batching never answers fails its test, and
+    # does not keep pytest from exiting
+    threads = [threading.Thread(target=one, args=(clips,), daemon=True) for clips in requests]
+    threads[0].start()
+    assert recogniser.in_first_pass.wait(DEADLINE_S), "the first request was never heard"
+    for n_asked, thread in enumerate(threads[1:], start=2):
         thread.start()
-        time.sleep(0.03)  # in this order: the first holds the slot, the rest queue behind it
+        slot.wait_for_asked(n_asked)
+    recogniser.end_first_pass.set()
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(DEADLINE_S)
         assert not thread.is_alive(), "a request never got its transcript"
     return errors
 
@@ -135,7 +170,7 @@ def test_clips_waiting_together_share_one_pass_and_get_their_own_words() -> None
     book = TranscriptBook(recogniser)
     listener = Listener(book, recogniser)
     clips = [clip(f"c{i}", 2.0 + i) for i in range(5)]
-    assert hear_at_once(listener, [[c] for c in clips]) == []
+    assert hear_at_once(listener, recogniser, [[c] for c in clips]) == []
     assert recogniser.passes == [1, 4]  # the first alone, the four that waited in one pass
     assert [book.cached(c) for c in clips] == ["2.0 s", "3.0 s", "4.0 s", "5.0 s", "6.0 s"]
     assert (listener.passes, listener.clips_heard) == (2, 5)
@@ -145,7 +180,7 @@ def test_a_clip_asked_for_twice_while_waiting_is_heard_once() -> None:
     recogniser = FakeRecogniser()
     listener = Listener(TranscriptBook(recogniser), recogniser)
     shared = clip("history")
-    assert hear_at_once(listener, [[clip("first")], [shared], [shared]]) == []
+    assert hear_at_once(listener, recogniser, [[clip("first")], [shared], [shared]]) == []
     assert sum(recogniser.passes) == 2
 
 
@@ -153,10 +188,10 @@ def test_a_failing_pass_fails_every_request_in_it() -> None:
     recogniser = FakeRecogniser()
     recogniser.fail = True
     listener = Listener(TranscriptBook(recogniser), recogniser)
-    errors = hear_at_once(listener, [[clip(f"c{i}")] for i in range(3)])
+    errors = hear_at_once(listener, recogniser, [[clip(f"c{i}")] for i in range(3)])
     assert len(errors) == 3 and all("broke" in str(e) for e in errors)
     recogniser.fail = False
-    listener.hear([clip("later")], one_at_a_time()[1])  # type: ignore[arg-type]
+    listener.hear([clip("later")], OneAtATime().hold)
     assert recogniser.passes[-1] == 1  # and the next request is heard
 
 
@@ -167,7 +202,7 @@ def test_a_failing_pass_fails_only_the_requests_whose_clips_it_held() -> None:
     listener = Listener(book, recogniser)
     first, long_a, long_b, short = clip("a", 3.0), clip("b", 14.0), clip("c", 14.0), clip("d")
     # b and c fill a window (14 + 1 + 14 s): d waits for a pass of its own, whoever runs it
-    errors = hear_at_once(listener, [[first], [long_a], [long_b], [short]])
+    errors = hear_at_once(listener, recogniser, [[first], [long_a], [long_b], [short]])
     assert len(errors) == 2 and all("speech recognition failed" in str(e) for e in errors)
     assert book.cached(first) == "3.0 s" and book.cached(short) == "3.0 s"
     assert book.cached(long_a) is None and book.cached(long_b) is None
@@ -175,10 +210,10 @@ def test_a_failing_pass_fails_only_the_requests_whose_clips_it_held() -> None:
 
 @pytest.mark.parametrize("n_clips", [1, 3])
 def test_nothing_is_heard_twice_once_known(n_clips: int) -> None:
-    recogniser = FakeRecogniser(first_pass_s=0.0)
+    recogniser = FakeRecogniser(hold_first_pass=False)
     book = TranscriptBook(recogniser)
     listener = Listener(book, recogniser)
     clips = [clip(f"k{i}") for i in range(n_clips)]
-    listener.hear(clips, one_at_a_time()[1])  # type: ignore[arg-type]
-    listener.hear(clips, one_at_a_time()[1])  # type: ignore[arg-type]
+    listener.hear(clips, OneAtATime().hold)
+    listener.hear(clips, OneAtATime().hold)
     assert recogniser.passes == [n_clips]

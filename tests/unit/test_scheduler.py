@@ -1,11 +1,17 @@
-"""The cascade's compute slot: one step at a time, earliest deadline first."""
+"""The cascade's compute slot: one step at a time, earliest deadline first.
+
+Threads are ordered by what the slot shows (a step waits in its queue), never by
+sleeping; reservations are timed on a ``FakeClock`` that moves only when a test
+moves it, so no test depends on how fast or how busy the host is.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,28 +27,104 @@ from omnivox.engines.cascade.scheduler import (
     Stage,
 )
 
+# how long a test waits for something that happens at once on an idle host: only a
+# broken slot, never a slow host, runs into it
+DEADLINE_S = 10.0
+# steps run on daemon threads: one that a broken slot never lets go fails its test, and does
+# not keep pytest from exiting
 
-def wait_for_waiters(slot: ComputeSlot, n: int) -> None:
-    deadline = time.monotonic() + 5
-    while len(slot._waiting) < n:
-        assert time.monotonic() < deadline, "waiters never queued"
+
+class FakeClock:
+    """Seconds that pass only when the test moves them, and how often each thread read them.
+
+    A step that waits out a reservation reads the clock each time it looks at the free
+    slot and then sleeps, in real time, for what it found left of the reservation: the
+    tests keep the module's short reservations, so that it soon looks again, unless they
+    mean it not to.
+    """
+
+    def __init__(self, now_s: float = 10.0) -> None:
+        self.now_s = now_s
+        self._reads: Counter[int | None] = Counter()
+        self._read = threading.Condition()
+
+    def __call__(self) -> float:
+        with self._read:
+            self._reads[threading.get_ident()] += 1
+            self._read.notify_all()
+            return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        with self._read:
+            self.now_s += seconds
+
+    def move_to(self, now_s: float) -> None:
+        with self._read:
+            self.now_s = now_s
+
+    def reads(self, thread: threading.Thread) -> int:
+        with self._read:
+            return self._reads[thread.ident]
+
+    def wait_for_reads(self, thread: threading.Thread, n: int) -> None:
+        with self._read:
+            read = self._read.wait_for(lambda: self._reads[thread.ident] >= n, DEADLINE_S)
+        assert read, "the step never looked at the slot"
+
+
+def wait_for_waiters(slot: ComputeSlot, n: int, granted: threading.Event | None = None) -> None:
+    """Return once ``n`` steps wait for the slot (or the step that sets ``granted`` got it)."""
+    deadline_s = time.monotonic() + DEADLINE_S
+    while slot.waiting < n and not (granted is not None and granted.is_set()):
+        assert time.monotonic() < deadline_s, "waiters never queued"
         time.sleep(0.005)
 
 
 def queue_step(
     slot: ComputeSlot, pace: Pace, stage: Stage, on_grant: Callable[[], object]
 ) -> threading.Thread:
-    """A step of ``pace`` on a thread of its own, returned once it waits in the queue."""
-    queued = len(slot._waiting)
+    """A step of ``pace`` on a thread of its own, returned once it waits in the queue
+    (or, asking a free slot, once it got it)."""
+    queued = slot.waiting
+    granted = threading.Event()
 
     def step() -> None:
-        with slot.hold(pace, stage):
+        with slot.hold(pace, stage) as ok:
+            assert ok
+            granted.set()
             on_grant()
 
-    thread = threading.Thread(target=step)
+    thread = threading.Thread(target=step, daemon=True)
     thread.start()
-    wait_for_waiters(slot, queued + 1)
+    wait_for_waiters(slot, queued + 1, granted)
     return thread
+
+
+def still_waits_after_looking(
+    clock: FakeClock,
+    slot: ComputeSlot,
+    thread: threading.Thread,
+    looks: int = 2,
+    since: int | None = None,
+) -> None:
+    """Return once the step on ``thread``, first in the queue of a free slot, has looked at
+    the slot ``looks`` times since this call (or since it had read the clock ``since``
+    times) and left it alone.
+
+    It reads the clock in each look, holding the slot's lock, which ``slot.waiting`` takes
+    too: once it has read the clock, that look is over when ``waiting`` answers, and had it
+    taken the slot, the step would have left the queue. A second look proves the same
+    without relying on the lock.
+    """
+    taken = "it took the slot while the slot was reserved for another"
+    assert slot.waiting == 1, taken
+    clock.wait_for_reads(thread, (clock.reads(thread) if since is None else since) + looks)
+    assert slot.waiting == 1, taken
+
+
+def finish(thread: threading.Thread) -> None:
+    thread.join(DEADLINE_S)
+    assert not thread.is_alive(), "a step never finished: it never got the slot, or kept it"
 
 
 def test_a_pace_is_urgent_until_it_speaks_then_as_urgent_as_its_listener() -> None:
@@ -73,12 +155,12 @@ def test_the_slot_goes_to_the_earliest_deadline_then_to_speech_before_text() -> 
             ("middle", 20.0, Stage.LISTEN),
             ("early speech", 10.0, Stage.SPEECH),
         ):
-            thread = threading.Thread(target=step, args=(name, Pace(arrived_s), stage))
+            thread = threading.Thread(target=step, args=(name, Pace(arrived_s), stage), daemon=True)
             thread.start()
             threads.append(thread)
             wait_for_waiters(slot, len(threads))
     for thread in threads:
-        thread.join(timeout=5)
+        finish(thread)
     assert granted == ["early speech", "early text", "middle", "late"]
 
 
@@ -92,11 +174,11 @@ def test_a_cancelled_waiter_leaves_without_the_slot_and_blocks_no_one() -> None:
             outcome.append(ok)
 
     with slot.hold(Pace(arrived_s=0.0), Stage.TEXT):
-        thread = threading.Thread(target=waiter)
+        thread = threading.Thread(target=waiter, daemon=True)
         thread.start()
         wait_for_waiters(slot, 1)
         cancel.set()
-        thread.join(timeout=5)
+        finish(thread)
     assert outcome == [False]
     with slot.hold(Pace(), Stage.TEXT) as ok:  # free again
         assert ok
@@ -106,12 +188,12 @@ def test_steps_hold_the_slot_during_each_next_only() -> None:
     slot = ComputeSlot()
     held_during_next: list[bool] = []
 
-    def items():
+    def items() -> Iterator[int]:
         for i in range(3):
             held_during_next.append(slot._busy)
             yield i
 
-    seen = []
+    seen: list[tuple[int, bool]] = []
     for item in slot.steps(items(), Pace(), Stage.TEXT):
         seen.append((item, slot._busy))
     assert seen == [(0, False), (1, False), (2, False)]
@@ -135,86 +217,96 @@ def test_two_threads_never_hold_the_slot_at_once() -> None:
                 with lock:
                     inside -= 1
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        finish(thread)
     assert most == 1
 
 
 def test_debug_logging_names_slow_waits_and_every_speech_step(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    slot = ComputeSlot()
+    clock = FakeClock(now_s=10.0)
+    slot = ComputeSlot(clock=clock)
     caplog.set_level(logging.DEBUG, logger="omnivox.scheduler")
-    with slot.hold(Pace(), Stage.TEXT):
+    # each step more urgent than the one before, so that none waits out a reservation
+    with slot.hold(Pace(arrived_s=9.0), Stage.TEXT):
         pass  # a text step that did not wait: not worth a line
-    with slot.hold(Pace(), Stage.SPEECH):
-        time.sleep(0.02)
+    with slot.hold(Pace(arrived_s=8.0), Stage.SPEECH):
+        clock.advance(0.02)
     first = threading.Event()
 
     def hold_a_while() -> None:
-        with slot.hold(Pace(), Stage.SPEECH):
+        with slot.hold(Pace(arrived_s=7.0), Stage.SPEECH):
             first.set()
-            time.sleep(0.15)
+            wait_for_waiters(slot, 1)  # the text step waits behind this one...
+            clock.advance(0.15)  # ...for 0.15 s
 
-    holder = threading.Thread(target=hold_a_while)
+    holder = threading.Thread(target=hold_a_while, daemon=True)
     holder.start()
-    first.wait(5)
-    with slot.hold(Pace(), Stage.TEXT):
+    assert first.wait(DEADLINE_S)
+    with slot.hold(Pace(arrived_s=6.0), Stage.TEXT):
         pass
-    holder.join()
+    finish(holder)
     lines = [r.getMessage() for r in caplog.records if r.name == "omnivox.scheduler"]
-    assert len(lines) == 3  # the text step that did not wait is not among them
-    assert lines[0].startswith("speech step: waited 0.0")
-    assert sum(line.startswith("speech step") for line in lines) == 2
-    assert any(line.startswith("text step: waited 0.1") for line in lines)
+    assert (
+        lines[0] == "speech step: waited 0.000 s, held 0.020 s, deadline -2.000 s from the request"
+    )
+    assert sorted(lines[1:]) == [  # the text step that did not wait is not among them
+        "speech step: waited 0.000 s, held 0.150 s, deadline -3.020 s from the request",
+        "text step: waited 0.150 s, held 0.000 s, deadline -4.020 s from the request",
+    ]
 
 
-def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(scheduler, "RESERVE_S", 0.5)  # longer than any thread switch here
-    slot = ComputeSlot()
+def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one() -> None:
+    clock = FakeClock()  # time stands still: the reservation lasts until the test moves it
+    slot = ComputeSlot(clock=clock)
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
-    later_asking = threading.Event()
-
-    def later_step() -> None:
-        later_asking.set()
-        with slot.hold(later, Stage.LISTEN):
-            order.append("later")
 
     with slot.hold(urgent, Stage.TEXT):
         order.append("urgent 1")
-    thread = threading.Thread(target=later_step)
-    thread.start()  # asks while the urgent conversation is between two steps
-    later_asking.wait(5)
+    # asks while the urgent conversation is between two steps: the slot is free
+    thread = queue_step(slot, later, Stage.LISTEN, lambda: order.append("later"))
+    still_waits_after_looking(clock, slot, thread)
     with slot.hold(urgent, Stage.TEXT):
         order.append("urgent 2")
-    thread.join()
+    clock.advance(RESERVE_S)  # the urgent conversation is done: its reservation lapses
+    finish(thread)
     assert order == ["urgent 1", "urgent 2", "later"]
 
 
 def test_a_reservation_lapses_when_its_conversation_does_not_come_back() -> None:
-    slot = ComputeSlot()
+    clock = FakeClock()
+    slot = ComputeSlot(clock=clock)
+    got_s: list[float] = []
     with slot.hold(Pace(arrived_s=1.0), Stage.TEXT):
         pass
-    asked = time.monotonic()
-    with slot.hold(Pace(arrived_s=2.0), Stage.LISTEN):
-        waited = time.monotonic() - asked
-    assert RESERVE_S * 0.5 <= waited < RESERVE_S + 0.5
-    asked = time.monotonic()
-    with slot.hold(Pace(arrived_s=0.5), Stage.LISTEN):  # more urgent: no wait
-        assert time.monotonic() - asked < RESERVE_S
+    released_s = clock()
+    thread = queue_step(slot, Pace(arrived_s=2.0), Stage.LISTEN, lambda: got_s.append(clock()))
+    still_waits_after_looking(clock, slot, thread)
+    clock.advance(RESERVE_S)
+    finish(thread)
+    assert got_s == [released_s + RESERVE_S]
+    # more urgent than the conversation the slot is now reserved for: it does not wait, for
+    # the clock stands still and the reservation would never lapse
+    urgent_got = threading.Event()
+
+    def urgent_step() -> None:
+        with slot.hold(Pace(arrived_s=0.5), Stage.LISTEN):
+            urgent_got.set()
+
+    thread = threading.Thread(target=urgent_step, daemon=True)
+    thread.start()
+    assert urgent_got.wait(DEADLINE_S)
+    finish(thread)
 
 
-def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one_already_waiting(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(scheduler, "RESERVE_S", 0.5)  # longer than any thread switch here
-    slot = ComputeSlot()
+def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one_already_waiting() -> None:
+    clock = FakeClock()
+    slot = ComputeSlot(clock=clock)
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
 
@@ -222,62 +314,86 @@ def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one_alread
         order.append("urgent 1")
         # the later one waits before the urgent one releases
         thread = queue_step(slot, later, Stage.LISTEN, lambda: order.append("later"))
+    still_waits_after_looking(clock, slot, thread)
     with slot.hold(urgent, Stage.TEXT):
         order.append("urgent 2")
-    thread.join(timeout=5)
+    clock.advance(RESERVE_S)
+    finish(thread)
     assert order == ["urgent 1", "urgent 2", "later"]
 
 
 def test_a_waiting_conversation_gets_the_slot_once_the_reservation_lapses() -> None:
-    slot = ComputeSlot()
+    clock = FakeClock()
+    slot = ComputeSlot(clock=clock)
     got_s: list[float] = []
 
     with slot.hold(Pace(arrived_s=1.0), Stage.TEXT):
         later = Pace(arrived_s=2.0)
-        thread = queue_step(slot, later, Stage.LISTEN, lambda: got_s.append(time.monotonic()))
-        released_s = time.monotonic()
-    thread.join(timeout=5)  # the urgent conversation never comes back
-    assert len(got_s) == 1
-    assert RESERVE_S * 0.5 <= got_s[0] - released_s < RESERVE_S + 0.5
+        thread = queue_step(slot, later, Stage.LISTEN, lambda: got_s.append(clock()))
+    released_s = clock()
+    # the urgent conversation never comes back
+    still_waits_after_looking(clock, slot, thread)
+    clock.advance(RESERVE_S / 2)
+    still_waits_after_looking(clock, slot, thread)  # not before the reservation lapses
+    clock.move_to(released_s + RESERVE_S)  # as the slot reckons it: no rounding apart
+    finish(thread)
+    assert got_s == [released_s + RESERVE_S]
 
 
 def test_a_reservation_ends_when_its_conversation_comes_back_less_urgent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(scheduler, "RESERVE_S", 1.0)  # far longer than a thread switch
-    slot = ComputeSlot()
-    speaking = Pace(arrived_s=0.0)
-    speaking.first_audio_s = time.monotonic()
+    # a reservation far longer than the test may take: the newcomer, having looked once,
+    # sleeps until it lapses unless the speaker's return wakes it
+    monkeypatch.setattr(scheduler, "RESERVE_S", 60.0)
+    clock = FakeClock()  # time stands still: only its owner's return can end the reservation
+    slot = ComputeSlot(clock=clock)
+    speaking = Pace(arrived_s=clock() - 5.0)
+    speaking.first_audio_s = clock()
     order: list[str] = []
-    newcomer_got_s: list[float] = []
+    newcomer_got = threading.Event()
 
     def newcomer_granted() -> None:
-        newcomer_got_s.append(time.monotonic())
         order.append("newcomer")
+        newcomer_got.set()
+
+    def speaking_step() -> None:
+        with slot.hold(speaking, Stage.SPEECH):
+            order.append("speaking")
 
     with slot.hold(speaking, Stage.SPEECH):
-        newcomer = Pace(arrived_s=time.monotonic())
+        newcomer = Pace(arrived_s=clock())
         thread = queue_step(slot, newcomer, Stage.LISTEN, newcomer_granted)
         speaking.spoke(10 * OUTPUT_BYTES_PER_S)  # 10 s ahead of its listener now
-    asked_s = time.monotonic()
-    with slot.hold(speaking, Stage.SPEECH):
-        order.append("speaking")
-    thread.join(timeout=5)
+        # a step does not read the clock while the slot is busy: its next look is after
+        # the release, and its only one for 60 s
+        seen = clock.reads(thread)
+    # the slot is reserved for the speaker...
+    still_waits_after_looking(clock, slot, thread, looks=1, since=seen)
+    speaker = threading.Thread(target=speaking_step, daemon=True)
+    speaker.start()  # ...until it asks again, less urgent than the newcomer
+    assert newcomer_got.wait(DEADLINE_S), "the newcomer waited for the reservation"
+    finish(thread)
+    clock.advance(RESERVE_AFTER_LISTEN_S)  # the newcomer's own reservation lapses
+    finish(speaker)
     assert order == ["newcomer", "speaking"]
-    assert newcomer_got_s[0] - asked_s < 0.5  # not the 1 s reservation
 
 
 def test_after_a_transcription_the_slot_waits_longer_for_its_conversations_first_token() -> None:
-    slot = ComputeSlot()
+    clock = FakeClock()
+    slot = ComputeSlot(clock=clock)
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
 
     with slot.hold(urgent, Stage.LISTEN):
         order.append("urgent heard")
         thread = queue_step(slot, later, Stage.LISTEN, lambda: order.append("later"))
-    time.sleep(RESERVE_AFTER_LISTEN_S / 3)  # building its prompt: longer than RESERVE_S
+    building_s = RESERVE_AFTER_LISTEN_S / 2  # building its prompt: longer than RESERVE_S
+    assert building_s > RESERVE_S
+    clock.advance(building_s)
+    still_waits_after_looking(clock, slot, thread)
     with slot.hold(urgent, Stage.TEXT):
         order.append("urgent writes")
-    thread.join(timeout=5)
-    assert RESERVE_AFTER_LISTEN_S / 3 > RESERVE_S
+    clock.advance(RESERVE_S)
+    finish(thread)
     assert order == ["urgent heard", "urgent writes", "later"]

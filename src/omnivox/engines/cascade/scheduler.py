@@ -122,7 +122,7 @@ class Pace:
         return self.arrived_s + self.text_tokens / TEXT_TOKENS_PER_S
 
 
-def _log_step(stage: Stage, asked_s: float, got_s: float, deadline_s: float) -> None:
+def _log_step(stage: Stage, asked_s: float, got_s: float, deadline_s: float, now_s: float) -> None:
     waited_s = got_s - asked_s
     if stage is Stage.TEXT and waited_s < LOG_WAIT_S:
         return
@@ -130,7 +130,7 @@ def _log_step(stage: Stage, asked_s: float, got_s: float, deadline_s: float) -> 
         "%s step: waited %.3f s, held %.3f s, deadline %+.3f s from the request",
         stage.name.lower(),
         waited_s,
-        time.monotonic() - got_s,
+        now_s - got_s,
         deadline_s - asked_s,
     )
 
@@ -157,7 +157,8 @@ class ComputeSlot:
     until the reservation lapses or its owner asks again, and looks again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # a seam: tests move time by hand to make reservations exact
         self._lock = threading.Lock()
         self._busy = False
         self._waiting: list[_Waiter] = []
@@ -166,22 +167,28 @@ class ComputeSlot:
         self._reserved: tuple[Pace, tuple[float, int]] | None = None
         self._reserved_until_s = 0.0
 
+    @property
+    def waiting(self) -> int:
+        """How many steps wait for the slot: how a test knows that a step has queued."""
+        with self._lock:  # so that a step's look at the slot is over, or not begun
+            return len(self._waiting)
+
     @contextlib.contextmanager
     def hold(
         self, pace: Pace, stage: Stage, cancel: threading.Event | None = None
     ) -> Iterator[bool]:
         """Hold the slot for one step; yields False (without it) once ``cancel`` is set."""
         deadline_s = pace.deadline_s()
-        asked_s = time.monotonic()
+        asked_s = self._clock()
         granted = self._acquire(pace, (deadline_s, int(stage), next(self._order)), cancel)
-        got_s = time.monotonic()
+        got_s = self._clock()
         try:
             yield granted
         finally:
             if granted:
                 self._release(RESERVE_AFTER_LISTEN_S if stage is Stage.LISTEN else RESERVE_S)
                 if log.isEnabledFor(logging.DEBUG):
-                    _log_step(stage, asked_s, got_s, deadline_s)
+                    _log_step(stage, asked_s, got_s, deadline_s, self._clock())
 
     def _acquire(
         self, pace: Pace, key: tuple[float, int, int], cancel: threading.Event | None
@@ -230,7 +237,7 @@ class ComputeSlot:
         if self._reserved is None:
             return 0.0
         owner, owner_key = self._reserved
-        left_s = self._reserved_until_s - time.monotonic()
+        left_s = self._reserved_until_s - self._clock()
         if owner is pace or key[:2] < owner_key or left_s <= 0:
             return 0.0
         if any(w.pace is owner for w in self._waiting):
@@ -241,7 +248,7 @@ class ComputeSlot:
         with self._lock:
             self._busy = False
             self._reserved = self._holder
-            self._reserved_until_s = time.monotonic() + reserve_s
+            self._reserved_until_s = self._clock() + reserve_s
             self._holder = None
             if self._waiting:
                 self._waiting[0].wake.set()
