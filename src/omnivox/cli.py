@@ -127,18 +127,28 @@ def _serve_parser(commands: Any) -> None:
         "answered, against DNS rebinding; add other names, comma-separated",
     )
     p.add_argument(
-        "--header-timeout-s", type=float, help="time to send a request's headers; default 10"
+        "--header-timeout-s",
+        type=float,
+        help="time for a request's line and headers to arrive, else 408; "
+        f"default {defaults['header_timeout_s'].default:g}",
     )
     p.add_argument(
         "--body-timeout-s",
         type=float,
-        help="time for a request body to arrive, else 408; default 120",
+        help="longest pause while a request body arrives, else 408; "
+        f"default {defaults['body_timeout_s'].default:g}",
     )
     p.add_argument(
-        "--keep-alive-s", type=float, help="idle keep-alive connections close after; default 5"
+        "--keep-alive-s",
+        type=float,
+        help="idle keep-alive connections close after this; "
+        f"default {defaults['keep_alive_s'].default:g}",
     )
     p.add_argument(
-        "--max-header-bytes", type=int, help="largest request head, else 431; default 32 KiB"
+        "--max-header-bytes",
+        type=int,
+        help="largest request line and headers, else 431; "
+        f"default {defaults['max_header_bytes'].default}",
     )
     p.add_argument("--log-level", help="debug, info, warning or error")
     _access_arguments(p)
@@ -330,6 +340,11 @@ async def _serve(settings: Settings) -> int:
             "create one with `omnivox keys create --name NAME` to require them",
             settings.host,
         )
+        if "*" in settings.cors_origins:
+            log.warning(
+                "--cors-origins '*' without API keys: any web page opened on this machine "
+                "can use this server and read its answers"
+            )
     try:
         engine = create_engine(settings)
         log.info("loading the %s engine", engine.name)

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="time for a connection to send a request's headers"
     )
     body_timeout_s: float = Field(
-        default=120.0, gt=0, description="time for a request's body to arrive once its headers have"
+        default=60.0, gt=0, description="longest pause allowed while a request's body arrives"
     )
     keep_alive_s: float = Field(
         default=5.0, gt=0, description="how long an idle keep-alive connection stays open"

@@ -7,6 +7,8 @@ file holds; and the server answers the next request as if nothing had happened.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
 
@@ -27,6 +29,7 @@ HEARD_TOLERANCE_S = 0.051
 # Only for the ten hours of silence, whose decoding stops at the limit by construction
 # (a unit test counts the decoded seconds): a loose bound that decoding it all breaks.
 TEN_HOURS_REFUSED_WITHIN_S = 30.0
+REPORT = os.environ.get("OMNIVOX_BAD_AUDIO_REPORT")  # JSON lines: each case, its outcome, time
 
 
 def ask(client: openai.OpenAI, case: BadAudio) -> ChatCompletion:
@@ -67,6 +70,11 @@ def test_bad_audio_is_refused_clearly_or_answered_and_the_server_goes_on(
             assert error["param"] == "messages"
             assert error["message"] == "This model does not support the format you provided."
     elapsed_s = time.perf_counter() - started
+    if REPORT:
+        outcome = f"answered, heard {case.heard_s:g} s" if case.refusal is None else case.refusal
+        line = {"case": name, "outcome": outcome, "ms": round(1000 * elapsed_s)}
+        with open(REPORT, "a") as report:
+            report.write(json.dumps(line) + "\n")
     if name == "ogg-opus-ten-hours-of-silence":
         assert elapsed_s < TEN_HOURS_REFUSED_WITHIN_S
     after = client.chat.completions.create(model=MODEL, messages=HI)

@@ -8,7 +8,7 @@ headers; and every chat request must leave its ledger row.
 
 ``OMNIVOX_FUZZ_EXAMPLES`` sets the examples per route (default: a CI-sized run of a
 minute or two); ``OMNIVOX_FUZZ_REPORT`` names a JSON file for the counts
-(``bench/fuzz.py`` runs this module long and reports them).
+(``bench/hostile.py`` runs this module long and reports them).
 """
 
 from __future__ import annotations

@@ -89,7 +89,16 @@ def test_json_media_types_are_accepted(fake_server, content_type: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["attacker.example", "attacker.example:8000", "192.168.1.5", "127.0.0.1.nip.io"]
+    "host",
+    [
+        "attacker.example",
+        "attacker.example:8000",
+        "192.168.1.5",
+        "127.0.0.1.nip.io",
+        "localhost:x@evil.example",
+        "[::1]evil",
+        "localhost:80:80",
+    ],
 )
 def test_without_keys_a_foreign_host_is_refused(fake_server, host: str) -> None:
     """A page that rebinds its own name to 127.0.0.1 names itself in Host: refused."""
@@ -145,6 +154,42 @@ def test_cors_is_off_by_default(fake_server) -> None:
         **{"content-type": "application/json"},
     )
     assert "access-control-allow-origin" not in answer.headers
+    assert_openai_error(answer, 403, "origin_not_allowed")  # keyless: foreign pages refused
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "http://127.0.0.1.evil.example"]
+)
+def test_without_keys_a_page_from_a_foreign_origin_is_refused_before_anything(
+    tmp_path, origin: str
+) -> None:
+    """Even a simple cross-site POST, which a browser sends without a preflight."""
+    from omnivox.access.ledger import SqliteLedger
+    from tests.access.conftest import start_keyed_server
+
+    server = start_keyed_server(tmp_path)  # no keys: open on loopback, with a ledger
+    try:
+        for content_type in ("text/plain", "application/json"):
+            response = post(
+                server.base_url, json.dumps(HELLO), origin=origin, **{"content-type": content_type}
+            )
+            assert_openai_error(response, 403, "origin_not_allowed")
+        local = post(
+            server.base_url,
+            json.dumps(HELLO),
+            origin="http://localhost:3000",
+            **{"content-type": "application/json"},
+        )
+        assert local.status_code == 200
+        ledger = SqliteLedger(tmp_path / "access.sqlite3")
+        try:
+            assert [row.status for row in ledger.entries_now()] == [
+                "completed"
+            ]  # no row for the refused
+        finally:
+            ledger.close_now()
+    finally:
+        server.stop()
 
 
 def test_cors_origins_allow_a_browser_app(make_server) -> None:
@@ -344,6 +389,32 @@ def test_a_huge_head_is_431(fake_server) -> None:
     still_serving(fake_server.base_url)
 
 
+def test_a_header_line_without_end_is_cut_off(fake_server) -> None:
+    """httptools buffers a line that never ends: the server must refuse it by its size."""
+    with connect(fake_server.base_url) as sock:
+        try:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+            for _ in range(100):  # up to 1 MB of one line, in pieces
+                sock.sendall(b"a" * 10_000)
+            answer = read_all(sock)  # a server that kept buffering would time out here
+        except ConnectionError:  # closed while this was still sending: refused
+            answer = b"HTTP/1.1 431 (reset before it could be read)"
+    assert answer.startswith(b"HTTP/1.1 431")
+    still_serving(fake_server.base_url)
+
+
+def test_an_answer_before_the_body_was_read_closes_the_connection(fake_server) -> None:
+    """Else a client trickling the rest of a refused body would hold the connection."""
+    with connect(fake_server.base_url) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\nabc"
+        )
+        answer = read_all(sock, timeout_s=10)  # returns only because the server closes
+    assert answer.startswith(b"HTTP/1.1 415")
+    assert b"connection: close" in answer.lower()
+
+
 def test_a_body_that_never_arrives_is_408(make_server) -> None:
     server = make_server(body_timeout_s=0.3)
     with connect(server.base_url) as sock:
@@ -361,7 +432,9 @@ def test_an_idle_keep_alive_connection_is_closed(make_server) -> None:
     server = make_server(keep_alive_s=0.2)
     with connect(server.base_url) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        answer = read_all(sock)  # the answer, then the close once the connection idles
+        # The answer, then the close once the connection idles: well before uvicorn's own
+        # 5 s default would close it, so the setting is what closed it.
+        answer = read_all(sock, timeout_s=4)  # the answer, then the close once the connection idles
     assert answer.startswith(b"HTTP/1.1 200")
 
 

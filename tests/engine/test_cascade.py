@@ -29,7 +29,7 @@ from omnivox.engines.base import (
 from omnivox.engines.cascade.engine import CascadeEngine
 from omnivox.engines.cascade.speaker import UnitSpeaker
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
-from omnivox.errors import ModelUnavailableError
+from omnivox.errors import ContextLengthExceededError, ModelUnavailableError
 from omnivox.settings import Settings
 from tests.engine.wer import word_error_rate
 
@@ -435,3 +435,23 @@ async def test_a_long_sentence_needs_no_more_memory_than_a_window(
     windowed_mb = _peak_rss_mb_of(lambda: list(synthesizer._runner.audio(feeds)))
     # ~20 s of speech: run whole its vocoder peaks at a few hundred MB
     assert windowed_mb < 0.5 * whole_mb, (windowed_mb, whole_mb)
+
+
+async def test_a_huge_prompt_is_templated_and_tokenized_off_the_event_loop(
+    cascade: CascadeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt of megabytes takes seconds to tokenize: never on the thread serving others."""
+    loop_thread = threading.current_thread()
+    seen: list[threading.Thread] = []
+    generator = cascade.generator
+    tokenize = generator.tokenize_prompt
+
+    def recording_tokenize(text: str) -> Any:
+        seen.append(threading.current_thread())
+        return tokenize(text)
+
+    monkeypatch.setattr(generator, "tokenize_prompt", recording_tokenize)
+    huge = GenerationRequest(turns=(Turn("user", ("word " * 200_000,)),))
+    with pytest.raises(ContextLengthExceededError):
+        await cascade.prepare(huge)
+    assert seen and all(thread is not loop_thread for thread in seen)

@@ -25,6 +25,7 @@ docstring gives; without one every request is served unmetered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnivox import ids
@@ -56,13 +58,13 @@ from omnivox.server.bodies import (
 from omnivox.server.cors import cors
 from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
-from omnivox.server.hosts import HostCheck
+from omnivox.server.hosts import KeylessTrust
 from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.server.openapi import CHAT_PATH, describe_routes
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
 from omnivox.serving.catalog import OWNER, ModelCatalog
-from omnivox.serving.chat import ChatService, ServiceOptions
+from omnivox.serving.chat import ChatService, CompletionRun, ServiceOptions
 from omnivox.serving.inputs import InputLimits, output_token_limit
 from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.settings import Settings
@@ -103,12 +105,12 @@ def create_app(
         system_fingerprint=ids.system_fingerprint(engine.name, *engine.model_names()),
     )
     state: dict[str, bool] = {"ready": False}
-    hosts = HostCheck(settings.allowed_hosts)
+    keyless = KeylessTrust(settings.allowed_hosts, settings.cors_origins)
 
     def authenticate(request: Request) -> Caller:
         caller = gate.authenticate(request.headers.get("authorization"))
-        if caller.key is None:  # trusted for being on loopback: the Host must say so too
-            hosts.check(request.headers.get("host"))
+        if caller.key is None:  # trusted for being on loopback: no foreign page may use that
+            keyless.check(request.headers.get("host"), request.headers.get("origin"))
         return caller
 
     @asynccontextmanager
@@ -165,8 +167,7 @@ def create_app(
                 response = EventStreamResponse(
                     sse.render(run),
                     media_type=SSE_MEDIA_TYPE,
-                    # a client gone before the first byte never starts the stream
-                    on_end=lambda: run.finish("cancelled"),
+                    on_end=lambda: _close_run(run),
                 )
             else:
                 async with cancelled_if_client_leaves(request.receive):
@@ -265,7 +266,10 @@ class OmnivoxApp:
 
 async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompletionRequest:
     check_json_media_type(request.headers.get("content-type"))
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # the upload was abandoned: nobody to answer
+        raise ClientDisconnected from None
     data: Any = await parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidRequestError(INVALID_JSON_MESSAGE)
@@ -276,6 +280,15 @@ async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompl
     if len(raw) > OFF_LOOP_BODY_BYTES:
         return await asyncio.to_thread(_validate_chat_request, data)
     return _validate_chat_request(data)
+
+
+async def _close_run(run: CompletionRun) -> None:
+    """After a streamed response, however it ended: a stream cut while it waited to send
+    is closed here, its generation stopped at once rather than when the garbage collector
+    finds it; one never started (the client left before the first byte) is recorded."""
+    with contextlib.suppress(RuntimeError):  # still running elsewhere: it closes itself
+        await run.events.aclose()  # type: ignore[attr-defined]
+    await run.finish("cancelled")  # a no-op once the run has finished
 
 
 def _validate_chat_request(data: dict[str, Any]) -> CreateChatCompletionRequest:

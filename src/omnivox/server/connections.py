@@ -60,12 +60,13 @@ def guarded_protocol(header_timeout_s: float, max_header_bytes: int) -> type[Htt
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    header_timeout_s: float = 10.0
-    max_header_bytes: int = 32 * 1024
+    header_timeout_s: float  # set by ``guarded_protocol``
+    max_header_bytes: int
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_bytes = 0
+        self._head_bytes = 0  # received since the head began (an upper bound of its size)
+        self._head_counted = 0  # of its lines handed over whole by the parser (exact)
         self._head_timer: asyncio.TimerHandle | None = None
         self._start_head_timer()
 
@@ -74,28 +75,42 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        # uvicorn's own, with the head's size checked by the parser's callbacks.
+        # uvicorn's own, with the head's size checked twice: exactly, in the parser's
+        # callbacks, for the lines it hands over; and in the bytes received while the head
+        # is unfinished, since httptools buffers a line that never ends for ever.
         self._unset_keepalive_if_required()
+        if self._head_timer is None:  # between heads: a new one may begin in this data
+            self._head_bytes = 0
+        self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, HeadTooLarge):
                 self._refuse(431, "request_header_fields_too_large", self._too_large_message())
                 return
-            raise
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
         except httptools.HttpParserError:
             msg = "Invalid HTTP request received."
             self.logger.warning(msg)
             self.send_400_response(msg)
+            return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+            return
+        # Still within a head: every byte since it began is the head's (a pipelined head
+        # that began in this data after a body is counted with that body's tail).
+        if self._head_timer is not None and self._head_bytes > self.max_header_bytes:
+            self._refuse(431, "request_header_fields_too_large", self._too_large_message())
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
+        self._head_counted = 0
         if self._head_timer is None:  # a keep-alive connection's next request
             self._start_head_timer()
 
@@ -112,9 +127,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _count(self, n_bytes: int) -> None:
-        self._head_bytes += n_bytes
-        if self._head_bytes > self.max_header_bytes:
-            raise HeadTooLarge
+        self._head_counted += n_bytes
+        if self._head_counted > self.max_header_bytes:
+            raise HeadTooLarge  # stops the parser; ``data_received`` answers 431
 
     def _start_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_too_slow)

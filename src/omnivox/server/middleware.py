@@ -4,7 +4,8 @@ Pure ASGI (no ``BaseHTTPMiddleware``) so that streaming passes through untouched
 and the per-request cost stays in microseconds. Every response, errors
 included, carries ``x-request-id`` and ``openai-processing-ms`` (time until the
 response started, which for a stream is its first byte). A body must arrive
-within ``body_timeout_s`` of its first read (408 after). A client that left
+without a pause longer than ``body_timeout_s`` (408 after); an answer sent
+before its request's body was read closes the connection. A client that left
 (``ClientDisconnected``) gets nothing and is logged at debug level only: leaving
 is the client's right, not the server's error.
 """
@@ -36,16 +37,8 @@ def too_large(max_body_bytes: int) -> RequestTooLargeError:
     )
 
 
-DEFAULT_BODY_TIMEOUT_S = 120.0
-
-
 class OpenAIHeadersMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_body_bytes: int,
-        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
@@ -58,6 +51,8 @@ class OpenAIHeadersMiddleware:
         request_id = ids.request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         response_started = False
+        guarded = _GuardedReceive(receive, self.max_body_bytes, self.body_timeout_s)
+        has_body = _has_body(scope)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal response_started
@@ -69,8 +64,12 @@ class OpenAIHeadersMiddleware:
                     (b"x-request-id", request_id.encode()),
                     (b"openai-processing-ms", str(elapsed_ms).encode()),
                     (b"openai-version", OPENAI_VERSION),
-                    (b"access-control-expose-headers", b"X-Request-ID"),
                 ]
+                if has_body and not guarded.body_done:
+                    # Answered before its body was read (401, 413, 415...): uvicorn would
+                    # keep reading and discarding it, each trickled byte keeping the
+                    # connection alive. Closing it ends that.
+                    headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -78,7 +77,6 @@ class OpenAIHeadersMiddleware:
         if declared is not None and declared > self.max_body_bytes:
             await _send_error(send_with_headers, too_large(self.max_body_bytes))
             return
-        guarded = _guarded(receive, self.max_body_bytes, self.body_timeout_s)
         try:
             await self.app(scope, guarded, send_with_headers)
         except ClientDisconnected:
@@ -93,6 +91,13 @@ class OpenAIHeadersMiddleware:
             await _send_error(send_with_headers, ServerError())
 
 
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -103,38 +108,38 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _guarded(receive: Receive, max_body_bytes: int, body_timeout_s: float) -> Receive:
-    """A receive that fails as soon as a chunked body passes the cap, or takes too long.
+class _GuardedReceive:
+    """A receive that fails as soon as a chunked body passes the cap, or stalls.
 
-    The time counts from the first read of the body; once the body is whole, reads
-    (which then wait for the client to disconnect) are not timed.
+    Each read of the body must bring its next part within ``body_timeout_s`` (a slow
+    link that keeps sending is never cut; a body that stops is, 408). Once the body is
+    whole, reads (which then wait for the client to disconnect) are not timed.
     """
-    n_bytes = 0
-    deadline: float | None = None
-    body_done = False
 
-    async def guarded_receive() -> Message:
-        nonlocal n_bytes, deadline, body_done
-        if body_done:
-            return await receive()
-        if deadline is None:
-            deadline = asyncio.get_running_loop().time() + body_timeout_s
+    def __init__(self, receive: Receive, max_body_bytes: int, body_timeout_s: float) -> None:
+        self._receive = receive
+        self._max_body_bytes = max_body_bytes
+        self._body_timeout_s = body_timeout_s
+        self._n_bytes = 0
+        self.body_done = False
+
+    async def __call__(self) -> Message:
+        if self.body_done:
+            return await self._receive()
         try:
-            async with asyncio.timeout_at(deadline):
-                message = await receive()
+            async with asyncio.timeout(self._body_timeout_s):
+                message = await self._receive()
         except TimeoutError:
             raise RequestTimeoutError(
-                f"The request body did not arrive within {body_timeout_s:g} s."
+                f"The request body stopped arriving: nothing came for {self._body_timeout_s:g} s."
             ) from None
         if message["type"] != "http.request" or not message.get("more_body", False):
-            body_done = True
+            self.body_done = True
         if message["type"] == "http.request":
-            n_bytes += len(message.get("body", b""))
-            if n_bytes > max_body_bytes:
-                raise too_large(max_body_bytes)
+            self._n_bytes += len(message.get("body", b""))
+            if self._n_bytes > self._max_body_bytes:
+                raise too_large(self._max_body_bytes)
         return message
-
-    return guarded_receive
 
 
 async def _send_error(send: Send, exc: OmnivoxError) -> None:

@@ -41,7 +41,7 @@ class CatalogEntry:
 class ModelCatalog:
     def __init__(self, model_id: str, snapshot_date: str, openai_aliases: bool) -> None:
         self.snapshot = f"{model_id}-{snapshot_date}"
-        created = _created(self.snapshot)
+        created = int(dt.datetime.fromisoformat(snapshot_date).replace(tzinfo=dt.UTC).timestamp())
         self._entries = {
             model_id: CatalogEntry(model_id, created, self.snapshot),
             self.snapshot: CatalogEntry(self.snapshot, created, self.snapshot),

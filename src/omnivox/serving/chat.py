@@ -201,7 +201,9 @@ class ChatService:
                 async for event in _merge(streams):
                     yield event
             outcome = "completed"
-            await run.finish(outcome)
+            # Shielded: a client leaving now must not cut the row's write in half (the
+            # finalizers are taken before they run, so nothing would run them again).
+            await asyncio.shield(run.finish(outcome))
             yield UsageReady(usage.to_wire())
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"

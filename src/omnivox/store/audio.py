@@ -204,6 +204,12 @@ class SqliteAudioStore:
             if time.time() - self._last_purge_s > PURGE_INTERVAL_S:
                 with contextlib.suppress(OSError, sqlite3.Error):
                     self.purge()
+        while not self._queue.empty():  # put as the store closed: refused, not left waiting
+            item = self._queue.get()
+            if isinstance(item, tuple) and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(ServerError(STORE_FAILED_MESSAGE))
+            elif isinstance(item, threading.Event):
+                item.set()
 
     def _commit(self, puts: list[_Put]) -> None:
         """Write a batch, then tell each waiting ``put`` how it went."""
@@ -211,7 +217,7 @@ class SqliteAudioStore:
         failure: ServerError | None = None
         try:
             self._write(rows)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # whatever it is, each waiting answer must hear of it
             log.exception("could not store %d spoken answers", len(rows))
             failure = ServerError(STORE_FAILED_MESSAGE)
             failure.__cause__ = exc
