@@ -4,10 +4,8 @@ umask, and making it so never disturbs the SQLite connections already open on it
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +14,7 @@ from omnivox.access.keys import SqliteKeyStore
 from omnivox.access.ledger import LedgerEntry, SqliteLedger
 from omnivox.access.tiers import Limits
 from omnivox.store.private import make_private
-
-
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    """A umask that lets every file be world-readable unless its creator says otherwise."""
-    old = os.umask(0)
-    yield
-    os.umask(old)
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
+from tests.support.files import mode, permissive_umask  # noqa: F401 (a fixture)
 
 
 def row(request_id: str) -> LedgerEntry:

@@ -172,23 +172,28 @@ def test_a_mid_stream_rate_change_keeps_both_parts() -> None:
     assert dominant_frequency_hz(samples[20_000:28_000], 16_000) == pytest.approx(880, abs=2)
 
 
+def count_decoded_seconds(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A one-item list that counts the seconds the decoder hands to its mixer."""
+    decoded_s = [0.0]
+
+    class CountingMixer(decode_module._MonoMixer):
+        def push(self, frame: object) -> None:
+            decoded_s[0] += frame.samples / frame.sample_rate  # type: ignore[attr-defined]
+            super().push(frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decode_module, "_MonoMixer", CountingMixer)
+    return decoded_s
+
+
 @pytest.mark.parametrize("container", ["wav", "mp3"])
 def test_too_long_input_is_refused_after_decoding_only_the_limit(
     monkeypatch: pytest.MonkeyPatch, container: str
 ) -> None:
     data = ffmpeg_encode(tone(60.0, 16_000), 16_000, CONTAINERS[container])
-    decoded_s = 0.0
-
-    class CountingMixer(decode_module._MonoMixer):
-        def push(self, frame: object) -> None:
-            nonlocal decoded_s
-            decoded_s += frame.samples / frame.sample_rate  # type: ignore[attr-defined]
-            super().push(frame)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(decode_module, "_MonoMixer", CountingMixer)
+    decoded_s = count_decoded_seconds(monkeypatch)
     with pytest.raises(AudioTooLongError) as caught:
         decode_audio(data, max_duration_s=1.0)
-    assert 0.5 < decoded_s <= 1.0
+    assert 0.5 < decoded_s[0] <= 1.0
     assert caught.value.code == "audio_too_long"
     assert "1 s" in caught.value.message
 
@@ -231,18 +236,10 @@ def test_ten_hours_of_compressed_silence_is_refused_after_decoding_only_the_limi
 ) -> None:
     data = bad_audio.CASES["ogg-opus-ten-hours-of-silence"]().data
     assert len(data) < 10_000_000  # small enough to upload, ~36 000 s once decoded
-    decoded_s = 0.0
-
-    class CountingMixer(decode_module._MonoMixer):
-        def push(self, frame: object) -> None:
-            nonlocal decoded_s
-            decoded_s += frame.samples / frame.sample_rate  # type: ignore[attr-defined]
-            super().push(frame)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(decode_module, "_MonoMixer", CountingMixer)
+    decoded_s = count_decoded_seconds(monkeypatch)
     with pytest.raises(AudioTooLongError):
         decode_audio(data, max_duration_s=600.0)
-    assert 599.0 < decoded_s <= 600.0
+    assert 599.0 < decoded_s[0] <= 600.0
 
 
 def assert_finite_and_in_range(samples: np.ndarray) -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from omnivox.errors import ServerError
 from omnivox.store import audio as audio_store
 from omnivox.store.audio import SEGMENT_S, SqliteAudioStore, StoredAudio
+from tests.support.files import mode, permissive_umask  # noqa: F401 (a fixture)
 
 WAIT_S = 10  # generous: the writer thread only has to wake
 
@@ -244,18 +243,6 @@ def test_a_put_that_could_not_be_stored_fails_its_future(
     store.close()
     with pytest.raises(ServerError):  # closed: nothing would ever write it
         store.put(answer("audio_late")).result(timeout=WAIT_S)
-
-
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    """A umask that lets every file be world-readable unless its creator says otherwise."""
-    old = os.umask(0)
-    yield
-    os.umask(old)
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 @pytest.mark.usefixtures("permissive_umask")
