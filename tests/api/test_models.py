@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from tests.conftest import sdk_client
+from tests.support.fake_engine import FakeEngine
 
 
 def test_list_has_alias_snapshot_and_openai_names(client: openai.OpenAI) -> None:
@@ -89,3 +90,21 @@ def test_health_reports_ready(fake_server) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.headers["x-request-id"].startswith("req_")
+
+
+def test_the_fingerprint_names_the_engine_and_its_models(fake_server, make_server) -> None:
+    """Two servers on other models must not claim the same system_fingerprint."""
+
+    class OtherModels(FakeEngine):
+        def model_names(self) -> tuple[str, ...]:
+            return ("fake words", "other tones")
+
+    def fingerprint(base_url: str) -> str | None:
+        completion = sdk_client(base_url).chat.completions.create(
+            model="gpt-4o-audio-preview", messages=[{"role": "user", "content": "hi"}]
+        )
+        return completion.system_fingerprint
+
+    same = fingerprint(fake_server.base_url)
+    assert same == fingerprint(make_server().base_url)  # the same models: the same print
+    assert same != fingerprint(make_server(engine=OtherModels()).base_url)
