@@ -125,6 +125,8 @@ def test_without_keys_loopback_hosts_are_served(fake_server, host: str) -> None:
 
 def test_allowed_hosts_adds_names(make_server) -> None:
     server = make_server(allowed_hosts=["voice.internal"])
+    page = {"host": "voice.internal", "origin": "http://voice.internal:8000"}  # a page served here
+    assert httpx.get(server.base_url + "/models", headers=page).status_code == 200
     assert (
         httpx.get(server.base_url + "/models", headers={"host": "voice.internal:8000"}).status_code
         == 200

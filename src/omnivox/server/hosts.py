@@ -9,8 +9,9 @@ operator opens can reach it too:
   do); ``allowed_hosts`` adds names.
 - by a plain cross-site request, which a browser sends without asking first when it
   is a simple POST. Browsers name the page in ``Origin``: a request from an origin that
-  is neither on loopback nor among ``cors_origins`` is refused before anything else is
-  done for it (no ledger row, no work). Programs other than browsers send no ``Origin``.
+  is neither on loopback, nor on an allowed host, nor among ``cors_origins`` is refused
+  before anything else is done for it (no ledger row, no work). Programs other than
+  browsers send no ``Origin``.
 
 Callers with a key are not checked: the key is what they are trusted for.
 """
@@ -66,9 +67,10 @@ class KeylessTrust:
         if ANY_ORIGIN in self._origins or origin.rstrip("/").lower() in self._origins:
             return True
         try:
-            return is_loopback_name(urlsplit(origin).hostname)
+            name = urlsplit(origin).hostname
         except ValueError:
             return False
+        return is_loopback_name(name) or name in self._hosts  # a page served from here
 
     def check(self, host_header: str | None, origin: str | None) -> None:
         if not self.host_allowed(host_header):
