@@ -70,6 +70,17 @@ def check_billed_for_what_was_made(row: LedgerEntry, words_seen: int) -> None:
     assert row.cost_usd == pytest.approx(cost(row)) and row.cost_usd > 0
 
 
+def keyed_stream(base_url: str, key: str, body: dict[str, Any]) -> Any:
+    """A streamed chat request with ``key``, as a context manager over the response."""
+    return httpx.stream(
+        "POST",
+        base_url + "/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=WAIT_S,
+    )
+
+
 def test_a_stream_the_client_left_is_billed_for_its_words_and_speech(
     keyed_server: Any, tmp_path: Path
 ) -> None:
@@ -78,13 +89,7 @@ def test_a_stream_the_client_left_is_billed_for_its_words_and_speech(
     body = {"model": MINI, "stream": True, **SPOKEN}
     body["messages"] = [{"role": "user", "content": SLOW}]
     words_seen = 0
-    with httpx.stream(
-        "POST",
-        server.base_url + "/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {key}"},
-        timeout=WAIT_S,
-    ) as response:
+    with keyed_stream(server.base_url, key, body) as response:
         assert response.status_code == 200
         request_id = response.headers["x-request-id"]
         for line in response.iter_lines():
@@ -126,13 +131,7 @@ def test_a_failed_generation_keeps_the_tokens_it_made_at_no_cost(
     server = keyed_server()
     body = {"model": MINI, "stream": True, **SPOKEN}
     body["messages"] = [{"role": "user", "content": "fail after one word"}]
-    with httpx.stream(
-        "POST",
-        server.base_url + "/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {key}"},
-        timeout=WAIT_S,
-    ) as response:
+    with keyed_stream(server.base_url, key, body) as response:
         request_id = response.headers["x-request-id"]
         events = [json.loads(line[6:]) for line in response.iter_lines() if line[6:7] == "{"]
     assert "error" in events[-1]
