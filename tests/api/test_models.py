@@ -108,3 +108,10 @@ def test_the_fingerprint_names_the_engine_and_its_models(fake_server, make_serve
     same = fingerprint(fake_server.base_url)
     assert same == fingerprint(make_server().base_url)  # the same models: the same print
     assert same != fingerprint(make_server(engine=OtherModels()).base_url)
+
+
+def test_health_names_the_engine_and_its_models(fake_server) -> None:
+    """The engine's own identity, the same that feeds the system_fingerprint."""
+    body = httpx.get(fake_server.root + "/health").json()
+    assert body["engine"] == "fake"
+    assert body["models"] == ["fake words", "fake tones"]

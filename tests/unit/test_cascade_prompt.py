@@ -18,9 +18,9 @@ from omnivox.engines.cascade.prompt import (
     build_messages,
     client_audio_transcripts,
 )
-from omnivox.engines.cascade.stops import StopScanner
 from omnivox.engines.cascade.synthesizer import VOICES, voice_settings
 from omnivox.engines.cascade.transcripts import TranscriptBook
+from omnivox.engines.stops import StopScanner
 
 OPENAI_VOICES = (
     *("alloy", "ash", "ballad", "coral", "echo", "fable", "nova"),

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from omnivox.audio import OUTPUT_BYTES_PER_S
 from omnivox.engines.cascade import scheduler
 from omnivox.engines.cascade.scheduler import (
-    OUTPUT_BYTES_PER_S,
     RESERVE_AFTER_LISTEN_S,
     RESERVE_S,
     SPEECH_MARGIN_S,

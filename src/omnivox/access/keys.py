@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from omnivox.access.tiers import Limits
-from omnivox.store.private import PRIVATE_DIR_MODE, make_private
+from omnivox.store.sqlite import open_private
 
 KEY_PREFIX = "sk-"
 KEY_SECRET_BYTES = 32
@@ -35,7 +35,6 @@ KEY_ID_BYTES = 8
 HINT_CHARS = 4
 SHOWN_HEAD_CHARS = 8  # OpenAI masks keys as sk-abcde***...wxyz
 SHOWN_TAIL_CHARS = 4
-SQLITE_BUSY_TIMEOUT_MS = 5000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -117,13 +116,9 @@ class SqliteKeyStore:
     """Keys in one SQLite file (WAL), shared by every process on the host."""
 
     def __init__(self, path: Path) -> None:
-        # The ledger shares the file; both make it the owner's alone (0600), whatever the umask.
-        path.parent.mkdir(PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        make_private(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # The ledger shares the file; both make it the owner's alone (0600), whatever the umask.
+        self._db = open_private(path)
         self._db.executescript(SCHEMA)
         self._keys_cache: tuple[int, bool] | None = None
 

@@ -47,9 +47,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from omnivox.errors import ServerError
-from omnivox.store.private import PRIVATE_DIR_MODE, make_private
+from omnivox.store.sqlite import open_private
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
 SINCE_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 SINCE_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 Status = Literal["completed", "cancelled", "failed", "rejected", "rate_limited", "in_progress"]
@@ -248,12 +247,8 @@ class SqliteLedger:
     def __init__(self, path: Path, synchronous: str = "normal") -> None:
         if synchronous not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
-        path.parent.mkdir(PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        make_private(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_private(path)
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._synchronous = synchronous
         self._db.executescript(SCHEMA)

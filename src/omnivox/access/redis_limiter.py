@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnivox.access.limiter import Decision, decide, limit_values
+from omnivox.access.limiter import Decision, charges, decide, limit_values
 from omnivox.access.tiers import Limits
 from omnivox.errors import ServerError
 
@@ -116,7 +116,7 @@ class RedisLimiter:
         *,
         min_tokens: int | None = None,
     ) -> Decision:
-        costs = (n_requests, n_requests, n_tokens)
+        costs = charges(n_requests, n_tokens)
         reply = await self._run(bucket, "acquire", limits, costs, min_tokens)
         used_before = [float(v) for v in reply[1:4]]
         tokens = int(float(reply[4]))

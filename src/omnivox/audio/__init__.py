@@ -4,8 +4,11 @@ Pure CPU work on numpy arrays and bytes, through PyAV (FFmpeg) and soxr. Nothing
 here knows HTTP, JSON, the OpenAI wire format or any engine.
 """
 
+from omnivox.audio.pcm import S16_BYTES_PER_SAMPLE
+
 # The submodules import these constants from the package, so they are bound first.
 OUTPUT_SAMPLE_RATE = 24_000  # Hz; every output format is mono signed 16-bit at this rate
+OUTPUT_BYTES_PER_S = OUTPUT_SAMPLE_RATE * S16_BYTES_PER_SAMPLE  # the output PCM, mono s16le
 INPUT_SAMPLE_RATE = 16_000  # Hz; what decoded input is resampled to unless asked otherwise
 OUTPUT_FORMATS = ("wav", "mp3", "flac", "opus", "aac", "pcm16")
 
@@ -30,6 +33,7 @@ __all__ = [
     "ENCODERS",
     "INPUT_SAMPLE_RATE",
     "MIME_TYPES",
+    "OUTPUT_BYTES_PER_S",
     "OUTPUT_FORMATS",
     "OUTPUT_SAMPLE_RATE",
     "AudioEncoder",

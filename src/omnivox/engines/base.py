@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from omnivox.engines.events import EngineEvent
+from omnivox.errors import ContextLengthExceededError
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -136,6 +137,31 @@ class PreparedGeneration:
     context_tokens: int
     prompt_text_tokens: int
     payload: Any = None
+
+
+def check_context_window(
+    window_tokens: int, context_tokens: int, max_output_tokens: int | None = None
+) -> None:
+    """Refuse a prompt of ``context_tokens`` that, alone or with the ``max_output_tokens``
+    asked for, does not fit a context of ``window_tokens``, in OpenAI's words.
+
+    Serving checks every prepared generation with it; an engine calls it only to stop
+    early on a prompt that can not fit, before work that would be thrown away.
+    """
+    head = f"This model's maximum context length is {window_tokens} tokens. However, "
+    if context_tokens >= window_tokens:
+        raise ContextLengthExceededError(
+            f"{head}your messages resulted in {context_tokens} tokens. "
+            "Please reduce the length of the messages.",
+            param="messages",
+        )
+    if max_output_tokens is not None and context_tokens + max_output_tokens > window_tokens:
+        raise ContextLengthExceededError(
+            f"{head}you requested {context_tokens + max_output_tokens} tokens "
+            f"({context_tokens} in the messages, {max_output_tokens} in the completion). "
+            "Please reduce the length of the messages or completion.",
+            param="messages",
+        )
 
 
 Capability = Literal["tools", "response_format", "logprobs", "speech"]

@@ -8,7 +8,7 @@ OpenAI's wire names; ``serving`` turns them into chunks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -56,7 +56,6 @@ class Finished:
 
     reason: FinishReason
     completion_text_tokens: int
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 EngineEvent = TextDelta | AudioDelta | ToolCallDelta | Finished

@@ -430,9 +430,5 @@ class CreateChatCompletionRequest(WireModel):
         return bool(self.stream)
 
 
-# Accepted and ignored: they change nothing in how omnivox answers.
-IGNORED_PARAMETERS = frozenset(
-    {"user", "store", "metadata", "prompt_cache_key", "prompt_cache_retention", "safety_identifier"}
-)
 # Not supported by the audio models omnivox answers to; rejected with unsupported_parameter.
 UNSUPPORTED_PARAMETERS = ("prediction", "reasoning_effort", "verbosity", "web_search_options")

@@ -1,9 +1,10 @@
-"""The response side of the wire format: completions, chunks, usage, models.
+"""The response side of the wire format: completions, usage, logprobs, models.
 
 Serialise with ``dump()``. Every field is sent (``null`` included) except the
 ones a class lists in ``omit_unless_set``, which are sent only when given: that
-is how ``"content": null`` is always present while a ``delta`` carries only the
-keys it has and a text answer has no ``audio`` key at all.
+is how ``"content": null`` is always present while a text answer has no
+``audio`` key at all. ``serving.sse`` writes streamed chunks as text around the
+same usage and logprobs models.
 """
 
 from __future__ import annotations
@@ -113,59 +114,6 @@ class ChatCompletion(WireOut):
     usage: CompletionUsage
     service_tier: str
     system_fingerprint: str
-
-
-class ChoiceDeltaAudio(WireOut):
-    omit_unless_set = frozenset({"id", "data", "expires_at", "transcript"})
-    id: str | None = None
-    data: str | None = None
-    expires_at: int | None = None
-    transcript: str | None = None
-
-
-class ChoiceDeltaToolCallFunction(WireOut):
-    omit_unless_set = frozenset({"name", "arguments"})
-    name: str | None = None
-    arguments: str | None = None
-
-
-class ChoiceDeltaToolCall(WireOut):
-    omit_unless_set = frozenset({"id", "type", "function"})
-    index: int
-    id: str | None = None
-    type: Literal["function"] | None = None
-    function: ChoiceDeltaToolCallFunction | None = None
-
-
-class ChoiceDelta(WireOut):
-    omit_unless_set = frozenset(
-        {"role", "content", "refusal", "audio", "tool_calls", "function_call"}
-    )
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-    refusal: str | None = None
-    audio: ChoiceDeltaAudio | None = None
-    tool_calls: list[ChoiceDeltaToolCall] | None = None
-    function_call: ChoiceDeltaToolCallFunction | None = None
-
-
-class ChunkChoice(WireOut):
-    index: int
-    delta: ChoiceDelta
-    logprobs: ChoiceLogprobs | None = None
-    finish_reason: FinishReason | None = None
-
-
-class ChatCompletionChunk(WireOut):
-    omit_unless_set = frozenset({"usage"})
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    service_tier: str
-    system_fingerprint: str
-    choices: list[ChunkChoice]
-    usage: CompletionUsage | None = None
 
 
 class Model(WireOut):

@@ -31,6 +31,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import PurePath
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -210,6 +211,8 @@ def create_app(
         body = {
             "status": "ok" if state["ready"] else "starting",
             "engine": engine.name,
+            # names, not where they lie: /health answers without a key
+            "models": [PurePath(name).name or name for name in engine.model_names()],
             "model": catalog.snapshot,
         }
         return json_response(json.dumps(body), status)

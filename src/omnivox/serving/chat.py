@@ -36,10 +36,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from omnivox import ids
+from omnivox.audio import OUTPUT_SAMPLE_RATE
 from omnivox.audio.chunk import PIECE_ALIGN_BYTES
-from omnivox.engines.base import Engine, PreparedGeneration
+from omnivox.engines.base import Engine, PreparedGeneration, check_context_window
 from omnivox.engines.events import AudioDelta, Finished, TextDelta, ToolCallDelta
-from omnivox.errors import ContextLengthExceededError
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import FinishReason
 from omnivox.serving.catalog import ModelCatalog
@@ -61,7 +61,6 @@ from omnivox.serving.outputs import (
 from omnivox.serving.usage import OutputCount, UsageCounter, input_audio_tokens
 from omnivox.store.audio import AudioStore, StoredAudio
 
-OUTPUT_SAMPLE_RATE = 24_000
 SERVICE_TIER = "default"
 CHECKPOINT_INTERVAL_S = 1.0  # how often a run in progress reports its usage so far
 
@@ -141,7 +140,11 @@ class ChatService:
         check_request_rules(req, self.engine)
         generation, audio_s = await build_generation_request(req, self.store, self.options.limits)
         prepared = await self.engine.prepare(generation)
-        self._check_context(prepared)
+        check_context_window(
+            self.engine.context_window_tokens,
+            prepared.context_tokens,
+            prepared.request.sampling.max_output_tokens,
+        )
         usage = UsageCounter(
             prompt_text_tokens=prepared.prompt_text_tokens,
             prompt_audio_tokens=input_audio_tokens(audio_s.user_s, audio_s.assistant_s),
@@ -163,25 +166,6 @@ class ChatService:
         )
         run.events = self._events(run, prepared, audio_format is not None)
         return run
-
-    def _check_context(self, prepared: PreparedGeneration) -> None:
-        window = self.engine.context_window_tokens
-        prompt = prepared.context_tokens
-        wanted = prepared.request.sampling.max_output_tokens
-        if wanted is not None and prompt + wanted > window:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {window} tokens. However, you "
-                f"requested {prompt + wanted} tokens ({prompt} in the messages, {wanted} in "
-                "the completion). Please reduce the length of the messages or completion.",
-                param="messages",
-            )
-        if prompt >= window:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {window} tokens. However, your "
-                f"messages resulted in {prompt} tokens. Please reduce the length of the "
-                "messages.",
-                param="messages",
-            )
 
     async def _events(
         self, run: CompletionRun, prepared: PreparedGeneration, speak: bool

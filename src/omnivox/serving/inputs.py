@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from omnivox.audio import INPUT_SAMPLE_RATE
 from omnivox.audio.decode import decode_audio
 from omnivox.audio.pcm import s16le_to_float
 from omnivox.engines.base import (
@@ -49,7 +50,6 @@ MAX_TOKEN_ID = 2**63 - 1
 # MIME encoders (base64(1), email, PEM) break base64 into 76-character lines; OpenAI's
 # decoder skips the line breaks, so this one deletes ASCII whitespace before validating.
 BASE64_WHITESPACE = str.maketrans("", "", " \t\n\r\f\v")
-INPUT_SAMPLE_RATE = 16_000
 OPENAI_VOICES = (
     "alloy",
     "ash",

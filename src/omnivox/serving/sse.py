@@ -12,7 +12,7 @@ An error after the first byte becomes an SSE error event and ends the stream.
 
 Chunks share a pre-rendered head (``id``, ``created``, ``model`` ...) and only
 the per-event part is serialised, which keeps the streaming loop cheap; the
-shapes are those of ``protocol.responses.ChatCompletionChunk``.
+shapes are OpenAI's ``chat.completion.chunk`` (§3.3).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Generator
 from typing import Any
 
+from omnivox.audio import OUTPUT_BYTES_PER_S
 from omnivox.audio.chunk import PcmChunker
 from omnivox.errors import OmnivoxError, ServerError
 from omnivox.serving.chat import CompletionRun
@@ -41,7 +42,7 @@ from omnivox.serving.outputs import (
 
 log = logging.getLogger(__name__)
 
-MAX_AUDIO_PIECE_BYTES = 48_000  # 1 s of 24 kHz s16le per data delta at most
+MAX_AUDIO_PIECE_BYTES = OUTPUT_BYTES_PER_S  # 1 s of speech per data delta at most
 DONE = b"data: [DONE]\n\n"
 
 

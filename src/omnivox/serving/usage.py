@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from omnivox.audio import OUTPUT_BYTES_PER_S
 from omnivox.protocol.requests import CreateChatCompletionRequest, InputAudio
 from omnivox.protocol.responses import (
     CompletionTokensDetails,
@@ -32,7 +33,6 @@ from omnivox.protocol.responses import (
 
 INPUT_AUDIO_TOKENS_PER_S = 10
 OUTPUT_AUDIO_TOKENS_PER_S = 20
-OUTPUT_BYTES_PER_S = 24_000 * 2  # 24 kHz mono s16le
 
 # The prompt estimate that rate limits charge at admission, before any decoding or
 # tokenizing: about 4 characters per text token and 4 tokens of framing per message

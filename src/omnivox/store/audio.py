@@ -56,6 +56,7 @@ from typing import Protocol
 
 from omnivox.errors import ServerError
 from omnivox.store.private import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private, restrict
+from omnivox.store.sqlite import connect
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +166,7 @@ class SqliteAudioStore:
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=5000")
-        db.execute("PRAGMA journal_mode=WAL")
+        db = connect(path)
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 

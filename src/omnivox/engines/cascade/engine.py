@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omnivox.engines.base import AudioClip, Capability, GenerationRequest, PreparedGeneration
+from omnivox.engines.base import (
+    AudioClip,
+    Capability,
+    GenerationRequest,
+    PreparedGeneration,
+    check_context_window,
+)
 from omnivox.engines.cascade import assets
 from omnivox.engines.cascade.constraints import answer_constraints, check_logit_bias, warm_up
 from omnivox.engines.cascade.generator import (
@@ -70,7 +76,6 @@ from omnivox.engines.cascade.transcripts import TranscriptBook
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
 from omnivox.engines.worker import ThreadBridge
 from omnivox.errors import (
-    ContextLengthExceededError,
     InvalidValueError,
     ModelUnavailableError,
     ServerError,
@@ -217,13 +222,8 @@ class CascadeEngine:
         grammar, branch = answer_constraints(request, generator)
         prompt_text = self._render(request)
         tokens = generator.tokenize_prompt(prompt_text)
-        if len(tokens) >= self.context_window_tokens:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self.context_window_tokens} tokens. "
-                f"However, your messages resulted in {len(tokens)} tokens. "
-                "Please reduce the length of the messages.",
-                param="messages",
-            )
+        # Serving checks the window too; a prompt that can not fit stops here, before more work.
+        check_context_window(self.context_window_tokens, len(tokens))
         audio_tokens = sum(
             generator.count_tokens(text)
             for text in client_audio_transcripts(request, transcript_of)

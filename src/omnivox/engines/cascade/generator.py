@@ -63,8 +63,8 @@ from omnivox.engines.cascade.sampling import (
     sampler_args,
     token_logprob,
 )
-from omnivox.engines.cascade.stops import StopScanner
 from omnivox.engines.events import TokenLogprob
+from omnivox.engines.stops import StopScanner
 from omnivox.engines.worker import ModelThread
 from omnivox.errors import ModelUnavailableError
 

@@ -69,8 +69,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from omnivox.audio import OUTPUT_SAMPLE_RATE
-from omnivox.audio.pcm import S16_BYTES_PER_SAMPLE
+from omnivox.audio import OUTPUT_BYTES_PER_S
 
 T = TypeVar("T")
 log = logging.getLogger("omnivox.scheduler")
@@ -85,7 +84,6 @@ RESERVE_S = 0.005
 # (traced), longer than ``RESERVE_S``, and a waiting transcription of a later conversation
 # took the slot for its whole pass in that moment.
 RESERVE_AFTER_LISTEN_S = 0.1
-OUTPUT_BYTES_PER_S = OUTPUT_SAMPLE_RATE * S16_BYTES_PER_SAMPLE  # mono
 
 
 class Stage(enum.IntEnum):

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from omnivox.engines.events import FinishReason, TokenLogprob
 from omnivox.engines.omni.encoding import EncodedPrompt
 from omnivox.engines.omni.sampling import CodeSampler, Detokenizer, TextSampler
+from omnivox.engines.stops import StopScanner
 
 _ids = itertools.count(1)
 
@@ -72,7 +73,7 @@ class Conversation:
     prompt: EncodedPrompt
     sampler: TextSampler
     detokenizer: Detokenizer
-    stops: Any  # StopScanner
+    stops: StopScanner
     max_tokens: int
     sink: Sink
     speech: SpeechRequest | None

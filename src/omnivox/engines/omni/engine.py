@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from omnivox.engines.base import Capability, GenerationRequest, PreparedGeneration
-from omnivox.engines.cascade.stops import StopScanner
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
 from omnivox.engines.omni import speakers
 from omnivox.engines.omni.code2wav import FramePlan
@@ -53,7 +52,8 @@ from omnivox.engines.omni.prompt import QWEN_SYSTEM_PROMPT, build_prompt
 from omnivox.engines.omni.sampling import CodeSampler, Detokenizer, TextSampler, make_generator
 from omnivox.engines.omni.scheduler import QWEN2_5_LIMITS, QWEN3_LIMITS, Scheduler, SpeechLimits
 from omnivox.engines.omni.streaming import ChunkPlan
-from omnivox.errors import ContextLengthExceededError, ServerError
+from omnivox.engines.stops import StopScanner
+from omnivox.errors import ServerError
 from omnivox.settings import Settings
 
 DEFAULT_CONTEXT_TOKENS = 32_768
@@ -209,13 +209,6 @@ class OmniEngine:
             raise ServerError("the omni engine is not started")
         prompt = build_prompt(request, self._system_prompt)
         encoded = await asyncio.to_thread(self._encoder.encode, prompt)
-        if encoded.n_tokens >= self.context_window_tokens:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self.context_window_tokens} tokens. "
-                f"However, your messages resulted in {encoded.n_tokens} tokens. "
-                "Please reduce the length of the messages.",
-                param="messages",
-            )
         billed_as_audio = encoded.audio_tokens + encoded.transcript_tokens
         return PreparedGeneration(
             request=request,

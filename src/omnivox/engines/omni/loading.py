@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from omnivox.engines.hub import hub_failure_reason
 from omnivox.errors import ModelUnavailableError
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-3B"
@@ -41,7 +42,6 @@ FAMILIES: Mapping[str, Family] = {"qwen2_5_omni": "qwen2.5", "qwen3_omni_moe": "
 MIN_TRANSFORMERS = "5.16"  # older 5.x releases break Qwen2.5-Omni's token2wav or layout
 MIN_TRANSFORMERS_QWEN3 = "5.23"  # the batched Qwen3-Omni generate() this engine is tested against
 INSTALL_HINT = "pip install 'omnivox[omni]' (on a CPU-only machine install torch==2.13.0 first)"
-MAX_REASON_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +102,7 @@ def _from_hub(repo_id: str, cache_dir: Path) -> Path:
         except Exception as exc:  # not cached here, no network, no such repo ...
             errors.append(exc)
     first = errors[-1]
-    if offline:
-        why = "HF_HUB_OFFLINE is set"
-    else:
-        line = (str(first).strip().splitlines() or [""])[0][:MAX_REASON_CHARS]
-        why = f"{type(first).__name__}: {line}"
+    why = hub_failure_reason(first, offline)
     raise ModelUnavailableError(
         f"Cannot load the omni model {repo_id!r}: it is not in the local cache ({cache_dir} or "
         f"the default Hugging Face cache) and the Hugging Face Hub could not provide it ({why}). "

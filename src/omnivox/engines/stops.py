@@ -5,7 +5,8 @@ the point where a stop sequence might still begin is held back until the next
 piece shows whether it does. Once a stop sequence is seen, ``stopped`` is True
 and nothing more is returned; the stop sequence itself is never returned.
 
-This module knows nothing of tokens or models.
+Every engine that streams text cuts it here. This module knows nothing of tokens
+or models.
 """
 
 from __future__ import annotations
