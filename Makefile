@@ -26,9 +26,17 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -e '.[test,omni]'
 	touch $@
 
+# The last 1.x SDK, for tests/api/test_sdk_v1.py: installed apart from the current one (the
+# test puts this folder first on its client's path), so that no test installs anything.
+SDK_V1 := 1.109.1
+$(VENV)/sdk-v1/.openai-$(SDK_V1): | $(BIN)/python
+	rm -rf $(VENV)/sdk-v1
+	$(BIN)/pip install --quiet --no-warn-conflicts --target $(VENV)/sdk-v1 'openai==$(SDK_V1)'
+	touch $@
+
 setup: $(VENV)/.installed
 
-setup-test: $(VENV)/.installed-test system-deps
+setup-test: $(VENV)/.installed-test $(VENV)/sdk-v1/.openai-$(SDK_V1) system-deps
 
 # ffmpeg decodes test audio independently of omnivox; espeak-ng speaks test questions in
 # a voice other than the server's; redis-server backs the shared rate-limit tests.
@@ -43,12 +51,12 @@ test: setup-test
 	$(BIN)/pytest $(ARGS)
 
 lint: setup-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench devtools
+	$(BIN)/ruff format --check src tests bench devtools
 	$(BIN)/mypy src
 
 bench: setup-test
-	$(BIN)/python bench/api_overhead.py
+	$(BIN)/python -m bench.api_overhead
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,7 @@ the host's load drifting over a run does not land on one side of a difference.
 Requests/s for a trivial request come from wrk (16 connections, 1 thread) when
 it is installed.
 
-    .venv/bin/python bench/api_overhead.py [--requests 1200] [--rounds 12]
+    .venv/bin/python -m bench.api_overhead [--requests 1200] [--rounds 12]
 
 Prints a table and writes bench/api_overhead.json.
 """
@@ -38,7 +38,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -47,13 +46,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.fake_engine import FakeEngine  # noqa: E402
-from tests.support.subprocess_server import omnivox_serve  # noqa: E402
-
-from omnivox.engines.base import GenerationRequest, SamplingParams, SpeechOutput, Turn  # noqa: E402
+from devtools.fake_engine import FakeEngine
+from devtools.serve import omnivox_serve
+from omnivox.engines.base import GenerationRequest, SamplingParams, SpeechOutput, Turn
 
 TEXT_BODY = {
     "model": "gpt-4o-audio-preview",

@@ -37,15 +37,17 @@ conversation must not be paid for with gaps in another's answer.
 
 Peak RSS is the server process's high-water mark (VmHWM) after all runs.
 
-    .venv/bin/python bench/cascade.py
+    .venv/bin/python -m bench.cascade
 
 Prints a table and writes bench/cascade.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -66,28 +68,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.live_server import free_port  # noqa: E402
-
-from omnivox.audio import INPUT_SAMPLE_RATE, decode_audio  # noqa: E402
-from omnivox.engines.base import (  # noqa: E402
+from devtools.serve import serve_process
+from omnivox.audio import INPUT_SAMPLE_RATE, decode_audio
+from omnivox.engines.base import (
     AudioClip,
     GenerationRequest,
     SamplingParams,
     SpeechOutput,
     Turn,
 )
-from omnivox.engines.cascade.engine import CascadeEngine  # noqa: E402
-from omnivox.engines.cascade.generator import TokenPiece  # noqa: E402
-from omnivox.engines.cascade.segmenter import SpeechSegmenter  # noqa: E402
-from omnivox.engines.cascade.speaker import UnitSpeaker  # noqa: E402
-from omnivox.heap import tune_malloc  # noqa: E402
-from omnivox.settings import Settings  # noqa: E402
+from omnivox.engines.cascade.engine import CascadeEngine
+from omnivox.engines.cascade.generator import TokenPiece
+from omnivox.engines.cascade.segmenter import SpeechSegmenter
+from omnivox.engines.cascade.speaker import UnitSpeaker
+from omnivox.heap import tune_malloc
+from omnivox.settings import Settings
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -371,37 +368,18 @@ class Server:
     """``omnivox serve`` with the default engine, in a subprocess."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "omnivox"),
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "warning",
-            ],
-        )
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("omnivox serve did not start")
+        self._stack = contextlib.ExitStack()
+        args = ["--log-level", "warning"]
+        self.served = self._stack.enter_context(serve_process(args, data_dir, ready_timeout_s=300))
+        self.base_url = self.served.base_url
 
     def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        status = Path(f"/proc/{self.served.process.pid}/status").read_text()
         match = re.search(r"VmHWM:\s+(\d+) kB", status)
         return round(int(match.group(1)) / 1024, 1) if match else float("nan")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        self._stack.close()
 
 
 def progress(line: str) -> None:
@@ -414,6 +392,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(  # no options: --help says what it measures
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     tune_malloc()  # the server's allocator settings, so components are timed alike
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "

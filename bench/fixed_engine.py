@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.fake_engine import FakeEngine
+from devtools.fake_engine import FakeEngine
 
 
 def create(settings: Any) -> FakeEngine:

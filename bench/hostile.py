@@ -11,7 +11,7 @@ bench/hostile.json with the run's facts:
 - tests/api/test_bad_audio.py: every file of the generated bad-audio corpus, its
   outcome (answered, or the 400's code) and how long the request took.
 
-    python -m bench.hostile --examples 5000
+    .venv/bin/python -m bench.hostile --examples 5000
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Components run on uvloop when it is installed, as ``omnivox serve`` does.
 Redis is a ``redis-server`` started here on a free loopback port (persistence
 off); the Redis rows are skipped without one.
 
-    .venv/bin/python bench/limits.py [--requests 2000] [--http-requests 400] [--no-e2e]
+    .venv/bin/python -m bench.limits [--requests 2000] [--http-requests 400] [--no-e2e]
 
 Prints a table and writes bench/limits.json.
 """
@@ -37,7 +37,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -47,21 +46,16 @@ from typing import Any
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.live_server import free_port  # noqa: E402
-from tests.support.subprocess_server import OMNIVOX, omnivox_serve  # noqa: E402
-
-from omnivox.access.gate import KeyedAccess  # noqa: E402
-from omnivox.access.keys import SqliteKeyStore  # noqa: E402
-from omnivox.access.ledger import Ledger, LedgerEntry, SqliteLedger  # noqa: E402
-from omnivox.access.limiter import Limiter, MemoryLimiter  # noqa: E402
-from omnivox.access.redis_ledger import RedisLedger  # noqa: E402
-from omnivox.access.redis_limiter import RedisLimiter  # noqa: E402
-from omnivox.access.tiers import AccessConfig, Limits  # noqa: E402
-from omnivox.serving.chat import CompletionRun  # noqa: E402
-from omnivox.serving.usage import UsageCounter  # noqa: E402
+from devtools.serve import OMNIVOX, free_port, omnivox_serve
+from omnivox.access.gate import KeyedAccess
+from omnivox.access.keys import SqliteKeyStore
+from omnivox.access.ledger import Ledger, LedgerEntry, SqliteLedger
+from omnivox.access.limiter import Limiter, MemoryLimiter
+from omnivox.access.redis_ledger import RedisLedger
+from omnivox.access.redis_limiter import RedisLimiter
+from omnivox.access.tiers import AccessConfig, Limits
+from omnivox.serving.chat import CompletionRun
+from omnivox.serving.usage import UsageCounter
 
 WARMUP = 50
 TIER_5_MINI = Limits(30_000, None, 150_000_000)

@@ -29,10 +29,10 @@ Models:
                        --config DIR reads config.json from a checkpoint dir
   --tiny [--family qwen3]  the tests' tiny random model, on the CPU (runs anywhere)
 
-    .venv/bin/python bench/omni_gpu.py --size 7b --profile              # on a GPU
-    .venv/bin/python bench/omni_gpu.py --size 30b-a3b --profile --out bench/omni_gpu_qwen3.json
-    .venv/bin/python bench/omni_gpu.py --tiny --out bench/omni_cpu_tiny.json   # on a CPU
-    .venv/bin/python bench/omni_gpu.py --tiny --family qwen3 --out bench/omni_cpu_tiny_qwen3.json
+    .venv/bin/python -m bench.omni_gpu --size 7b --profile              # on a GPU
+    .venv/bin/python -m bench.omni_gpu --size 30b-a3b --profile --out bench/omni_gpu_qwen3.json
+    .venv/bin/python -m bench.omni_gpu --tiny --out bench/omni_cpu_tiny.json   # on a CPU
+    .venv/bin/python -m bench.omni_gpu --tiny --family qwen3 --out bench/omni_cpu_tiny_qwen3.json
 
 Prints a table and writes bench/omni_gpu.json (or --out).
 """
@@ -45,7 +45,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -54,28 +53,24 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.engine import omni3_tiny  # noqa: E402
-from tests.engine.omni_tiny import (  # noqa: E402
+from devtools import tiny_qwen3_omni
+from devtools.tiny_qwen2_5_omni import (
     SPECIAL_TOKENS,
     build_tiny_omni,
     save_feature_extractor,
     save_tokenizer,
 )
-
-from omnivox.engines.base import (  # noqa: E402
+from omnivox.engines.base import (
     AudioClip,
     GenerationRequest,
     SamplingParams,
     SpeechOutput,
     Turn,
 )
-from omnivox.engines.events import AudioDelta, Finished, TextDelta  # noqa: E402
-from omnivox.engines.omni.engine import OmniEngine  # noqa: E402
-from omnivox.engines.omni.loading import Checkpoint, drop_vision_tower, pick_device  # noqa: E402
-from omnivox.settings import Settings  # noqa: E402
+from omnivox.engines.events import AudioDelta, Finished, TextDelta
+from omnivox.engines.omni.engine import OmniEngine
+from omnivox.engines.omni.loading import Checkpoint, drop_vision_tower, pick_device
+from omnivox.settings import Settings
 
 OUTPUT_RATE = 24_000
 FRAMES_PER_S = {"qwen2.5": 50.0, "qwen3": 12.5}
@@ -138,7 +133,7 @@ PUBLISHED = {
 
 
 # Qwen3-Omni-30B-A3B-Instruct's published config.json dimensions, laid over the tests'
-# tiny layout (tests/engine/omni3_tiny.py: token ids, codec and speaker ids at the
+# tiny layout (devtools/tiny_qwen3_omni.py: token ids, codec and speaker ids at the
 # checkpoint's offsets from the codebook); pass --config DIR to use a real one instead.
 _QWEN3_ROPE = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [24, 20, 20]}
 PUBLISHED_QWEN3: dict[str, Any] = {
@@ -353,11 +348,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def published_qwen3_config(ids: dict[str, int]) -> dict[str, Any]:
-    config = _merge(omni3_tiny.config_dict(ids), PUBLISHED_QWEN3)
-    shift = QWEN3_CODEBOOK - omni3_tiny.CODEBOOK  # codec specials and speakers: 2148.., 2301..
+    config = _merge(tiny_qwen3_omni.config_dict(ids), PUBLISHED_QWEN3)
+    shift = QWEN3_CODEBOOK - tiny_qwen3_omni.CODEBOOK  # codec specials and speakers: 2148.., 2301..
     talker = config["talker_config"]
-    talker.update({key: value + shift for key, value in omni3_tiny.CODEC.items()})
-    talker["speaker_id"] = {name: code + shift for name, code in omni3_tiny.SPEAKERS.items()}
+    talker.update({key: value + shift for key, value in tiny_qwen3_omni.CODEC.items()})
+    talker["speaker_id"] = {name: code + shift for name, code in tiny_qwen3_omni.SPEAKERS.items()}
     return config
 
 
@@ -402,7 +397,7 @@ def random_qwen3_loader(config_dir: Path | None, device_setting: str) -> Any:
         from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
 
         folder = Path(tempfile.mkdtemp(prefix="omni3-bench-"))
-        ids = omni3_tiny.save_tokenizer_and_extractor(folder)
+        ids = tiny_qwen3_omni.save_tokenizer_and_extractor(folder)
         if config_dir is not None:
             config = Qwen3OmniMoeConfig.from_pretrained(config_dir)
         else:
@@ -411,7 +406,7 @@ def random_qwen3_loader(config_dir: Path | None, device_setting: str) -> Any:
             folder, Qwen3OmniMoeForConditionalGeneration, config, device_setting, "qwen3"
         )
         std = config.talker_config.text_config.initializer_range
-        omni3_tiny.initialise_experts(checkpoint.model, std)
+        tiny_qwen3_omni.initialise_experts(checkpoint.model, std)
         return checkpoint
 
     return load
@@ -589,13 +584,13 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     loader = None
     if args.tiny:
         qwen3 = args.family == "qwen3"
-        build = omni3_tiny.build_tiny_qwen3_omni if qwen3 else build_tiny_omni
+        build = tiny_qwen3_omni.build_tiny_qwen3_omni if qwen3 else build_tiny_omni
         folder = build(Path(tempfile.mkdtemp(prefix="omni-tiny-")))
         settings = Settings(engine="omni", model=str(folder), device="cpu", threads=args.threads)
         model_name = (
-            "tiny random Qwen3-Omni (tests/engine/omni3_tiny.py)"
+            "tiny random Qwen3-Omni (devtools/tiny_qwen3_omni.py)"
             if qwen3
-            else "tiny random Qwen2.5-Omni (tests/engine/omni_tiny.py)"
+            else "tiny random Qwen2.5-Omni (devtools/tiny_qwen2_5_omni.py)"
         )
     elif args.model:
         settings = Settings(engine="omni", model=args.model, device=args.device)

@@ -9,15 +9,15 @@ people do. At the end: requests, errors (any answer that fails a check, any stat
 but 200), the server's resident memory at start and end, and the lines it logged at
 ERROR level. Prints a table and writes bench/soak.json with the run's facts.
 
-    python bench/soak.py --minutes 10 --clients 4
+    .venv/bin/python -m bench.soak --minutes 10 --clients 4
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from bench.facts import REPO_ROOT, run_facts
+from bench.facts import run_facts
+from devtools.serve import serve_process
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -52,14 +53,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Tally:
@@ -166,69 +159,38 @@ def main() -> None:
     parser.add_argument("--abandon-every", type=int, default=10)
     parser.add_argument("serve_args", nargs="*", help="extra arguments for omnivox serve")
     args = parser.parse_args()
-    omnivox = Path(sys.executable).parent / "omnivox"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
         wavs = [espeak_wav(q, folder) for q in QUESTIONS]
-        port = free_port()
         log_path = folder / "serve.log"
-        with log_path.open("w") as log:
-            server = subprocess.Popen(
-                [
-                    str(omnivox),
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--data-dir",
-                    str(folder / "data"),
-                    *args.serve_args,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-            )
         try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None:
-                    sys.exit(f"omnivox serve exited:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    sys.exit("the server did not become ready")
-                time.sleep(0.2)
-            rss_start = rss_mib(server.pid)
-            tally = Tally()
-            until_s = time.monotonic() + args.minutes * 60
-            threads = [
-                threading.Thread(
-                    target=client_loop,
-                    args=(
-                        i,
-                        base + "/v1/chat/completions",
-                        wavs,
-                        until_s,
-                        args.abandon_every,
-                        tally,
-                    ),
+            served = stack.enter_context(
+                serve_process(
+                    args.serve_args, folder / "data", ready_timeout_s=300, log_path=log_path
                 )
-                for i in range(args.clients)
-            ]
-            peak = rss_start
-            for thread in threads:
-                thread.start()
-            while any(t.is_alive() for t in threads):
-                peak = max(peak, rss_mib(server.pid))
-                time.sleep(1)
-            rss_end = rss_mib(server.pid)
-            health = httpx.get(base + "/health", timeout=5).status_code
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+            )
+        except RuntimeError as exc:
+            sys.exit(str(exc))
+        pid = served.process.pid
+        rss_start = rss_mib(pid)
+        tally = Tally()
+        until_s = time.monotonic() + args.minutes * 60
+        url = served.base_url + "/chat/completions"
+        threads = [
+            threading.Thread(
+                target=client_loop, args=(i, url, wavs, until_s, args.abandon_every, tally)
+            )
+            for i in range(args.clients)
+        ]
+        peak = rss_start
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            peak = max(peak, rss_mib(pid))
+            time.sleep(1)
+        rss_end = rss_mib(pid)
+        health = httpx.get(served.root + "/health", timeout=5).status_code
+        stack.close()  # the server stops before its log is read
         error_lines = [line for line in log_path.read_text().splitlines() if " ERROR " in line]
     result: dict[str, Any] = {
         **run_facts(),

@@ -1,12 +1,15 @@
-"""The last 1.x line of the official SDK (``openai==1.109.1``) works unchanged too.
+"""The last 1.x line of the official SDK works unchanged too.
 
 It has no typed ``delta.audio``: the key survives as a plain dict (§3.5), which
-is how clients written against it read streamed audio. The SDK runs in its own
-virtual environment, in a subprocess.
+is how clients written against it read streamed audio. ``make setup-test``
+installs that SDK (its version is pinned in the Makefile) into ``.venv/sdk-v1``,
+apart from the current one; the client runs in a subprocess with that folder
+first on its path. Nothing is installed here: tests do not reach the network.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-SDK_VERSION = "1.109.1"
+SDK_V1_DIR = Path(sys.prefix) / "sdk-v1"  # the Makefile's $(VENV)/sdk-v1
 CLIENT = textwrap.dedent(
     """
     import base64, sys
@@ -50,31 +53,30 @@ CLIENT = textwrap.dedent(
 
 
 @pytest.fixture(scope="session")
-def sdk_v1_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = tmp_path_factory.mktemp("sdk-v1") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", f"openai=={SDK_VERSION}"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
-    if install.returncode != 0:
-        pytest.fail(f"could not install openai=={SDK_VERSION}:\n{install.stderr[-2000:]}")
-    return python
+def sdk_v1_version() -> str:
+    """The version of the SDK in ``SDK_V1_DIR``; skips when ``make setup-test`` has not run."""
+    versions = [
+        dist.version
+        for dist in importlib.metadata.distributions(path=[str(SDK_V1_DIR)])
+        if dist.metadata["Name"] == "openai"
+    ]
+    if not versions:
+        pytest.skip(f"openai 1.x is not installed in {SDK_V1_DIR}: run `make setup-test`")
+    assert versions[0].startswith("1."), f"{SDK_V1_DIR} holds openai {versions[0]}, not 1.x"
+    return versions[0]
 
 
 def test_sdk_1x_reads_audio_answers_and_streams(
-    fake_server, sdk_v1_python: Path, tmp_path: Path
+    fake_server, sdk_v1_version: str, tmp_path: Path
 ) -> None:
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     result = subprocess.run(
-        [str(sdk_v1_python), str(script), fake_server.base_url, SDK_VERSION],
+        [sys.executable, str(script), fake_server.base_url, sdk_v1_version],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "PYTHONPATH": str(SDK_V1_DIR)},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -1,6 +1,6 @@
 """The omni engine on the CPU with a tiny random Qwen2.5-Omni, served through the real server.
 
-No download: ``omni_tiny`` builds a model of the real architecture at toy sizes
+No download: ``devtools.tiny_qwen2_5_omni`` builds a model of the real architecture at toy sizes
 into a temporary directory. Its words are noise, so these tests check what a
 user of the API would notice whatever the weights: the shapes of answers and
 streams, audio that decodes to the length the talker's codes make (50 codes per
@@ -32,6 +32,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the omni engine needs torch (pip install torch)")
 pytest.importorskip("transformers", reason="the omni engine needs transformers")
 
+from devtools.tiny_qwen2_5_omni import build_tiny_omni  # noqa: E402
 from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio  # noqa: E402
 from omnivox.engines.base import (  # noqa: E402
     AudioClip,
@@ -46,7 +47,6 @@ from omnivox.engines.omni.scheduler import SpeechLimits  # noqa: E402
 from omnivox.errors import ModelUnavailableError  # noqa: E402
 from omnivox.settings import Settings  # noqa: E402
 from tests.conftest import sdk_client  # noqa: E402
-from tests.engine.omni_tiny import build_tiny_omni  # noqa: E402
 from tests.support.live_server import LiveServer, start_server  # noqa: E402
 
 MODEL = "gpt-4o-audio-preview"

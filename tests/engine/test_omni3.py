@@ -1,6 +1,6 @@
 """The omni engine on the CPU with a tiny random Qwen3-Omni, served through the real server.
 
-No download: ``omni3_tiny`` builds the real architecture (MoE thinker and
+No download: ``devtools.tiny_qwen3_omni`` builds the real architecture (MoE thinker and
 talker, code predictor, Code2Wav) at toy sizes into a temporary directory. Its
 words are noise, so these tests check what a user of the API would notice
 whatever the weights: answers and streams in OpenAI's shape, audio that decodes
@@ -30,6 +30,12 @@ import pytest
 torch = pytest.importorskip("torch", reason="the omni engine needs torch (pip install torch)")
 transformers = pytest.importorskip("transformers", reason="the omni engine needs transformers")
 
+from devtools.tiny_qwen3_omni import (  # noqa: E402
+    CODEBOOK,
+    NUM_CODE_GROUPS,
+    SPEAKERS,
+    build_tiny_qwen3_omni,
+)
 from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio  # noqa: E402
 from omnivox.engines.base import (  # noqa: E402
     AudioClip,
@@ -42,12 +48,6 @@ from omnivox.engines.omni.loading import load_checkpoint  # noqa: E402
 from omnivox.engines.omni.scheduler import SpeechLimits  # noqa: E402
 from omnivox.settings import Settings  # noqa: E402
 from tests.conftest import sdk_client  # noqa: E402
-from tests.engine.omni3_tiny import (  # noqa: E402
-    CODEBOOK,
-    NUM_CODE_GROUPS,
-    SPEAKERS,
-    build_tiny_qwen3_omni,
-)
 from tests.engine.test_omni import (  # noqa: E402
     INPUT_S,
     MODEL,

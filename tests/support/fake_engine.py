@@ -1,200 +1,25 @@
-"""A small deterministic engine for API tests; never a CLI default.
+"""The test engine, which lives in ``devtools.fake_engine`` (the benchmarks serve it too).
 
-It answers "You said: <the last user text>" (or, for spoken input, how many
-seconds it heard), one word per ``TextDelta``, and speaks each word as a short
-tone (its pitch taken from the word) right after writing it, so streaming
-order, audio lengths and usage are predictable. Counting tokens as words, it
-honours ``max_output_tokens`` and ``stop`` and keeps a small context window.
-
-Prompts that steer it (for error and cancellation tests):
-  "fail after one word"  -> raises after the first word (an error mid-stream)
-  "fail in prepare"      -> raises a plain RuntimeError in prepare (an internal error)
-  "slow"                 -> 0.2 s between words instead of the usual few ms
-  "count to N"           -> answers "1 2 3 ... N"
-
-``FakeEngine(tools=True)`` also claims the "tools" and "response_format"
-capabilities (the default engine claims neither, and answers as above):
-  - it calls a tool when ``tool_choice`` is "required" or names one, and under
-    "auto" when the last user text starts with "call " (then the tool named
-    next, if there is one); the tool is the named one or the first. Arguments
-    give every string property of the schema the user's text (``{"text": ...}``
-    without a schema), streamed in pieces of ``ARGUMENT_PIECE_CHARS``; with
-    ``parallel_tool_calls`` and "twice" in the text it makes two calls. A call
-    is never spoken;
-  - after a tool result (the last message is a tool one) it answers
-    "The tool said: <result>";
-  - with a JSON ``response_format`` it answers ``{"said": "<the user's text>"}``.
+Kept so that ``omnivox serve --engine tests.support.fake_engine:create`` and the
+tests' imports read as before.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import math
-import zlib
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
-
-import numpy as np
-
-from omnivox.engines.base import (
-    AudioClip,
-    Capability,
-    GenerationRequest,
-    PreparedGeneration,
-)
-from omnivox.engines.events import (
-    AudioDelta,
-    EngineEvent,
-    Finished,
-    TextDelta,
-    TokenLogprob,
-    ToolCallDelta,
+from devtools.fake_engine import (
+    ARGUMENT_PIECE_CHARS,
+    CONTEXT_WINDOW_TOKENS,
+    WORD_DURATION_S,
+    FakeEngine,
+    create,
+    word_tone,
 )
 
-SAMPLE_RATE = 24_000
-WORD_DURATION_S = 0.25
-CONTEXT_WINDOW_TOKENS = 512
-ARGUMENT_PIECE_CHARS = 4
-
-
-def word_tone(word: str, duration_s: float = WORD_DURATION_S) -> bytes:
-    """The tone the fake engine speaks for ``word``: s16le at 24 kHz."""
-    pitch_hz = 200 + zlib.crc32(word.encode()) % 600
-    t = np.arange(int(duration_s * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sin(2 * math.pi * pitch_hz * t) * 32767).astype("<i2").tobytes()
-
-
-class FakeEngine:
-    name = "fake"
-    context_window_tokens = CONTEXT_WINDOW_TOKENS
-    capabilities: frozenset[Capability] = frozenset({"speech", "logprobs"})
-
-    def __init__(self, word_delay_s: float = 0.002, *, tools: bool = False) -> None:
-        self.word_delay_s = word_delay_s
-        if tools:
-            self.capabilities = self.capabilities | {"tools", "response_format"}
-        self.started = False
-        self.active_generations = 0
-        self.cancelled_generations = 0
-        self.finished_generations = 0
-
-    def voice_table(self) -> Mapping[str, str]:
-        return {"alloy": "a tone"}
-
-    def model_names(self) -> tuple[str, ...]:
-        return ("fake words", "fake tones")
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def close(self) -> None:
-        self.started = False
-
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        words = sum(len(_turn_text(t).split()) + 3 for t in request.turns)
-        if "fail in prepare" in _last_user_text(request):
-            raise RuntimeError("a bug inside the engine")
-        return PreparedGeneration(request, context_tokens=words, prompt_text_tokens=words)
-
-    def reply_words(self, request: GenerationRequest) -> list[str]:
-        said = _last_user_text(request)
-        if "tools" in self.capabilities:
-            if request.turns and request.turns[-1].role == "tool":
-                return ["The", "tool", "said:", *request.turns[-1].text.split()]
-            if request.response_format.kind != "text":
-                return [json.dumps({"said": said})]
-        if said.startswith("count to "):
-            return [str(i) for i in range(1, int(said.split()[-1]) + 1)]
-        return ["You", "said:", *said.split()]
-
-    async def generate(self, prepared: PreparedGeneration) -> AsyncIterator[EngineEvent]:
-        request = prepared.request
-        sampling = request.sampling
-        said = _last_user_text(request)
-        delay_s = 0.2 if "slow" in said else self.word_delay_s
-        self.active_generations += 1
-        n_tokens = 0
-        reason: Any = "stop"
-        try:
-            calls = self.tool_calls(request) if "tools" in self.capabilities else []
-            if calls:
-                for index, (name, arguments) in enumerate(calls):
-                    yield ToolCallDelta(index, "", name=name)
-                    for start in range(0, len(arguments), ARGUMENT_PIECE_CHARS):
-                        piece = arguments[start : start + ARGUMENT_PIECE_CHARS]
-                        yield ToolCallDelta(index, piece)
-                        await asyncio.sleep(delay_s)
-                yield Finished("stop", sum(len(a.split()) for _, a in calls))
-                self.finished_generations += 1
-                return
-            text = ""
-            for i, word in enumerate(self.reply_words(request)):
-                if (
-                    sampling.max_output_tokens is not None
-                    and n_tokens >= sampling.max_output_tokens
-                ):
-                    reason = "length"
-                    break
-                piece = word if i == 0 else " " + word
-                if any(s in text + piece for s in sampling.stop):
-                    break
-                text += piece
-                n_tokens += 1
-                logprobs = ()
-                if sampling.logprobs:
-                    top = tuple((f"{piece}{k}", -1.0 - k) for k in range(sampling.top_logprobs))
-                    logprobs = (TokenLogprob(piece, -0.5, top),)
-                yield TextDelta(piece, logprobs)
-                if request.speech is not None:
-                    yield AudioDelta(word_tone(word))
-                if "fail after one word" in said:
-                    raise RuntimeError("the engine broke mid-answer")
-                await asyncio.sleep(delay_s)
-            yield Finished(reason, n_tokens)
-            self.finished_generations += 1
-        except (asyncio.CancelledError, GeneratorExit):
-            self.cancelled_generations += 1
-            raise
-        finally:
-            self.active_generations -= 1
-
-    def tool_calls(self, request: GenerationRequest) -> list[tuple[str, str]]:
-        """(name, arguments) of the calls to make; none for an answer in words."""
-        choice, said = request.tool_choice, _last_user_text(request)
-        if not request.tools or choice == "none" or request.turns[-1].role == "tool":
-            return []
-        names = [tool.name for tool in request.tools]
-        if choice == "auto":
-            if not said.startswith("call "):
-                return []
-            wanted = said.split()[1] if len(said.split()) > 1 else ""
-            name = wanted if wanted in names else names[0]
-        else:
-            name = names[0] if choice == "required" else choice
-        tool = next(t for t in request.tools if t.name == name)
-        properties = (tool.parameters_schema or {}).get("properties", {"text": {"type": "string"}})
-        arguments = json.dumps(
-            {key: said for key, spec in properties.items() if spec.get("type") == "string"}
-        )
-        twice = request.parallel_tool_calls and "twice" in said
-        return [(name, arguments)] * (2 if twice else 1)
-
-
-def _turn_text(turn: Any) -> str:
-    return " ".join(p if isinstance(p, str) else (p.transcript or "") for p in turn.parts)
-
-
-def _last_user_text(request: GenerationRequest) -> str:
-    for turn in reversed(request.turns):
-        if turn.role == "user":
-            clips = [p for p in turn.parts if isinstance(p, AudioClip)]
-            if clips:
-                return f"{sum(c.duration_s for c in clips):.1f} seconds of audio"
-            return turn.text
-    return ""
-
-
-def create(settings: Any) -> FakeEngine:
-    """Factory for ``omnivox serve --engine tests.support.fake_engine:create``."""
-    return FakeEngine()
+__all__ = [
+    "ARGUMENT_PIECE_CHARS",
+    "CONTEXT_WINDOW_TOKENS",
+    "WORD_DURATION_S",
+    "FakeEngine",
+    "create",
+    "word_tone",
+]

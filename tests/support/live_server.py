@@ -1,18 +1,19 @@
-"""Run the real app on a free loopback port in a background thread."""
+"""Run the real app on a free loopback port in a background thread.
+
+``free_port`` and ``wait_until_healthy`` live in ``devtools.serve`` (bench/ uses them too).
+"""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 
+from devtools.serve import free_port, wait_until_healthy
 from omnivox.access.gate import AccessControl
 from omnivox.engines.base import Engine
 from omnivox.server.app import create_app
@@ -20,11 +21,7 @@ from omnivox.server.connections import uvicorn_config
 from omnivox.settings import Settings
 from omnivox.store.audio import SqliteAudioStore
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["LiveServer", "free_port", "start_server", "wait_until_healthy"]
 
 
 @dataclass
@@ -42,25 +39,6 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
-def wait_until_healthy(
-    root_url: str, timeout_s: float, exited: Callable[[], str | None] | None = None
-) -> None:
-    """Poll ``/health`` until it answers 200; ``exited`` says why a server process died."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        why = exited() if exited is not None else None
-        if why is not None:
-            raise RuntimeError(why)
-        try:
-            if httpx.get(root_url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the server at {root_url} did not become ready")
-        time.sleep(0.05)
 
 
 def start_server(

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.engine.omni_tiny import save_feature_extractor, save_tokenizer
+from devtools.tiny_qwen2_5_omni import save_feature_extractor, save_tokenizer
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -58,10 +58,11 @@ TEXT_HIDDEN = (
 TALKER_HIDDEN = 32  # talker hidden = code predictor hidden
 CODEBOOK = 32  # codes 0..31 (code predictor vocab = code2wav codebook_size)
 NUM_CODE_GROUPS = 16  # talker + predictor code groups = code2wav num_quantizers (real value)
-# HF generate() suppresses talker ids [vocab-1024, vocab) except codec_eos, so the talker vocab must be
-# >= CODEBOOK + 1024 or no code can ever be sampled (it emits EOS at once).
+# HF generate() suppresses talker ids [vocab-1024, vocab) except codec_eos, so the talker
+# vocab must be >= CODEBOOK + 1024 or no code can ever be sampled (it emits EOS at once).
 TALKER_VOCAB = CODEBOOK + 1024
-# Codec specials and speakers in [CODEBOOK, TALKER_VOCAB): same offsets relative to each other as the ckpt.
+# Codec specials and speakers in [CODEBOOK, TALKER_VOCAB): the same offsets from one
+# another as in the checkpoint.
 CODEC = {
     "codec_pad_id": CODEBOOK + 100,  # ckpt 2148
     "codec_bos_id": CODEBOOK + 101,  # ckpt 2149
@@ -230,8 +231,8 @@ def config_dict(ids: dict[str, int]) -> dict[str, Any]:
         "upsampling_ratios": [2, 2],
         "max_position_embeddings": 8000,
         "rope_parameters": {"rope_type": "default", "rope_theta": 1e4},
-        # At the default 0.02 the random vocoder outputs ~1e-8 (silence). 0.12 gives std ~0.05, peak ~0.4,
-        # no clipping; 0.14+ starts clipping at +-1, 0.2 is a square wave.
+        # At the default 0.02 the random vocoder outputs ~1e-8 (silence). 0.12 gives std
+        # ~0.05, peak ~0.4, no clipping; 0.14+ starts clipping at +-1, 0.2 is a square wave.
         "initializer_range": 0.12,
     }
     return {
@@ -265,8 +266,8 @@ def initialise_experts(model: Any, std: float) -> None:
 
 
 def discourage_end_of_speech(model: Any) -> None:
-    """Random weights would emit codec_eos after a few frames: make codes 0..CODEBOOK-1 confident and
-    the specials' logit 0, so speech runs until talker_max_new_tokens."""
+    """Random weights would emit codec_eos after a few frames: make codes 0..CODEBOOK-1
+    confident and the specials' logit 0, so speech runs until talker_max_new_tokens."""
     import torch
 
     head = model.talker.codec_head.weight
