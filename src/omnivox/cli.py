@@ -14,7 +14,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 from omnivox import __version__
 from omnivox.errors import ModelUnavailableError, OmnivoxError
@@ -52,137 +53,128 @@ def _tiers_help() -> str:
     return "\n".join(lines)
 
 
+# ``omnivox serve``'s options, in the order --help and README.md list them: the Settings
+# field each sets and, where the flag is not the field's name, the flag. The help text
+# and default come from the field (its description and default), never from here.
+_SERVE_OPTIONS: tuple[tuple[str, str | None], ...] = (
+    ("host", None),
+    ("port", None),
+    ("engine", None),
+    ("data_dir", None),
+    ("cache_dir", None),
+    ("asr", None),
+    ("llm", None),
+    ("tts", None),
+    ("model", None),
+    ("device", None),
+    ("cuda_graphs", "--no-cuda-graphs"),
+    ("threads", None),
+    ("model_id", None),
+    ("openai_aliases", "--no-openai-aliases"),
+    ("audio_ttl_s", None),
+    ("max_body_bytes", None),
+    ("max_input_audio_s", None),
+    ("strict_parameters", "--lenient"),
+    ("require_keys", None),
+    ("access_db", None),
+    ("redis_url", None),
+    ("ledger", None),
+    ("ledger_sync", None),
+    ("limits_file", None),
+    ("cors_origins", None),
+    ("allowed_hosts", None),
+    ("header_timeout_s", None),
+    ("body_timeout_s", None),
+    ("keep_alive_s", None),
+    ("max_header_bytes", None),
+    ("log_level", None),
+)
+# Fields whose unset default (None) is resolved by a Settings property from --data-dir.
+_DERIVED_FROM_DATA_DIR = {"cache_dir": "models_dir", "access_db": "access_db_path"}
+# What an engine uses when a field is unset (the omni engine's DEFAULT_MODEL; cli may not
+# import engine packages, so tests/unit/test_options_doc.py checks that the two agree).
+UNSET_MEANS = {"model": "Qwen/Qwen2.5-Omni-3B"}
+
+
+def _shown_default(name: str) -> str:
+    """A field's default as a person reads it ("" for a flag's)."""
+    field = Settings.model_fields[name]
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, bool):
+        return ""
+    if value is None and name in _DERIVED_FROM_DATA_DIR:
+        probe = Settings.model_construct(data_dir=Path("DATA_DIR"))
+        return str(getattr(probe, _DERIVED_FROM_DATA_DIR[name]))
+    if value is None and name in UNSET_MEANS:
+        return UNSET_MEANS[name]
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, Path):
+        home = str(Path.home())
+        text = str(value)
+        return "~" + text[len(home) :] if text.startswith(home + "/") else text
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and name.endswith("_bytes"):
+        for size, unit in ((1024 * 1024, "MiB"), (1024, "KiB")):
+            if value % size == 0:
+                return f"{value} ({value // size} {unit})"
+    return str(value)
+
+
+def _option_doc(name: str, flag: str | None) -> tuple[str, str, str]:
+    """(flag, shown default, meaning) of one serve option, from its Settings field."""
+    field = Settings.model_fields[name]
+    meaning = field.description or ""
+    if field.annotation is bool:
+        switch = "turn off (on by default)" if field.default else "turn on (off by default)"
+        meaning = f"{switch}: {meaning}"
+    elif field.annotation == list[str]:
+        meaning += "; comma-separated"
+    return flag or "--" + name.replace("_", "-"), _shown_default(name), meaning
+
+
+def _add_option(p: argparse.ArgumentParser, name: str, flag: str | None = None) -> None:
+    """Add the option that sets Settings field ``name``, typed and described by the field."""
+    option, default, meaning = _option_doc(name, flag)
+    help_text = f"{meaning}; default {default}" if default else meaning
+    annotation = Settings.model_fields[name].annotation
+    kwargs: dict[str, Any] = {"dest": name, "help": help_text}
+    if annotation is bool:
+        kwargs.update(action="store_const", const=not Settings.model_fields[name].default)
+    elif annotation is int or annotation is float:
+        kwargs["type"] = annotation
+    elif annotation == list[str]:
+        kwargs["type"] = _comma_list
+    elif get_origin(annotation) is Literal:
+        kwargs["choices"] = list(get_args(annotation))
+    p.add_argument(option, **kwargs)
+
+
+def options_table() -> str:
+    """README.md's Configuration table, in Markdown (tests/unit/test_options_doc.py)."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for name, flag in _SERVE_OPTIONS:
+        option, default, meaning = _option_doc(name, flag)
+        shown = f"`{default}`" if default not in ("", "none") else default
+        rows.append(f"| `{option}` | {shown} | {meaning} |")
+    return "\n".join(rows)
+
+
 def _serve_parser(commands: Any) -> None:
-    defaults = Settings.model_fields
     p = commands.add_parser(
         "serve",
         help="run the API server",
         description="Run the API server. Flags override OMNIVOX_* environment variables.",
     )
-    p.add_argument("--host", help=f"address to bind; default {defaults['host'].default}")
-    p.add_argument("--port", type=int, help=f"port to bind; default {defaults['port'].default}")
-    p.add_argument(
-        "--engine",
-        help="cascade (embedded CPU models, the default), omni (a native speech-to-speech "
-        "model on a GPU) or package.module:factory",
-    )
-    p.add_argument("--cache-dir", help="where prepared models are kept; default DATA_DIR/models")
-    p.add_argument(
-        "--asr",
-        help="cascade recogniser: a faster-whisper size (base is embedded), "
-        "a hub repo id or a local CTranslate2 dir",
-    )
-    p.add_argument(
-        "--llm",
-        help="cascade chat model: smollm2 (embedded), a local .gguf path or repo_id/file.gguf",
-    )
-    p.add_argument("--tts", help="cascade synthesizer: joe (embedded) or a Piper voice .onnx path")
-    p.add_argument(
-        "--model",
-        help="omni engine: a Qwen2.5-Omni or Qwen3-Omni hub id (Qwen/Qwen2.5-Omni-3B, "
-        "Qwen/Qwen3-Omni-30B-A3B-Instruct) or a local dir",
-    )
-    p.add_argument("--device", help="omni engine: auto, cpu or cuda")
-    p.add_argument(
-        "--no-cuda-graphs",
-        dest="cuda_graphs",
-        action="store_const",
-        const=False,
-        help="omni engine on CUDA: launch every kernel from Python instead of replaying "
-        "the vocoder's solver and the code predictor from CUDA graphs",
-    )
-    p.add_argument("--threads", type=int, help="CPU threads per model")
-    p.add_argument("--model-id", help="the served model's name; default omnivox-audio")
-    p.add_argument(
-        "--no-openai-aliases",
-        dest="openai_aliases",
-        action="store_const",
-        const=False,
-        help="do not answer to gpt-4o-audio-preview and the other OpenAI names",
-    )
-    p.add_argument(
-        "--audio-ttl-s", type=int, help="how long audio ids stay usable, in seconds; default 3600"
-    )
-    p.add_argument("--max-body-bytes", type=int, help="largest request body; default 25 MiB")
-    p.add_argument(
-        "--max-input-audio-s", type=float, help="longest input audio, in seconds; default 600"
-    )
-    p.add_argument(
-        "--lenient",
-        dest="strict_parameters",
-        action="store_const",
-        const=False,
-        help="drop unknown top-level request fields instead of answering 400 unknown_parameter",
-    )
-    p.add_argument(
-        "--cors-origins",
-        type=_comma_list,
-        help="comma-separated browser origins allowed to call the API "
-        "(https://app.example.com,http://localhost:3000), or '*'; default none (no CORS)",
-    )
-    p.add_argument(
-        "--allowed-hosts",
-        type=_comma_list,
-        help="without keys only loopback Host names (localhost, 127.0.0.1, [::1]) are "
-        "answered, against DNS rebinding; add other names, comma-separated",
-    )
-    p.add_argument(
-        "--header-timeout-s",
-        type=float,
-        help="time for a request's line and headers to arrive, else 408; "
-        f"default {defaults['header_timeout_s'].default:g}",
-    )
-    p.add_argument(
-        "--body-timeout-s",
-        type=float,
-        help="longest pause while a request body arrives, else 408; "
-        f"default {defaults['body_timeout_s'].default:g}",
-    )
-    p.add_argument(
-        "--keep-alive-s",
-        type=float,
-        help="idle keep-alive connections close after this; "
-        f"default {defaults['keep_alive_s'].default:g}",
-    )
-    p.add_argument(
-        "--max-header-bytes",
-        type=int,
-        help="largest request line and headers, else 431; "
-        f"default {defaults['max_header_bytes'].default}",
-    )
-    p.add_argument("--log-level", help="debug, info, warning or error")
-    _access_arguments(p)
-    p.add_argument(
-        "--require-keys",
-        action="store_const",
-        const=True,
-        help="require an API key even when bound to loopback (off loopback keys are always "
-        "required)",
-    )
-    p.add_argument(
-        "--limits-file", help="TOML file of tiers, limits and prices laid over the defaults"
-    )
-    p.add_argument(
-        "--ledger-sync",
-        choices=["normal", "full"],
-        help="SQLite ledger durability: normal survives a killed server, full also a power "
-        "cut; default normal",
-    )
+    for name, flag in _SERVE_OPTIONS:
+        _add_option(p, name, flag)
 
 
-def _access_arguments(
-    p: argparse.ArgumentParser, redis: bool = True, *, ledger_only: bool = False
-) -> None:
-    p.add_argument(
-        "--data-dir",
-        help="where audio ids, API keys, the ledger and prepared models are kept; "
-        f"default {Settings.model_fields['data_dir'].default}",
-    )
-    p.add_argument(
-        "--access-db",
-        help="SQLite file of API keys and the ledger; default DATA_DIR/access.sqlite3",
-    )
-    if redis and ledger_only:
+def _access_arguments(p: argparse.ArgumentParser, *, ledger_only: bool = False) -> None:
+    _add_option(p, "data_dir")
+    _add_option(p, "access_db")
+    if ledger_only:
         p.add_argument(
             "--redis-url",
             help="Redis (redis://HOST:PORT/DB) holding the ledger (servers run with "
@@ -192,17 +184,6 @@ def _access_arguments(
             "--ledger",
             choices=["sqlite", "redis"],
             help="where the usage ledger is; default redis with --redis-url, else sqlite",
-        )
-    elif redis:
-        p.add_argument(
-            "--redis-url",
-            help="Redis (redis://HOST:PORT/DB) holding the rate-limit counters that every "
-            "replica shares",
-        )
-        p.add_argument(
-            "--ledger",
-            choices=["sqlite", "redis"],
-            help="where the usage ledger is; default sqlite",
         )
 
 
@@ -231,7 +212,7 @@ def _keys_parser(commands: Any) -> None:
     create.add_argument("--rpd", type=_positive, help="override the tier's requests per day")
     create.add_argument("--tpm", type=_positive, help="override the tier's tokens per minute")
     create.add_argument("--limits-file", help="TOML file of tiers (to check --tier against)")
-    _access_arguments(create, redis=False)
+    _access_arguments(create)
     listing = actions.add_parser(
         "list",
         help="list keys (never the keys themselves)",
@@ -239,7 +220,7 @@ def _keys_parser(commands: Any) -> None:
         "created and revoked times, and the key's last four characters.",
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
-    _access_arguments(listing, redis=False)
+    _access_arguments(listing)
     revoke = actions.add_parser(
         "revoke",
         help="revoke a key at once, in every server",
@@ -247,7 +228,7 @@ def _keys_parser(commands: Any) -> None:
         "next request.",
     )
     revoke.add_argument("key_ref", metavar="KEY", help="the key's id or name")
-    _access_arguments(revoke, redis=False)
+    _access_arguments(revoke)
 
 
 def _usage_parser(commands: Any) -> None:

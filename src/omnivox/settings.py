@@ -20,90 +20,128 @@ MEBIBYTE = 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMNIVOX_", extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    # Each description is the option's one explanation: ``omnivox serve --help`` and
+    # README.md's Configuration table are generated from it (omnivox.cli.options_table).
+    host: str = Field(default="127.0.0.1", description="address to bind")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to bind")
     engine: str = Field(
         default="cascade",
-        description="engine name (cascade, omni) or 'package.module:factory'",
+        description="cascade (a recogniser, chat model and synthesizer, embedded, on the CPU), "
+        "omni (a native speech-to-speech model on a GPU) or package.module:factory",
     )
-    data_dir: Path = DEFAULT_DATA_DIR
-    cache_dir: Path | None = Field(
-        default=None, description="where prepared models are kept; default <data-dir>/models"
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="where audio ids, API keys, the ledger and prepared models are kept",
     )
-    model_id: str = "omnivox-audio"
+    cache_dir: Path | None = Field(default=None, description="where prepared models are kept")
+    model_id: str = Field(default="omnivox-audio", description="the served model's name")
     model_snapshot_date: str = "2026-11-22"
     openai_aliases: bool = Field(
         default=True,
-        description="answer to gpt-4o-audio-preview, gpt-4o-mini-audio-preview, gpt-audio "
-        "and gpt-audio-mini",
+        description="also answer to OpenAI's model names gpt-4o-audio-preview, "
+        "gpt-4o-mini-audio-preview, gpt-audio and gpt-audio-mini",
     )
-    audio_ttl_s: int = Field(default=3600, ge=1)
-    max_body_bytes: int = Field(default=25 * MEBIBYTE, ge=1024)
-    max_input_audio_s: float = Field(default=600.0, gt=0)
+    audio_ttl_s: int = Field(
+        default=3600, ge=1, description="how long audio ids stay usable, in seconds"
+    )
+    max_body_bytes: int = Field(
+        default=25 * MEBIBYTE, ge=1024, description="largest request body, in bytes"
+    )
+    max_input_audio_s: float = Field(
+        default=600.0, gt=0, description="longest input audio, in seconds"
+    )
     # what a keyless server trusts, and the connection limits (see docs/security.md)
     cors_origins: list[str] = Field(
         default_factory=list,
-        description="browser origins allowed to call the API (CORS); '*' for any; default none",
+        description="browser origins allowed to call the API (CORS), such as "
+        "https://app.example.com and http://localhost:3000, or '*' for any",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
-        description="Host names accepted from callers without a key, besides loopback names",
+        description="Host names answered without an API key, besides the loopback names "
+        "(localhost, 127.0.0.1, [::1]); others are refused, against DNS rebinding",
     )
     header_timeout_s: float = Field(
-        default=10.0, gt=0, description="time for a connection to send a request's headers"
+        default=10.0,
+        gt=0,
+        description="time for a request's line and headers to arrive, in seconds (408 after)",
     )
     body_timeout_s: float = Field(
-        default=60.0, gt=0, description="longest pause allowed while a request's body arrives"
+        default=60.0,
+        gt=0,
+        description="longest pause while a request's body arrives, in seconds (408 after)",
     )
     keep_alive_s: float = Field(
-        default=5.0, gt=0, description="how long an idle keep-alive connection stays open"
+        default=5.0,
+        gt=0,
+        description="idle keep-alive connections close after this many seconds",
     )
     max_header_bytes: int = Field(
-        default=32 * 1024, ge=1024, description="largest request line and headers, together"
+        default=32 * 1024,
+        ge=1024,
+        description="largest request line and headers, together, in bytes (431 beyond)",
     )
     strict_parameters: bool = Field(
         default=True,
-        description="reject unknown top-level request fields with 400 unknown_parameter",
+        description="answer unknown top-level request fields with 400 unknown_parameter, "
+        "rather than dropping them",
     )
     # cascade parts
-    asr: str = Field(default="base", description="faster-whisper size, hub repo id or local dir")
-    llm: str = Field(default="smollm2", description="local .gguf path or 'repo_id/file.gguf'")
-    tts: str = Field(default="joe", description="Piper voice: .onnx path or voice name")
+    asr: str = Field(
+        default="base",
+        description="cascade recogniser: base (embedded Whisper base), another faster-whisper "
+        "size, a hub repo id or a local CTranslate2 dir",
+    )
+    llm: str = Field(
+        default="smollm2",
+        description="cascade chat model: smollm2 (embedded SmolLM2-135M-Instruct), "
+        "a local .gguf path or repo_id/file.gguf",
+    )
+    tts: str = Field(
+        default="joe",
+        description="cascade synthesizer: joe (an embedded Piper voice), a Piper voice .onnx "
+        "path or a Piper voice name (en_US-lessac-medium)",
+    )
     threads: int = Field(default=2, ge=1, description="CPU threads per model")
     # omni engine
     model: str | None = Field(
-        default=None, description="hub id or local dir of a native speech model"
+        default=None,
+        description="omni engine: a Qwen2.5-Omni or Qwen3-Omni hub id (Qwen/Qwen2.5-Omni-7B, "
+        "Qwen/Qwen3-Omni-30B-A3B-Instruct) or a local dir",
     )
-    device: str = Field(default="auto", description="auto, cpu or cuda")
+    device: str = Field(
+        default="auto", description="omni engine: auto (CUDA when present), cpu, cuda or cuda:N"
+    )
     cuda_graphs: bool = Field(
         default=True,
-        description="omni engine on CUDA: replay the vocoder's solver and the code "
-        "predictor from CUDA graphs",
+        description="replay the omni engine's vocoder solver and code predictor from CUDA "
+        "graphs (on CUDA), rather than launching every kernel from Python",
     )
-    log_level: str = "info"
+    log_level: str = Field(default="info", description="debug, info, warning or error")
     # access control: API keys, rate limits, the usage ledger
     access_db: Path | None = Field(
         default=None,
-        description="SQLite file of API keys (hashes only) and the usage ledger; "
-        "default <data-dir>/access.sqlite3",
+        description="SQLite file of API keys (their hashes only) and the usage ledger",
     )
     require_keys: bool = Field(
         default=False,
-        description="require an API key even on loopback; off-loopback keys are always required",
+        description="require an API key even on loopback (keys are always required on "
+        "other addresses)",
     )
     limits_file: Path | None = Field(
-        default=None, description="TOML file of tiers, limits and prices (overrides the defaults)"
+        default=None, description="TOML file of tiers, limits and prices laid over the defaults"
     )
     redis_url: str | None = Field(
         default=None,
-        description="Redis holding the rate-limit counters, shared by every replica",
+        description="Redis (redis://HOST:PORT/DB) holding the rate-limit counters that every "
+        "replica shares",
     )
     ledger: Literal["sqlite", "redis"] = Field(
-        default="sqlite", description="where the usage ledger is written"
+        default="sqlite", description="where the usage ledger is written: sqlite or redis"
     )
     ledger_sync: Literal["normal", "full"] = Field(
         default="normal",
-        description="SQLite synchronous mode of the ledger: normal survives a killed server, "
+        description="SQLite durability of the ledger: normal survives a killed server, "
         "full also a power cut",
     )
 

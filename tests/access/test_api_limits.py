@@ -114,11 +114,14 @@ def test_tokens_in_flight_count_and_the_429_names_tokens(keyed_server, tmp_path)
     assert statuses == ["completed", "completed", "rate_limited"]
 
 
-def test_a_request_larger_than_the_tpm_limit_is_never_retried(keyed_server, tmp_path) -> None:
+def test_a_request_larger_than_the_tpm_limit_is_never_retried(
+    keyed_server, tmp_path, request: pytest.FixtureRequest
+) -> None:
     key = make_key(tmp_path, "ci", tpm=300)
     server = keyed_server()
     attempts: list[int] = []
     http_client = httpx.Client(event_hooks={"response": [lambda r: attempts.append(r.status_code)]})
+    request.addfinalizer(http_client.close)
     client = keyed_client(server.base_url, key, max_retries=3, http_client=http_client)
     for max_tokens, requested in ((400, 400), (296, 301)):  # output alone / with the prompt
         attempts.clear()
@@ -207,7 +210,9 @@ def test_the_charge_is_corrected_to_actual_usage(keyed_server, tmp_path) -> None
     assert usage is not None and usage.total_tokens == 9
 
 
-def test_the_sdk_waits_as_told_and_its_retry_succeeds(keyed_server, tmp_path) -> None:
+def test_the_sdk_waits_as_told_and_its_retry_succeeds(
+    keyed_server, tmp_path, request: pytest.FixtureRequest
+) -> None:
     key = make_key(tmp_path, "ci", rpm=30)  # one request every 2 s once the 30 are used
     server = keyed_server()
     fast = keyed_client(server.base_url, key)
@@ -219,6 +224,7 @@ def test_the_sdk_waits_as_told_and_its_retry_succeeds(keyed_server, tmp_path) ->
         attempts.append((r.status_code, time.monotonic(), r.headers.get("retry-after-ms")))
 
     http_client = httpx.Client(event_hooks={"response": [seen]})
+    request.addfinalizer(http_client.close)
     patient = keyed_client(server.base_url, key, max_retries=2, http_client=http_client)
     response = ask(patient)
     assert response.http_response.status_code == 200

@@ -41,7 +41,7 @@ def test_two_replicas_admit_exactly_3_of_20_for_a_3_rpm_key(redis_url: str, tmp_
                 for _ in range(2)
             ]
             replicas = [f.result() for f in futures]
-        clients = [keyed_client(r.base_url, key) for r in replicas]
+        clients = [stack.enter_context(keyed_client(r.base_url, key)) for r in replicas]
 
         def one(i: int) -> int:
             try:
