@@ -13,6 +13,7 @@ step thinker, talker and DiT compute what ``generate`` computes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
 import subprocess
@@ -296,7 +297,49 @@ def test_concurrent_conversations_share_the_model_and_answer_as_alone(
     assert scheduler.peak_talker_rows == len(questions)
 
 
-def test_a_client_that_goes_away_frees_its_conversation(server: LiveServer) -> None:
+HOLD_S = 60.0  # a held model thread goes on by itself after this (a test that failed)
+
+
+@contextlib.contextmanager
+def model_held_once_it_writes(
+    engine: OmniEngine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[threading.Event]:
+    """Once the model has shown its first words, its thread waits before each step until the
+    yielded event is set: a conversation can not end on its own while a test looks at it,
+    however fast or slow the host."""
+    scheduler = engine.scheduler
+    shown, release = threading.Event(), threading.Event()
+    show, step = scheduler._show, scheduler._thinker_step
+
+    def showing(conversation: Any, text: str) -> None:
+        show(conversation, text)
+        if text:
+            shown.set()
+
+    def held_step() -> None:
+        if shown.is_set():
+            release.wait(HOLD_S)
+        step()
+
+    monkeypatch.setattr(scheduler, "_show", showing)
+    monkeypatch.setattr(scheduler, "_thinker_step", held_step)
+    try:
+        yield release
+    finally:
+        release.set()
+
+
+def wait_until_cancelled(engine: OmniEngine) -> None:
+    """Until every conversation the (held) model thread has is marked cancelled."""
+    deadline = time.monotonic() + HOLD_S
+    while not all(c.cancel.is_set() for c in list(engine.scheduler._conversations.values())):
+        assert time.monotonic() < deadline, "the client's leaving never reached its conversation"
+        time.sleep(0.01)
+
+
+def test_a_client_that_goes_away_frees_its_conversation(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine: OmniEngine = server.engine
     cancelled, finished = engine.cancelled_conversations, engine.finished_conversations
     body = {
@@ -309,11 +352,17 @@ def test_a_client_that_goes_away_frees_its_conversation(server: LiveServer) -> N
         "temperature": 0,
         "logit_bias": {str(token): -100 for token in END_TOKEN_IDS},  # write until cancelled
     }
-    with httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=60) as r:
+    with (
+        model_held_once_it_writes(engine, monkeypatch) as release,
+        httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=60) as r,
+    ):
         for line in r.iter_lines():
             if '"transcript"' in line:
                 break
         assert engine.active_conversations == 1
+        r.close()  # the client leaves while the model is held: it can not have finished
+        wait_until_cancelled(engine)
+        release.set()
     deadline = time.monotonic() + 5.0
     while engine.active_conversations and time.monotonic() < deadline:
         time.sleep(0.02)

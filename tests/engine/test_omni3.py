@@ -52,10 +52,12 @@ from tests.engine.test_omni import (  # noqa: E402
     INPUT_S,
     MODEL,
     TEXT_TOKENS,
+    model_held_once_it_writes,
     omni_settings,
     speak_to_a_tone,
     spoken_question,
     tone,
+    wait_until_cancelled,
     wav_samples,
 )
 from tests.support.live_server import LiveServer, start_server  # noqa: E402
@@ -207,7 +209,9 @@ def test_concurrent_conversations_share_the_model_and_answer_as_alone(server: Li
     assert engine.scheduler.peak_talker_rows >= 2
 
 
-def test_a_client_that_goes_away_frees_its_conversation(server: LiveServer) -> None:
+def test_a_client_that_goes_away_frees_its_conversation(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine: OmniEngine = server.engine
     cancelled = engine.cancelled_conversations
     body = {
@@ -220,11 +224,17 @@ def test_a_client_that_goes_away_frees_its_conversation(server: LiveServer) -> N
         "temperature": 0,
         "logit_bias": {str(token): -100 for token in END_TOKEN_IDS},  # write until cancelled
     }
-    with httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=60) as r:
+    with (
+        model_held_once_it_writes(engine, monkeypatch) as release,
+        httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=60) as r,
+    ):
         for line in r.iter_lines():
             if '"transcript"' in line:
                 break
         assert engine.active_conversations == 1
+        r.close()  # the client leaves while the model is held: it can not have finished
+        wait_until_cancelled(engine)
+        release.set()
     deadline = time.monotonic() + 5.0
     while engine.active_conversations and time.monotonic() < deadline:
         time.sleep(0.02)
