@@ -9,12 +9,12 @@ these tests need: the process (to ``kill -9`` it) and its log in a file.
 
 from __future__ import annotations
 
-import os
+import secrets
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from typing import Any
 import openai
 import pytest
 
+from devtools.serve import ServedProcess
+from devtools.serve import serve_process as devtools_serve_process
 from omnivox.access.keys import SqliteKeyStore
 from omnivox.access.setup import build_access
 from omnivox.access.tiers import Limits
@@ -30,9 +32,7 @@ from tests.support.live_server import (
     LiveServer,
     free_port,
     start_server,
-    wait_until_healthy,
 )
-from tests.support.subprocess_server import OMNIVOX, REPO_ROOT
 
 FAKE_ENGINE = ["--engine", "tests.support.fake_engine:create"]
 MINI = "gpt-4o-mini-audio-preview"
@@ -138,41 +138,12 @@ def keyed_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         server.stop()
 
 
-@dataclass
-class ServedProcess:
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@contextmanager
 def serve_process(
     args: Sequence[str], data_dir: Path, ready_timeout_s: float = 60
-) -> Iterator[ServedProcess]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    command = [str(OMNIVOX), "serve", "--port", str(port), "--data-dir", str(data_dir), *args]
-    log_path = data_dir / f"serve-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    served = ServedProcess(f"http://127.0.0.1:{port}/v1", process, log_path)
-
-    def exited() -> str | None:
-        if process.poll() is None:
-            return None
-        return f"omnivox serve exited with {process.returncode}:\n{served.log()}"
-
-    try:
-        wait_until_healthy(served.base_url.removesuffix("/v1"), ready_timeout_s, exited)
-        yield served
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+) -> AbstractContextManager[ServedProcess]:
+    """``omnivox serve`` on ``data_dir``, its log kept there under a name of its own (several
+    servers may share the directory), for tests that read it after a ``kill -9``."""
+    log_path = data_dir / f"serve-{secrets.token_hex(4)}.log"
+    return devtools_serve_process(
+        args, data_dir, ready_timeout_s=ready_timeout_s, log_path=log_path
+    )
