@@ -79,10 +79,10 @@ from omnivox.engines.base import (
     SpeechOutput,
     Turn,
 )
+from omnivox.engines.cascade.chat.generator import TokenPiece
 from omnivox.engines.cascade.engine import CascadeEngine
-from omnivox.engines.cascade.generator import TokenPiece
-from omnivox.engines.cascade.segmenter import SpeechSegmenter
-from omnivox.engines.cascade.speaker import UnitSpeaker
+from omnivox.engines.cascade.speaking.segmenter import SpeechSegmenter
+from omnivox.engines.cascade.speaking.speaker import UnitSpeaker
 from omnivox.heap import tune_malloc
 from omnivox.settings import Settings
 

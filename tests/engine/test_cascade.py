@@ -27,7 +27,7 @@ from omnivox.engines.base import (
     Turn,
 )
 from omnivox.engines.cascade.engine import CascadeEngine
-from omnivox.engines.cascade.speaker import UnitSpeaker
+from omnivox.engines.cascade.speaking.speaker import UnitSpeaker
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
 from omnivox.errors import ContextLengthExceededError, ModelUnavailableError
 from omnivox.settings import Settings
@@ -371,8 +371,8 @@ def _whole_voice(cascade: CascadeEngine) -> Any:
     """The default voice as one graph (noise seeded as the engine seeds it), run whole."""
     import onnxruntime
 
-    from omnivox.engines.cascade.onnx_subset import onnx_classes
-    from omnivox.engines.cascade.piper_noise import SeededSession, make_noise_reproducible
+    from omnivox.engines.cascade.speaking.onnx_subset import onnx_classes
+    from omnivox.engines.cascade.speaking.piper_noise import SeededSession, make_noise_reproducible
 
     model = onnx_classes()["ModelProto"]()
     model.ParseFromString(cascade.synthesizer.files.model_path.read_bytes())
@@ -386,8 +386,8 @@ def _whole_voice(cascade: CascadeEngine) -> Any:
 async def test_a_long_sentence_is_spoken_in_windows_with_the_samples_of_one_run(
     cascade: CascadeEngine,
 ) -> None:
-    from omnivox.engines.cascade.piper_vocoder import FIRST_WINDOW_FRAMES
-    from omnivox.engines.cascade.synthesizer import voice_settings
+    from omnivox.engines.cascade.speaking.piper_vocoder import FIRST_WINDOW_FRAMES
+    from omnivox.engines.cascade.speaking.synthesizer import voice_settings
 
     synthesizer = cascade.synthesizer
     voice = synthesizer._voice
@@ -427,7 +427,7 @@ async def test_a_long_sentence_needs_no_more_memory_than_a_window(
     synthesizer = cascade.synthesizer
     voice = synthesizer._voice
     (phonemes,) = voice.phonemize(LONG_SENTENCE.replace(".", ",") + " " + LONG_SENTENCE)
-    from omnivox.engines.cascade.synthesizer import voice_settings
+    from omnivox.engines.cascade.speaking.synthesizer import voice_settings
 
     feeds = synthesizer._feeds(voice.phonemes_to_ids(phonemes), voice_settings("alloy"))
     whole = _whole_voice(cascade)

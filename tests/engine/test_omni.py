@@ -477,8 +477,8 @@ def test_thinker_and_talker_steps_compute_what_generate_computes(tiny_model: Pat
     from transformers import AutoTokenizer, WhisperFeatureExtractor
 
     from omnivox.engines.omni.encoding import PromptEncoder
-    from omnivox.engines.omni.networks import Networks
     from omnivox.engines.omni.prompt import build_prompt
+    from omnivox.engines.omni.qwen2_5_networks import Networks
 
     model = _load(tiny_model)
     encoder = PromptEncoder(
@@ -516,7 +516,7 @@ def test_thinker_and_talker_steps_compute_what_generate_computes(tiny_model: Pat
 
 
 def test_a_whole_clip_window_is_what_the_dit_samples(tiny_model: Path) -> None:
-    from omnivox.engines.omni.streaming import ChunkPlan, Token2Wave
+    from omnivox.engines.omni.qwen2_5_token2wav import ChunkPlan, Token2Wave
 
     model = _load(tiny_model)
     t2w = Token2Wave(model.token2wav, model.speaker_map, torch.device("cpu"))

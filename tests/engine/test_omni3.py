@@ -310,8 +310,8 @@ def test_thinker_talker_and_code_predictor_steps_compute_what_generate_computes(
     tiny_qwen3: Path,
 ) -> None:
     from omnivox.engines.omni.encoding import PromptEncoder, qwen3_audio
-    from omnivox.engines.omni.networks_qwen3 import Qwen3Networks
     from omnivox.engines.omni.prompt import build_prompt
+    from omnivox.engines.omni.qwen3_networks import Qwen3Networks
 
     model = _load(tiny_qwen3)
     encoder = PromptEncoder(
@@ -405,7 +405,7 @@ def _greedy_steps(
 
 
 def test_code2wav_in_windows_is_code2wav_in_one_piece(tiny_qwen3: Path) -> None:
-    from omnivox.engines.omni.code2wav import Code2Wave, FramePlan, FrameStream
+    from omnivox.engines.omni.qwen3_code2wav import Code2Wave, FramePlan, FrameStream
 
     model = _load(tiny_qwen3)
     c2w = Code2Wave(model.code2wav, torch.device("cpu"))
@@ -443,7 +443,7 @@ def test_code2wav_in_windows_is_code2wav_in_one_piece(tiny_qwen3: Path) -> None:
 def test_each_chunk_is_its_windows_new_samples_when_the_context_is_short(
     tiny_qwen3: Path,
 ) -> None:
-    from omnivox.engines.omni.code2wav import Code2Wave, FramePlan, FrameStream
+    from omnivox.engines.omni.qwen3_code2wav import Code2Wave, FramePlan, FrameStream
 
     model = _load(tiny_qwen3)
     c2w = Code2Wave(model.code2wav, torch.device("cpu"))

@@ -19,8 +19,8 @@ import pydantic
 import pytest
 
 from omnivox.engines.base import GenerationRequest, SamplingParams, ToolSpec, Turn
+from omnivox.engines.cascade.chat.tools import AnswerReader
 from omnivox.engines.cascade.engine import CascadeEngine
-from omnivox.engines.cascade.tools import AnswerReader
 from omnivox.engines.events import TextDelta, ToolCallDelta
 from tests.conftest import sdk_client
 from tests.support.live_server import LiveServer, start_server

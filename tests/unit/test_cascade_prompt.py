@@ -12,14 +12,14 @@ from omnivox.engines.base import (
     ToolCall,
     Turn,
 )
-from omnivox.engines.cascade.prompt import (
+from omnivox.engines.cascade.chat.prompt import (
     DEFAULT_SYSTEM_PROMPT,
     SPEAK_PLAINLY,
     build_messages,
     client_audio_transcripts,
 )
-from omnivox.engines.cascade.synthesizer import VOICES, voice_settings
-from omnivox.engines.cascade.transcripts import TranscriptBook
+from omnivox.engines.cascade.listening.transcripts import TranscriptBook
+from omnivox.engines.cascade.speaking.synthesizer import VOICES, voice_settings
 from omnivox.engines.stops import StopScanner
 
 OPENAI_VOICES = (

@@ -269,6 +269,34 @@ def engine_package_imports(tree: Tree) -> list[str]:
     return found
 
 
+CASCADE = f"{PACKAGE}.engines.cascade"
+# The cascade's subsystems and what each may import of the cascade besides itself;
+# the engine, the scheduler and the asset finder compose them.
+CASCADE_SUBSYSTEMS: Mapping[str, frozenset[str]] = {
+    "listening": frozenset(),
+    "chat": frozenset({"grammar"}),
+    "grammar": frozenset(),
+    "speaking": frozenset({"assets"}),
+}
+
+
+def cascade_subsystem_violations(tree: Tree) -> list[str]:
+    """Imports between the cascade's subsystems beyond those ``CASCADE_SUBSYSTEMS`` allows."""
+    found = []
+    for name, imports in tree.imports.items():
+        parts = name.removeprefix(CASCADE + ".").split(".")
+        if not name.startswith(CASCADE + ".") or parts[0] not in CASCADE_SUBSYSTEMS:
+            continue
+        allowed = CASCADE_SUBSYSTEMS[parts[0]] | {parts[0]}
+        for imp in imports:
+            if not imp.target.startswith(CASCADE + "."):
+                continue
+            target = imp.target.removeprefix(CASCADE + ".").split(".")[0]
+            if target not in allowed:
+                found.append(f"{imp}: the cascade's {parts[0]} may not import its {target}")
+    return found
+
+
 def library_violations(tree: Tree, layer: str) -> list[str]:
     allowed = THIRD_PARTY[layer]
     may = ", ".join(sorted(allowed)) or "the standard library only"
@@ -355,6 +383,15 @@ def test_engine_packages_are_imported_only_from_inside() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_the_cascade_subsystems_stay_apart() -> None:
+    """Listening, chat, grammar and speaking import each other only as
+    ``CASCADE_SUBSYSTEMS`` allows; the engine module composes them."""
+    tree = source_tree()
+    assert {f"{CASCADE}.{name}" for name in CASCADE_SUBSYSTEMS} <= set(tree.modules)
+    problems = cascade_subsystem_violations(tree)
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("layer", sorted(THIRD_PARTY))
 def test_low_layers_use_only_their_libraries(layer: str) -> None:
     problems = library_violations(source_tree(), layer)
@@ -405,6 +442,9 @@ def test_the_rules_catch_what_breaks_them(tmp_path: Path) -> None:
             "if typing.TYPE_CHECKING:\n    from omnivox.serving.chat import CompletionRun\n"
             "else:\n    from omnivox.serving import chat\n"
         ),
+        "engines/cascade/__init__.py": "",
+        "engines/cascade/speaking/__init__.py": "",
+        "engines/cascade/speaking/voice.py": "from omnivox.engines.cascade.chat import tools\n",
         "serving/__init__.py": "",
         "serving/chat.py": "import starlette\nfrom omnivox.engines.one import model\n",
         "audio/__init__.py": "from . import pcm\n",
@@ -440,3 +480,5 @@ def test_the_rules_catch_what_breaks_them(tmp_path: Path) -> None:
     two = heavy_on_import(tree, "omnivox.engines.two")  # an engine package's __init__
     assert two is not None
     assert "loads onnxruntime" in two
+    (subsystems,) = cascade_subsystem_violations(tree)
+    assert "the cascade's speaking may not import its chat" in subsystems

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from omnivox.engines.base import AudioClip
-from omnivox.engines.cascade.listening import Listener
-from omnivox.engines.cascade.recogniser import (
+from omnivox.engines.cascade.listening.listener import Listener
+from omnivox.engines.cascade.listening.recogniser import (
     GAP_S,
     SAMPLE_RATE,
     WINDOW_S,
     assign_segments,
     pack_windows,
 )
-from omnivox.engines.cascade.transcripts import TranscriptBook
+from omnivox.engines.cascade.listening.transcripts import TranscriptBook
 
 
 def seconds(duration_s: float, value: float = 0.1) -> np.ndarray:

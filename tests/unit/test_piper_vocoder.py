@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omnivox.engines.cascade.onnx_subset import ONNX_FLOAT, onnx_classes
-from omnivox.engines.cascade.piper_vocoder import (
+from omnivox.engines.cascade.speaking.onnx_subset import ONNX_FLOAT, onnx_classes
+from omnivox.engines.cascade.speaking.piper_vocoder import (
     FIRST_WINDOW_FRAMES,
     OVERLAP_MARGIN_FRAMES,
     WINDOW_FRAMES,

@@ -19,10 +19,14 @@ import jsonschema
 import pytest
 
 from omnivox.engines.base import GenerationRequest, ResponseFormat, ToolSpec
-from omnivox.engines.cascade.constraints import answer_constraints
-from omnivox.engines.cascade.string_formats import LENGTHS
-from omnivox.engines.cascade.structured import SchemaError, check_grammar_size, schema_grammar
-from omnivox.engines.cascade.tools import call_grammar
+from omnivox.engines.cascade.chat.constraints import answer_constraints
+from omnivox.engines.cascade.chat.tools import call_grammar
+from omnivox.engines.cascade.grammar.string_formats import LENGTHS
+from omnivox.engines.cascade.grammar.structured import (
+    SchemaError,
+    check_grammar_size,
+    schema_grammar,
+)
 from omnivox.errors import InvalidRequestError
 from tests.support.gbnf import Grammar, llama_parses
 
@@ -320,7 +324,7 @@ CHILD = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 import llama_cpp
-from omnivox.engines.cascade.structured import SchemaError, schema_grammar
+from omnivox.engines.cascade.grammar.structured import SchemaError, schema_grammar
 
 def nested(keyword, levels):
     schema = {{"type": "integer"}}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from omnivox.engines.cascade.segmenter import SpeechSegmenter
-from omnivox.engines.cascade.speakable import speakable_text
+from omnivox.engines.cascade.speaking.segmenter import SpeechSegmenter
+from omnivox.engines.cascade.speaking.speakable import speakable_text
 
 
 def segment(text: str, step: int = 3, **options: int) -> list[str]:

@@ -12,8 +12,8 @@ import numpy as np
 from omnivox.audio import OUTPUT_SAMPLE_RATE
 from omnivox.engines.cascade.engine import _speech_work
 from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
-from omnivox.engines.cascade.speaker import PIECE_S, UNIT_GAP_S, UnitSpeaker
-from omnivox.engines.cascade.synthesizer import SpeechPiece
+from omnivox.engines.cascade.speaking.speaker import PIECE_S, UNIT_GAP_S, UnitSpeaker
+from omnivox.engines.cascade.speaking.synthesizer import SpeechPiece
 from omnivox.engines.events import AudioDelta
 
 WINDOW_S = 1.0

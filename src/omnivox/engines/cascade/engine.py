@@ -46,8 +46,8 @@ from omnivox.engines.base import (
     check_context_window,
 )
 from omnivox.engines.cascade import assets
-from omnivox.engines.cascade.constraints import answer_constraints, check_logit_bias, warm_up
-from omnivox.engines.cascade.generator import (
+from omnivox.engines.cascade.chat.constraints import answer_constraints, check_logit_bias, warm_up
+from omnivox.engines.cascade.chat.generator import (
     DEFAULT_CONTEXT_TOKENS,
     GenerationEnd,
     Grammar,
@@ -55,24 +55,24 @@ from omnivox.engines.cascade.generator import (
     LlamaGenerator,
     TokenPiece,
 )
-from omnivox.engines.cascade.listening import Listener
-from omnivox.engines.cascade.prompt import (
+from omnivox.engines.cascade.chat.prompt import (
     build_messages,
     client_audio_transcripts,
     offers_tools,
 )
-from omnivox.engines.cascade.recogniser import WhisperRecogniser
+from omnivox.engines.cascade.chat.tools import AnswerReader
+from omnivox.engines.cascade.listening.listener import Listener
+from omnivox.engines.cascade.listening.recogniser import WhisperRecogniser
+from omnivox.engines.cascade.listening.transcripts import TranscriptBook
 from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
-from omnivox.engines.cascade.segmenter import SpeechSegmenter
-from omnivox.engines.cascade.speaker import UnitSpeaker
-from omnivox.engines.cascade.synthesizer import (
+from omnivox.engines.cascade.speaking.segmenter import SpeechSegmenter
+from omnivox.engines.cascade.speaking.speaker import UnitSpeaker
+from omnivox.engines.cascade.speaking.synthesizer import (
     VOICES,
     PiperSynthesizer,
     prepare_piper_voice,
     voice_language,
 )
-from omnivox.engines.cascade.tools import AnswerReader
-from omnivox.engines.cascade.transcripts import TranscriptBook
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
 from omnivox.engines.worker import ThreadBridge
 from omnivox.errors import (

@@ -17,9 +17,9 @@ step and the vocoder before its next chunk, freeing the slot at once
 (``active_conversations`` counts the conversations either thread still holds).
 
 The checkpoint's family (see ``loading``) picks the parts: Qwen2.5-Omni runs
-``networks.Networks`` and token2wav's DiT and BigVGAN (``streaming``,
-``vocoder``); Qwen3-Omni runs ``networks_qwen3.Qwen3Networks`` (talker and code
-predictor) and Code2Wav (``code2wav``); the scheduler, the conversations, the
+``qwen2_5_networks.Networks`` and token2wav's DiT and BigVGAN (``qwen2_5_token2wav``,
+``vocoder``); Qwen3-Omni runs ``qwen3_networks.Qwen3Networks`` (talker and code
+predictor) and Code2Wav (``qwen3_code2wav``); the scheduler, the conversations, the
 API and the threads are the same. OpenAI voices map to the checkpoint's
 speakers as ``speakers`` documents. This module wires the parts; it knows
 nothing of HTTP.
@@ -36,7 +36,6 @@ from typing import Any
 from omnivox.engines.base import Capability, GenerationRequest, PreparedGeneration
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
 from omnivox.engines.omni import speakers
-from omnivox.engines.omni.code2wav import FramePlan
 from omnivox.engines.omni.conversation import (
     Conversation,
     Failure,
@@ -49,9 +48,10 @@ from omnivox.engines.omni.encoding import QWEN2_5_AUDIO, EncodedPrompt, PromptEn
 from omnivox.engines.omni.graphs import GraphedFunction
 from omnivox.engines.omni.loading import DEFAULT_MODEL, Checkpoint, load_checkpoint
 from omnivox.engines.omni.prompt import QWEN_SYSTEM_PROMPT, build_prompt
+from omnivox.engines.omni.qwen2_5_token2wav import ChunkPlan
+from omnivox.engines.omni.qwen3_code2wav import FramePlan
 from omnivox.engines.omni.sampling import CodeSampler, Detokenizer, TextSampler, make_generator
 from omnivox.engines.omni.scheduler import QWEN2_5_LIMITS, QWEN3_LIMITS, Scheduler, SpeechLimits
-from omnivox.engines.omni.streaming import ChunkPlan
 from omnivox.engines.stops import StopScanner
 from omnivox.errors import ServerError
 from omnivox.settings import Settings
@@ -140,8 +140,8 @@ class OmniEngine:
         self._scheduler.start(cpu_threads)
 
     def _qwen2_5_parts(self, checkpoint: Checkpoint) -> tuple[Any, Any, Any]:
-        from omnivox.engines.omni.networks import Networks
-        from omnivox.engines.omni.streaming import Token2Wave
+        from omnivox.engines.omni.qwen2_5_networks import Networks
+        from omnivox.engines.omni.qwen2_5_token2wav import Token2Wave
         from omnivox.engines.omni.vocoder import Vocoder
 
         model = checkpoint.model
@@ -155,8 +155,8 @@ class OmniEngine:
         return networks, Vocoder(t2w, self.plan), QWEN2_5_AUDIO
 
     def _qwen3_parts(self, checkpoint: Checkpoint) -> tuple[Any, Any, Any]:
-        from omnivox.engines.omni.code2wav import Code2Wave, Code2WavVocoder
-        from omnivox.engines.omni.networks_qwen3 import Qwen3Networks
+        from omnivox.engines.omni.qwen3_code2wav import Code2Wave, Code2WavVocoder
+        from omnivox.engines.omni.qwen3_networks import Qwen3Networks
 
         model = checkpoint.model
         networks = Qwen3Networks(

@@ -44,7 +44,7 @@ from typing import Any
 from omnivox.engines.events import TextDelta
 from omnivox.engines.omni.batch import RaggedBatch
 from omnivox.engines.omni.conversation import Conversation, Failure, SpeechEnd, TextEnd
-from omnivox.engines.omni.networks import OmniNetworks
+from omnivox.engines.omni.qwen2_5_networks import OmniNetworks
 from omnivox.engines.omni.sampling import choose_codes
 from omnivox.engines.omni.vocoder import VocoderThread
 from omnivox.errors import ServerError

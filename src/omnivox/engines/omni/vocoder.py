@@ -4,8 +4,8 @@
 conversations, picks each turn's work (earliest deadline first, below), sends
 the audio as ``AudioDelta`` s and ``SpeechEnd`` after a stream's last chunk, and
 drops cancelled conversations. What a turn computes is the family's:
-``Vocoder`` here runs Qwen2.5-Omni's token2wav (``streaming``);
-``code2wav.Code2WavVocoder`` runs Qwen3-Omni's Code2Wav.
+``Vocoder`` here runs Qwen2.5-Omni's token2wav (``qwen2_5_token2wav``);
+``qwen3_code2wav.Code2WavVocoder`` runs Qwen3-Omni's Code2Wav.
 
 Qwen2.5-Omni: the model thread adds codes to a conversation's stream and wakes this thread.
 Each turn it takes the conversation whose listener runs out of audio first
@@ -37,7 +37,13 @@ from omnivox.audio import OUTPUT_SAMPLE_RATE
 from omnivox.audio.pcm import float_to_s16le
 from omnivox.engines.events import AudioDelta
 from omnivox.engines.omni.conversation import Conversation, Failure, SpeechEnd
-from omnivox.engines.omni.streaming import ChunkPlan, MelJob, SpeechStream, Token2Wave, WaveJob
+from omnivox.engines.omni.qwen2_5_token2wav import (
+    ChunkPlan,
+    MelJob,
+    SpeechStream,
+    Token2Wave,
+    WaveJob,
+)
 from omnivox.errors import ServerError
 
 IDLE_WAIT_S = 0.05

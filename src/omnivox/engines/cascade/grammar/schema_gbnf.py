@@ -60,15 +60,15 @@ from llama_cpp.llama_grammar import (
     SchemaConverter,
 )
 
-from omnivox.engines.cascade.number_ranges import (
+from omnivox.engines.cascade.grammar.number_ranges import (
     Bound,
     decimal_range,
     fraction_digits_needed,
     integer_range,
     within,
 )
-from omnivox.engines.cascade.string_formats import LENGTHS, format_rule
-from omnivox.engines.cascade.structured import TOO_MUCH, SchemaError
+from omnivox.engines.cascade.grammar.string_formats import LENGTHS, format_rule
+from omnivox.engines.cascade.grammar.structured import TOO_MUCH, SchemaError
 
 MAX_LISTED_MULTIPLES = 256
 REPEAT_CHUNK = 500  # the largest count written: a quarter of llama.cpp's limit of 2000

@@ -22,7 +22,7 @@ step by step instead, computing what ``generate`` computes:
 
 Positions are sequential (``RaggedBatch``). A Qwen2.5-Omni talker step makes
 one code, a "frame" of one codebook; ``OmniNetworks`` is the interface the
-scheduler drives, which ``networks_qwen3.Qwen3Networks`` also implements
+scheduler drives, which ``qwen3_networks.Qwen3Networks`` also implements
 (frames of 16 codebooks there). This module knows nothing of conversations,
 sampling or audio.
 """

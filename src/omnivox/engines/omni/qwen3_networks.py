@@ -47,7 +47,7 @@ from typing import Any
 from omnivox.engines.omni.batch import RaggedBatch
 from omnivox.engines.omni.encoding import EncodedPrompt
 from omnivox.engines.omni.graphs import GraphedFunction
-from omnivox.engines.omni.networks import TalkerPrefill, ThinkerPrefill
+from omnivox.engines.omni.qwen2_5_networks import TalkerPrefill, ThinkerPrefill
 from omnivox.engines.omni.sampling import (
     QWEN3_RESIDUALS,
     QWEN3_TALKER,

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from omnivox.engines.cascade.vad import VAD_SAMPLE_RATE, load_vad, speech_chunks
+from omnivox.engines.cascade.listening.vad import VAD_SAMPLE_RATE, load_vad, speech_chunks
 
 SAMPLE_RATE = VAD_SAMPLE_RATE  # Whisper hears 16 kHz
 BEAM_SIZE = 3

@@ -57,7 +57,7 @@ from typing import Any, Literal
 import numpy as np
 
 from omnivox.engines.base import SamplingParams
-from omnivox.engines.cascade.sampling import (
+from omnivox.engines.cascade.chat.sampling import (
     bias_processor,
     last_logprobs,
     sampler_args,

@@ -60,8 +60,8 @@ from typing import Any
 import numpy as np
 
 from omnivox.engines.cascade.assets import PiperFiles
-from omnivox.engines.cascade.piper_noise import SeededSession
-from omnivox.engines.cascade.piper_vocoder import PreparedVoice, VoiceRunner, prepare_voice
+from omnivox.engines.cascade.speaking.piper_noise import SeededSession
+from omnivox.engines.cascade.speaking.piper_vocoder import PreparedVoice, VoiceRunner, prepare_voice
 
 DEFAULT_VOICE = "alloy"
 PEAK_VOLUME = 0.9  # the loudest calibration sentence peaks here; samples past 1 are clipped

@@ -98,7 +98,7 @@ class SchemaError(ValueError):
 def schema_grammar(schema: Mapping[str, Any]) -> str:
     """GBNF whose ``root`` rule matches JSON texts valid under ``schema`` (see above)."""
     check_schema_size(schema)
-    from omnivox.engines.cascade.schema_gbnf import schema_to_gbnf  # loads llama_cpp
+    from omnivox.engines.cascade.grammar.schema_gbnf import schema_to_gbnf  # loads llama_cpp
 
     try:
         text = schema_to_gbnf(schema)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omnivox.engines.base import ToolCall, ToolSpec
-from omnivox.engines.cascade.structured import (
+from omnivox.engines.cascade.grammar.structured import (
     SchemaError,
     check_grammar_size,
     rename_root,

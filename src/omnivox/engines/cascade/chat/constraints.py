@@ -38,10 +38,10 @@ import math
 from typing import NoReturn
 
 from omnivox.engines.base import GenerationRequest
-from omnivox.engines.cascade.generator import Grammar, GrammarBranch, LlamaGenerator
-from omnivox.engines.cascade.prompt import offers_tools
-from omnivox.engines.cascade.structured import SchemaError, format_grammar
-from omnivox.engines.cascade.tools import OPENER, call_grammar
+from omnivox.engines.cascade.chat.generator import Grammar, GrammarBranch, LlamaGenerator
+from omnivox.engines.cascade.chat.prompt import offers_tools
+from omnivox.engines.cascade.chat.tools import OPENER, call_grammar
+from omnivox.engines.cascade.grammar.structured import SchemaError, format_grammar
 from omnivox.errors import InvalidRequestError, InvalidValueError
 
 AUTO_CALL_BIAS = 5.0  # natural-log units added to the call opener's logprob under "auto"

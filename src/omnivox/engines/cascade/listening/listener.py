@@ -29,8 +29,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from omnivox.engines.base import AudioClip
-from omnivox.engines.cascade.recogniser import GAP_S, SAMPLE_RATE, WINDOW_S
-from omnivox.engines.cascade.transcripts import TranscriptBook
+from omnivox.engines.cascade.listening.recogniser import GAP_S, SAMPLE_RATE, WINDOW_S
+from omnivox.engines.cascade.listening.transcripts import TranscriptBook
 
 
 class PackingRecogniser(Protocol):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from omnivox.engines.cascade.onnx_subset import ONNX_FLOAT, ONNX_INT64, onnx_classes
+from omnivox.engines.cascade.speaking.onnx_subset import ONNX_FLOAT, ONNX_INT64, onnx_classes
 
 SEED_INPUT = "omnivox_noise_seed"
 RANDOM_OP = "RandomNormalLike"

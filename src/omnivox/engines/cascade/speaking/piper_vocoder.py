@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from omnivox.engines.cascade.onnx_subset import ONNX_FLOAT, onnx_classes
-from omnivox.engines.cascade.piper_noise import make_noise_reproducible
+from omnivox.engines.cascade.speaking.onnx_subset import ONNX_FLOAT, onnx_classes
+from omnivox.engines.cascade.speaking.piper_noise import make_noise_reproducible
 
 log = logging.getLogger("omnivox.cascade")
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from omnivox.audio import OUTPUT_SAMPLE_RATE
 from omnivox.audio.pcm import StreamResampler, float_to_s16le
-from omnivox.engines.cascade.speakable import speakable_text
-from omnivox.engines.cascade.synthesizer import SpeechPiece
+from omnivox.engines.cascade.speaking.speakable import speakable_text
+from omnivox.engines.cascade.speaking.synthesizer import SpeechPiece
 
 PIECE_S = 0.2
 UNIT_GAP_S = 0.1

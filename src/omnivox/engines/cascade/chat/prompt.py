@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from omnivox.engines.base import AudioClip, GenerationRequest, Turn
-from omnivox.engines.cascade.structured import format_hint
-from omnivox.engines.cascade.tools import render_calls, tool_section
+from omnivox.engines.cascade.chat.tools import render_calls, tool_section
+from omnivox.engines.cascade.grammar.structured import format_hint
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant. Your replies are read aloud, so answer in a few "

@@ -1,0 +1,1 @@
+"""Structured output: JSON schemas and string formats as llama.cpp grammars (GBNF)."""

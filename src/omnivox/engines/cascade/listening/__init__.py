@@ -1,0 +1,1 @@
+"""Listening: voice activity, speech recognition, and transcripts remembered per clip."""

@@ -1,0 +1,1 @@
+"""Speaking: text cut into speakable units and synthesized by a Piper voice, a window at a time."""
