@@ -32,7 +32,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import platform
 import re
 import shutil
 import socket
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.facts import run_facts
 from devtools.fake_engine import FakeEngine
 from devtools.serve import omnivox_serve
 from omnivox.engines.base import GenerationRequest, SamplingParams, SpeechOutput, Turn
@@ -298,7 +298,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12, help="engine/server/floor alternations")
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "facts": run_facts(),
         "requests": args.requests,
         "rounds": args.rounds,
     }
@@ -313,7 +313,7 @@ def main() -> None:
         results["trivial_requests_per_s"] = wrk_requests_per_s(base_url)
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"machine: {results['machine']}")
+    print(f"machine: {results['facts']['cpu']}, {results['facts']['machine']}")
     columns = (
         "engine p50",
         "request p50",

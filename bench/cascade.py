@@ -52,8 +52,6 @@ import hashlib
 import io
 import json
 import multiprocessing
-import os
-import platform
 import random
 import re
 import statistics
@@ -70,6 +68,7 @@ from typing import Any
 
 import openai
 
+from bench.facts import run_facts
 from devtools.serve import serve_process
 from omnivox.audio import INPUT_SAMPLE_RATE, decode_audio
 from omnivox.engines.base import (
@@ -397,8 +396,7 @@ def main() -> None:
     ).parse_args()
     tune_malloc()  # the server's allocator settings, so components are timed alike
     results: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}",
+        "facts": run_facts(),
         "questions": len(QUESTIONS),
         "single_rounds": SINGLE_ROUNDS,
     }
@@ -541,7 +539,7 @@ def stalls(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"machine: {results['machine']}")
+    print(f"machine: {results['facts']['cpu']}, {results['facts']['machine']}")
     print(
         f"{'round':<6}{'question':<52}{'q s':>5}{'asr':>7}{'tok/s':>7}{'sent':>5}{'floor':>7}"
         f"{'naive':>7}{'first':>7}{'total':>7}"

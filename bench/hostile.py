@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         result = {
-            **run_facts(),
+            "facts": run_facts(),
             "fuzz": fuzz(args.examples, Path(tmp)),
             "bad_audio": bad_audio(Path(tmp)),
         }

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -46,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from bench.facts import run_facts
 from devtools.serve import OMNIVOX, free_port, omnivox_serve
 from omnivox.access.gate import KeyedAccess
 from omnivox.access.keys import SqliteKeyStore
@@ -54,7 +53,7 @@ from omnivox.access.limiter import Limiter, MemoryLimiter
 from omnivox.access.redis_ledger import RedisLedger
 from omnivox.access.redis_limiter import RedisLimiter
 from omnivox.access.tiers import AccessConfig, Limits
-from omnivox.serving.chat import CompletionRun
+from omnivox.serving.runs import MeteredRun
 from omnivox.serving.usage import UsageCounter
 
 WARMUP = 50
@@ -138,9 +137,7 @@ def gate_request(access: KeyedAccess, raw_key: str) -> Callable[[int], Awaitable
         admission = await access.admit(
             caller, "gpt-4o-mini-audio-preview", "omnivox-audio-2026-11-22", 100, 7, f"req_{i}"
         )
-        run = CompletionRun(
-            f"chatcmpl-{i}", 0, "omnivox-audio", "fp", "default", 1, None, False, UsageCounter(5, 0)
-        )
+        run = MeteredRun(f"chatcmpl-{i}", UsageCounter(5, 0))
         await admission.charge(run)
         run.usage.completion_text_tokens = 4
         await run.finish("completed")
@@ -277,7 +274,7 @@ def main() -> None:
     parser.add_argument("--no-e2e", dest="e2e", action="store_false")
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "facts": run_facts(),
         "requests": args.requests,
     }
     with tempfile.TemporaryDirectory() as workdir, redis_server() as redis_url:
@@ -292,7 +289,8 @@ def main() -> None:
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(
-        f"machine: {results['machine']}; {results['event_loop']}; {args.requests} requests per row"
+        f"machine: {results['facts']['cpu']}, {results['facts']['machine']}; "
+        f"{results['event_loop']}; {args.requests} requests per row"
     )
     print(f"{'per request':<32}{'p50':>10}{'p99':>10}")
     for key, label in ROWS:

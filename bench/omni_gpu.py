@@ -53,7 +53,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.facts import run_facts
 from devtools import tiny_qwen3_omni
+from devtools.omni_engine import ControlledOmniEngine
 from devtools.tiny_qwen2_5_omni import (
     SPECIAL_TOKENS,
     build_tiny_omni,
@@ -535,7 +537,7 @@ async def level(
     }
 
 
-def graph_counts(engine: OmniEngine) -> dict[str, dict[str, int]]:
+def graph_counts(engine: ControlledOmniEngine) -> dict[str, dict[str, int]]:
     """Captures and replays of each function the engine replays from CUDA graphs."""
     return {
         g.name: {"enabled": g.enabled, "captures": g.captures, "replays": g.replays}
@@ -603,7 +605,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             published += args.size.upper()
         shape = f"{args.config}/config.json" if args.config else published
         model_name = f"{shape} architecture, random weights"
-    engine = OmniEngine(settings, forced_lengths=forced, loader=loader)
+    engine = ControlledOmniEngine(settings, forced_lengths=forced, loader=loader)
     loaded = time.perf_counter()
     await engine.start()
     load_s = time.perf_counter() - loaded
@@ -625,6 +627,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         await engine.close()
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {
+        "facts": run_facts(),
         "model": model_name,
         "device": device_name,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "

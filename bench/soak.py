@@ -193,7 +193,7 @@ def main() -> None:
         stack.close()  # the server stops before its log is read
         error_lines = [line for line in log_path.read_text().splitlines() if " ERROR " in line]
     result: dict[str, Any] = {
-        **run_facts(),
+        "facts": run_facts(),
         "minutes": args.minutes,
         "clients": args.clients,
         "abandon_every": args.abandon_every,

@@ -24,6 +24,13 @@ capabilities (the default engine claims neither, and answers as above):
   - after a tool result (the last message is a tool one) it answers
     "The tool said: <result>";
   - with a JSON ``response_format`` it answers ``{"said": "<the user's text>"}``.
+
+It reads text aloud (``speak``) as one tone per word, each ``WORD_DURATION_S``
+divided by the speed ("slow" in the text: 0.2 s between words; after the word
+"hold" it waits until ``released`` is set), and
+"transcribes" a clip as one segment per second of sound, "Second 1." ... (with
+"Translated:" before each for a translation; nothing for a silent clip), each
+segment's words timed within it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -42,14 +50,23 @@ from omnivox.engines.base import (
     Capability,
     GenerationRequest,
     PreparedGeneration,
+    SpeechRequest,
+    TranscriptionRequest,
 )
 from omnivox.engines.events import (
     AudioDelta,
     EngineEvent,
     Finished,
+    SpeechEvent,
+    SpeechFinished,
     TextDelta,
     TokenLogprob,
     ToolCallDelta,
+    TranscribedWord,
+    TranscriptionEvent,
+    TranscriptionFinished,
+    TranscriptionStarted,
+    TranscriptSegment,
 )
 
 SAMPLE_RATE = 24_000
@@ -68,7 +85,10 @@ def word_tone(word: str, duration_s: float = WORD_DURATION_S) -> bytes:
 class FakeEngine:
     name = "fake"
     context_window_tokens = CONTEXT_WINDOW_TOKENS
-    capabilities: frozenset[Capability] = frozenset({"speech", "logprobs"})
+    capabilities: frozenset[Capability] = frozenset(
+        {"speech", "logprobs", "text_to_speech", "transcription"}
+    )
+    translates = True
 
     def __init__(self, word_delay_s: float = 0.002, *, tools: bool = False) -> None:
         self.word_delay_s = word_delay_s
@@ -78,6 +98,7 @@ class FakeEngine:
         self.active_generations = 0
         self.cancelled_generations = 0
         self.finished_generations = 0
+        self.released = threading.Event()  # lets a reading go on past the word "hold"
 
     def voice_table(self) -> Mapping[str, str]:
         return {"alloy": "a tone"}
@@ -158,6 +179,62 @@ class FakeEngine:
             raise
         finally:
             self.active_generations -= 1
+
+    async def speak(self, request: SpeechRequest) -> AsyncIterator[SpeechEvent]:
+        words = request.text.split()
+        delay_s = 0.2 if "slow" in request.text else self.word_delay_s
+        self.active_generations += 1
+        try:
+            for word in words:
+                yield AudioDelta(word_tone(word, WORD_DURATION_S / request.speed))
+                if word == "hold":
+                    await asyncio.to_thread(self.released.wait)
+                await asyncio.sleep(delay_s)
+            yield SpeechFinished(len(words))
+            self.finished_generations += 1
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled_generations += 1
+            raise
+        finally:
+            self.active_generations -= 1
+
+    async def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
+        clip = request.clip
+        yield TranscriptionStarted(request.language or "en", clip.duration_s)
+        sound = clip.samples.size > 0 and float(np.abs(clip.samples).max()) > 1e-3
+        n_segments = max(1, round(clip.duration_s)) if sound else 0
+        prefix = "Translated: " if request.task == "translate" else ""
+        n_tokens = 0
+        for i in range(n_segments):
+            start_s, end_s = float(i), min(float(i + 1), clip.duration_s)
+            text = f"{prefix}Second {i + 1}."
+            pieces = text.split()
+            step_s = (end_s - start_s) / len(pieces)
+            words = (
+                tuple(
+                    TranscribedWord(f" {w}", start_s + k * step_s, start_s + (k + 1) * step_s, 0.9)
+                    for k, w in enumerate(pieces)
+                )
+                if request.word_timestamps
+                else ()
+            )
+            tokens = tuple(range(len(pieces)))
+            n_tokens += len(tokens)
+            yield TranscriptSegment(
+                i,
+                int(start_s * 100),
+                start_s,
+                end_s,
+                text,
+                tokens,
+                request.temperature,
+                -0.25,
+                1.2,
+                0.01,
+                words,
+            )
+            await asyncio.sleep(self.word_delay_s)
+        yield TranscriptionFinished(len((request.prompt or "").split()), n_tokens)
 
     def tool_calls(self, request: GenerationRequest) -> list[tuple[str, str]]:
         """(name, arguments) of the calls to make; none for an answer in words."""

@@ -43,8 +43,9 @@ def sdk_client(base_url: str) -> openai.OpenAI:
 
 
 @pytest.fixture
-def client(fake_server: LiveServer) -> openai.OpenAI:
-    return sdk_client(fake_server.base_url)
+def client(fake_server: LiveServer) -> Iterator[openai.OpenAI]:
+    with sdk_client(fake_server.base_url) as client:  # its connections closed after the test
+        yield client
 
 
 @pytest.fixture(scope="session")

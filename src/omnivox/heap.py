@@ -5,35 +5,16 @@ tensors, numpy audio) on several threads. Two measures keep the resident set
 near what is live:
 
 - ``tune_malloc``, once at the start of ``omnivox serve``: at most two arenas
-  (``M_ARENA_MAX``; left alone when ``MALLOC_ARENA_MAX`` is set). With glibc's
-  default of up to 8 arenas per core the memory one thread frees is not reused
-  by another, and the resident set grows with every concurrent conversation.
-- ``release_free_memory`` after each synthesized unit has left, in the
-  synthesis thread, and ``release_free_memory_soon`` after each recognition
-  pass, in a thread of its own, so that the conversation that waits for the
-  pass goes on at once (never on the event loop: a release after a large free
-  takes 2-8 ms): ``malloc_trim(0)`` hands the
-  free pages inside the heaps back to the system, so the fragments that
-  recognition and synthesis leave do not add up, conversation after
-  conversation, into the high-water mark. On the cascade benchmark the peak
-  fell from 1.30-1.33 GB to 1.12-1.16 GB; with the release after each unit only
-  (not after recognition) it was 1.22 GB. Each release takes a millisecond
-  or a few (glibc holds each arena's lock meanwhile, so a thread allocating
-  from that arena, the event loop's included, waits that long at most), and
-  the next step faults its pages in again (a recognition pass after a
-  release: ~13 % more page faults, a few percent more time). A
-  lower fixed ``M_MMAP_THRESHOLD`` would return large blocks too, but the
-  recogniser then maps and unmaps its per-step buffers every step: at 1 MiB a
-  pass took 2.6 x the page faults and 1.3 x the CPU time.
+  (``M_ARENA_MAX``; left alone when ``MALLOC_ARENA_MAX`` is set), so that the
+  memory one thread frees is reused by another.
+- ``release_free_memory`` after each synthesized unit, in the synthesis thread,
+  and ``release_free_memory_soon`` after each recognition pass, in a thread of
+  its own (never on the event loop): ``malloc_trim(0)`` hands the free pages
+  inside the heaps back to the system, so that the fragments recognition and
+  synthesis leave do not add up into the high-water mark.
 
-Serving every block from the heaps once the models are loaded (``M_MMAP_MAX`` 0,
-no trimming on free) was measured and dropped. Each Whisper pass maps and
-unmaps a few dozen buffers of 12-104 MB and faults ~120,000 pages; from the
-heaps, a pass alone took 0.90 s instead of 1.10 s (0.80 s with no release
-after it). But served, a step's freed buffers stayed resident into the next
-step until released, the cascade benchmark's peak rose to 1203 MiB (from
-1121-1129), and first audio did not move: the pages released after each step
-fault in again either way.
+Other settings (a fixed mmap threshold, no mmap at all) were measured and left
+at glibc's defaults; docs/performance.md (Memory) has the figures.
 """
 
 from __future__ import annotations

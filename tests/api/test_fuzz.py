@@ -34,8 +34,22 @@ from tests.support.live_server import LiveServer
 EXAMPLES = int(os.environ.get("OMNIVOX_FUZZ_EXAMPLES", "300"))
 REPORT = os.environ.get("OMNIVOX_FUZZ_REPORT")
 CHAT = "/v1/chat/completions"
+SPEECH = "/v1/audio/speech"
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+TRANSLATIONS = "/v1/audio/translations"
+METERED = (CHAT, SPEECH, TRANSCRIPTIONS, TRANSLATIONS)  # each leaves a ledger row
+# Model names that take a request past the 404, into its own rules.
+SERVED_MODELS = {
+    CHAT: ["gpt-4o-audio-preview", "omnivox-audio"],
+    SPEECH: ["tts-1", "omnivox-audio"],
+    TRANSCRIPTIONS: ["whisper-1", "omnivox-audio"],
+    TRANSLATIONS: ["whisper-1", "omnivox-audio"],
+}
 ROUTES = [
     ("POST", CHAT),
+    ("POST", SPEECH),
+    ("POST", TRANSCRIPTIONS),
+    ("POST", TRANSLATIONS),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id}"),
     ("GET", "/v1/usage"),
@@ -48,6 +62,7 @@ class Tally:
     def __init__(self) -> None:
         self.requests = 0
         self.chat_requests = 0
+        self.metered_requests = 0
         self.statuses: collections.Counter[int] = collections.Counter()
         self.server_errors: list[str] = []
         self.bad_error_bodies: list[str] = []
@@ -124,7 +139,7 @@ def test_no_route_answers_5xx_or_an_error_outside_openai_shape(
         derandomize=True,  # the same requests on every run: a failure here reproduces
         database=None,
     )
-    @given(cases, st.sampled_from([None, "gpt-4o-audio-preview", "omnivox-audio"]))
+    @given(cases, st.sampled_from([None, *SERVED_MODELS.get(path, [])]))
     def fuzz(case: Any, served_model: str | None) -> None:
         if served_model and isinstance(case.body, dict) and isinstance(case.body.get("model"), str):
             case.body["model"] = served_model  # past the 404, into the request's own rules
@@ -141,12 +156,14 @@ def check(case: Any, response: Any) -> None:
     where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
     if case.path == CHAT:
         TALLY.chat_requests += 1
+    if case.path in METERED:
+        TALLY.metered_requests += 1
     if response.status_code >= 500:
         TALLY.server_errors.append(where)
     if response.status_code >= 400 and not _is_openai_error(response.text):
         TALLY.bad_error_bodies.append(where)
     if (
-        case.path == CHAT
+        case.path in METERED
         and 400 <= response.status_code < 500
         and "x-ratelimit-limit-requests" not in response.headers
     ):
@@ -155,15 +172,15 @@ def check(case: Any, response: Any) -> None:
     assert "x-request-id" in response.headers, where
     if response.status_code >= 400:
         assert _is_openai_error(response.text), where
-    if case.path == CHAT and 400 <= response.status_code < 500:
+    if case.path in METERED and 400 <= response.status_code < 500:
         assert "x-ratelimit-limit-requests" in response.headers, where
 
 
-def test_every_fuzzed_chat_request_left_its_ledger_row(
+def test_every_fuzzed_metered_request_left_its_ledger_row(
     fuzzed: tuple[LiveServer, str, Path],
 ) -> None:
     """Runs after the fuzzing above (pytest keeps a module's order)."""
-    if TALLY.chat_requests == 0:
+    if TALLY.metered_requests == 0:
         pytest.skip("the fuzzing test did not run")
     _, _, data_dir = fuzzed
     ledger = SqliteLedger(data_dir / "access.sqlite3")
@@ -171,4 +188,4 @@ def test_every_fuzzed_chat_request_left_its_ledger_row(
         rows = ledger.entries_now()
     finally:
         ledger.close_now()
-    assert len(rows) == TALLY.chat_requests
+    assert len(rows) == TALLY.metered_requests

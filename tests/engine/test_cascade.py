@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from devtools.wer import word_error_rate
 from omnivox.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE
 from omnivox.audio.pcm import resample, s16le_to_float
 from omnivox.engines.base import (
@@ -31,7 +32,6 @@ from omnivox.engines.cascade.speaking.speaker import UnitSpeaker
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta
 from omnivox.errors import ContextLengthExceededError, ModelUnavailableError
 from omnivox.settings import Settings
-from tests.engine.wer import word_error_rate
 
 pytestmark = [pytest.mark.engine, pytest.mark.asyncio(loop_scope="session")]
 

@@ -33,6 +33,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the omni engine needs torch (pip install torch)")
 pytest.importorskip("transformers", reason="the omni engine needs transformers")
 
+from devtools.omni_engine import ControlledOmniEngine  # noqa: E402
 from devtools.tiny_qwen2_5_omni import build_tiny_omni  # noqa: E402
 from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio  # noqa: E402
 from omnivox.engines.base import (  # noqa: E402
@@ -74,7 +75,7 @@ def omni_settings(model: Path | str, **extra: Any) -> Settings:
 @pytest.fixture(scope="module")
 def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     limits = SpeechLimits(base_codes=SPEECH_CODES, codes_per_text_token=0)
-    engine = OmniEngine(omni_settings(tiny_model), limits=limits)
+    engine = ControlledOmniEngine(omni_settings(tiny_model), limits=limits)
     live = start_server(engine, tmp_path_factory.mktemp("omni-data"))
     yield live
     live.stop()
@@ -587,7 +588,7 @@ async def test_the_tiny_model_speaks_on_cuda_the_same_with_and_without_graphs(
     answers: dict[bool, list[bytes]] = {}
     for graphs in (False, True):
         settings = Settings(engine="omni", model=str(tiny_model), device="cuda", cuda_graphs=graphs)
-        engine = OmniEngine(settings, limits=limits)
+        engine = ControlledOmniEngine(settings, limits=limits)
         await engine.start()
         try:
             answers[graphs] = []

@@ -30,6 +30,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the omni engine needs torch (pip install torch)")
 transformers = pytest.importorskip("transformers", reason="the omni engine needs transformers")
 
+from devtools.omni_engine import ControlledOmniEngine  # noqa: E402
 from devtools.tiny_qwen3_omni import (  # noqa: E402
     CODEBOOK,
     NUM_CODE_GROUPS,
@@ -78,7 +79,7 @@ def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(tiny_qwen3: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     limits = SpeechLimits(base_codes=SPEECH_FRAMES, codes_per_text_token=0)
-    engine = OmniEngine(omni_settings(tiny_qwen3), limits=limits)
+    engine = ControlledOmniEngine(omni_settings(tiny_qwen3), limits=limits)
     live = start_server(engine, tmp_path_factory.mktemp("omni3-data"))
     yield live
     live.stop()
@@ -484,7 +485,7 @@ async def test_the_tiny_qwen3_omni_speaks_on_cuda_the_same_with_and_without_grap
     answers: dict[bool, bytes] = {}
     for graphs in (False, True):
         settings = Settings(engine="omni", model=str(tiny_qwen3), device="cuda", cuda_graphs=graphs)
-        engine = OmniEngine(settings, limits=limits)
+        engine = ControlledOmniEngine(settings, limits=limits)
         await engine.start()
         try:
             events = await speak_to_a_tone(engine, "nova", seed=1)

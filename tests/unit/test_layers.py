@@ -63,7 +63,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
 }
 # layer -> the layers it may also import under ``if TYPE_CHECKING:``, for annotations.
 TYPE_ONLY: Mapping[str, frozenset[str]] = {
-    "access": frozenset({"serving"}),  # the gate annotates ``serving.chat.CompletionRun``
+    "access": frozenset({"serving"}),  # the gate annotates ``serving.runs.MeteredRun``
 }
 
 # The libraries beyond the standard library that the lowest layers may use.

@@ -72,7 +72,24 @@ class FakeClock:
         assert read, "the step never looked at the slot"
 
 
-def wait_for_waiters(slot: ComputeSlot, n: int, granted: threading.Event | None = None) -> None:
+class WatchedSlot(ComputeSlot):
+    """The slot on the test's clock, showing how many steps wait in its queue."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def _now(self) -> float:
+        return self.clock()
+
+    @property
+    def waiting(self) -> int:
+        """How many steps wait for the slot: how a test knows that a step has queued."""
+        with self._lock:  # so that a step's look at the slot is over, or not begun
+            return len(self._waiting)
+
+
+def wait_for_waiters(slot: WatchedSlot, n: int, granted: threading.Event | None = None) -> None:
     """Return once ``n`` steps wait for the slot (or the step that sets ``granted`` got it)."""
     deadline_s = time.monotonic() + DEADLINE_S
     while slot.waiting < n and not (granted is not None and granted.is_set()):
@@ -81,7 +98,7 @@ def wait_for_waiters(slot: ComputeSlot, n: int, granted: threading.Event | None 
 
 
 def queue_step(
-    slot: ComputeSlot, pace: Pace, stage: Stage, on_grant: Callable[[], object]
+    slot: WatchedSlot, pace: Pace, stage: Stage, on_grant: Callable[[], object]
 ) -> threading.Thread:
     """A step of ``pace`` on a thread of its own, returned once it waits in the queue
     (or, asking a free slot, once it got it)."""
@@ -102,7 +119,7 @@ def queue_step(
 
 def still_waits_after_looking(
     clock: FakeClock,
-    slot: ComputeSlot,
+    slot: WatchedSlot,
     thread: threading.Thread,
     looks: int = 2,
     since: int | None = None,
@@ -139,7 +156,7 @@ def test_a_pace_is_urgent_until_it_speaks_then_as_urgent_as_its_listener() -> No
 
 
 def test_the_slot_goes_to_the_earliest_deadline_then_to_speech_before_text() -> None:
-    slot = ComputeSlot()
+    slot = WatchedSlot()
     granted: list[str] = []
 
     def step(name: str, pace: Pace, stage: Stage) -> None:
@@ -165,7 +182,7 @@ def test_the_slot_goes_to_the_earliest_deadline_then_to_speech_before_text() -> 
 
 
 def test_a_cancelled_waiter_leaves_without_the_slot_and_blocks_no_one() -> None:
-    slot = ComputeSlot()
+    slot = WatchedSlot()
     cancel = threading.Event()
     outcome: list[bool] = []
 
@@ -185,7 +202,7 @@ def test_a_cancelled_waiter_leaves_without_the_slot_and_blocks_no_one() -> None:
 
 
 def test_steps_hold_the_slot_during_each_next_only() -> None:
-    slot = ComputeSlot()
+    slot = WatchedSlot()
     held_during_next: list[bool] = []
 
     def items() -> Iterator[int]:
@@ -201,7 +218,7 @@ def test_steps_hold_the_slot_during_each_next_only() -> None:
 
 
 def test_two_threads_never_hold_the_slot_at_once() -> None:
-    slot = ComputeSlot()
+    slot = WatchedSlot()
     inside = 0
     most = 0
     lock = threading.Lock()
@@ -229,7 +246,7 @@ def test_debug_logging_names_slow_waits_and_every_speech_step(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock(now_s=10.0)
-    slot = ComputeSlot(clock=clock)
+    slot = WatchedSlot(clock)
     caplog.set_level(logging.DEBUG, logger="omnivox.scheduler")
     # each step more urgent than the one before, so that none waits out a reservation
     with slot.hold(Pace(arrived_s=9.0), Stage.TEXT):
@@ -262,7 +279,7 @@ def test_debug_logging_names_slow_waits_and_every_speech_step(
 
 def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one() -> None:
     clock = FakeClock()  # time stands still: the reservation lasts until the test moves it
-    slot = ComputeSlot(clock=clock)
+    slot = WatchedSlot(clock)
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
 
@@ -280,7 +297,7 @@ def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one() -> N
 
 def test_a_reservation_lapses_when_its_conversation_does_not_come_back() -> None:
     clock = FakeClock()
-    slot = ComputeSlot(clock=clock)
+    slot = WatchedSlot(clock)
     got_s: list[float] = []
     with slot.hold(Pace(arrived_s=1.0), Stage.TEXT):
         pass
@@ -306,7 +323,7 @@ def test_a_reservation_lapses_when_its_conversation_does_not_come_back() -> None
 
 def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one_already_waiting() -> None:
     clock = FakeClock()
-    slot = ComputeSlot(clock=clock)
+    slot = WatchedSlot(clock)
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
 
@@ -324,7 +341,7 @@ def test_a_conversation_between_two_steps_keeps_the_slot_from_a_later_one_alread
 
 def test_a_waiting_conversation_gets_the_slot_once_the_reservation_lapses() -> None:
     clock = FakeClock()
-    slot = ComputeSlot(clock=clock)
+    slot = WatchedSlot(clock)
     got_s: list[float] = []
 
     with slot.hold(Pace(arrived_s=1.0), Stage.TEXT):
@@ -347,7 +364,7 @@ def test_a_reservation_ends_when_its_conversation_comes_back_less_urgent(
     # sleeps until it lapses unless the speaker's return wakes it
     monkeypatch.setattr(scheduler, "RESERVE_S", 60.0)
     clock = FakeClock()  # time stands still: only its owner's return can end the reservation
-    slot = ComputeSlot(clock=clock)
+    slot = WatchedSlot(clock)
     speaking = Pace(arrived_s=clock() - 5.0)
     speaking.first_audio_s = clock()
     order: list[str] = []
@@ -381,7 +398,7 @@ def test_a_reservation_ends_when_its_conversation_comes_back_less_urgent(
 
 def test_after_a_transcription_the_slot_waits_longer_for_its_conversations_first_token() -> None:
     clock = FakeClock()
-    slot = ComputeSlot(clock=clock)
+    slot = WatchedSlot(clock)
     urgent, later = Pace(arrived_s=1.0), Pace(arrived_s=2.0)
     order: list[str] = []
 

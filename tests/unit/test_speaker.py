@@ -29,7 +29,7 @@ class WindowedVoice:
     def play_rate(self, voice: str) -> int:
         return OUTPUT_SAMPLE_RATE
 
-    def synthesize(self, text: str, voice: str) -> Iterator[SpeechPiece]:
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[SpeechPiece]:
         t = np.arange(round(WINDOW_S * OUTPUT_SAMPLE_RATE)) / OUTPUT_SAMPLE_RATE
         for _ in range(2):
             self.windows_made += 1

@@ -64,7 +64,7 @@ from omnivox.errors import (
 
 if TYPE_CHECKING:
     from omnivox.access.ledger import Status
-    from omnivox.serving.chat import CompletionRun, Outcome
+    from omnivox.serving.runs import MeteredRun, Outcome
 
 log = logging.getLogger("omnivox.access")
 
@@ -104,7 +104,7 @@ class Admission(Protocol):
     def headers(self) -> dict[str, str]:
         """The ``x-ratelimit-*`` headers for the response (empty when no limit applies)."""
 
-    async def charge(self, run: CompletionRun) -> None: ...
+    async def charge(self, run: MeteredRun) -> None: ...
 
     async def refuse(self, exc: BaseException) -> None: ...
 
@@ -143,7 +143,7 @@ class _Unmetered:
     def headers(self) -> dict[str, str]:
         return {}
 
-    async def charge(self, run: CompletionRun) -> None:
+    async def charge(self, run: MeteredRun) -> None:
         return None
 
     async def refuse(self, exc: BaseException) -> None:
@@ -364,7 +364,7 @@ class KeyedAdmission:
         self._take(decision)
         self.charged_tokens = decision.tokens
 
-    async def charge(self, run: CompletionRun) -> None:
+    async def charge(self, run: MeteredRun) -> None:
         """The prompt is counted now: a request too large for the TPM limit is refused (its
         token charge handed back); any other difference is settled with the actual usage."""
         if self.limits is not None:
@@ -437,7 +437,7 @@ class KeyedAdmission:
             headers={**self.headers, **retry_headers(decision.retry_after_s)},
         )
 
-    async def _checkpoint(self, run: CompletionRun) -> None:
+    async def _checkpoint(self, run: MeteredRun) -> None:
         """The row's tokens so far: what a crash from now on would leave in it."""
         entry = self._entry(IN_PROGRESS, run.completion_id, _tokens(run), 0.0)
         try:
@@ -445,7 +445,7 @@ class KeyedAdmission:
         except OmnivoxError as error:  # the row keeps its last tokens; the answer goes on
             log.warning("could not update the ledger row of %s: %s", self.request_id, error)
 
-    async def _settle(self, run: CompletionRun, outcome: Outcome) -> None:
+    async def _settle(self, run: MeteredRun, outcome: Outcome) -> None:
         """Correct the token charge and write the row, side by side: neither needs the other.
 
         A cancelled or failed run's usage is what was made until it ended."""
@@ -506,7 +506,7 @@ class KeyedAdmission:
         )
 
 
-def _tokens(run: CompletionRun) -> tuple[int, int, int, int]:
+def _tokens(run: MeteredRun) -> tuple[int, int, int, int]:
     u = run.usage
     return (
         u.prompt_text_tokens,

@@ -40,6 +40,7 @@ FLOAT_SAMPLE_FORMATS = frozenset({"flt", "fltp"})
 SILENT_SAMPLE = b"\x00\x00"
 WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
 WAV_FORMAT_PCM = 1
+UNKNOWN_WAV_SIZE = 0xFFFFFFFF  # the RIFF and data sizes of a WAV whose length is not known yet
 
 MIME_TYPES: dict[str, str] = {
     "wav": "audio/wav",
@@ -89,12 +90,32 @@ class WavEncoder:
         return wav_header(len(self._pcm)) + bytes(self._pcm)
 
 
+class StreamingWavEncoder:
+    """A WAV file written as its PCM arrives: the header comes first, so its sizes say
+    "unknown" (0xFFFFFFFF), as streamed WAV does; decoders read to the end of the data."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._n_bytes = 0
+
+    def encode(self, pcm_s16le: bytes) -> bytes:
+        self._n_bytes += len(pcm_s16le)
+        if self._started:
+            return bytes(pcm_s16le)
+        self._started = True
+        return wav_header(UNKNOWN_WAV_SIZE) + bytes(pcm_s16le)
+
+    def flush(self) -> bytes:
+        _check_whole_samples(self._n_bytes)
+        return b"" if self._started else wav_header(UNKNOWN_WAV_SIZE)
+
+
 def wav_header(n_data_bytes: int) -> bytes:
     """The 44-byte header of a mono 16-bit PCM wav file at the output rate."""
     block_align = S16_BYTES_PER_SAMPLE  # one channel
     return WAV_HEADER.pack(
         b"RIFF",
-        WAV_HEADER.size - 8 + n_data_bytes,
+        min(WAV_HEADER.size - 8 + n_data_bytes, UNKNOWN_WAV_SIZE),
         b"WAVE",
         b"fmt ",
         16,
@@ -291,6 +312,14 @@ def make_encoder(fmt: str) -> AudioEncoder:
             param="audio.format",
         ) from None
     return factory()
+
+
+def make_stream_encoder(fmt: str) -> AudioEncoder:
+    """Like ``make_encoder``, but each byte is returned as soon as the format allows:
+    WAV's header goes first, with the sizes unknown."""
+    if fmt == "wav":
+        return StreamingWavEncoder()
+    return make_encoder(fmt)
 
 
 def encode_audio(fmt: str, pcm_s16le: bytes) -> bytes:

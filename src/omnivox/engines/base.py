@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from omnivox.engines.events import EngineEvent
+from omnivox.engines.events import EngineEvent, SpeechEvent, TranscriptionEvent
 from omnivox.errors import ContextLengthExceededError
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -164,7 +164,38 @@ def check_context_window(
         )
 
 
-Capability = Literal["tools", "response_format", "logprobs", "speech"]
+@dataclass(frozen=True, slots=True)
+class SpeechRequest:
+    """Read ``text`` aloud in ``voice`` (an OpenAI voice name, mapped by the engine) at
+    ``speed`` times the voice's own pace. ``instructions`` are what the client asked of
+    the delivery; an engine that can not follow them says so in its documentation."""
+
+    text: str
+    voice: str
+    speed: float = 1.0
+    instructions: str | None = None
+
+
+TranscriptionTask = Literal["transcribe", "translate"]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionRequest:
+    """Write down the speech in ``clip`` (``translate``: in English). ``language`` (ISO
+    639-1) skips detection; ``prompt`` is text the recogniser continues from (spellings,
+    names, style); ``word_timestamps`` asks for each word's times."""
+
+    clip: AudioClip
+    task: TranscriptionTask = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+Capability = Literal[
+    "tools", "response_format", "logprobs", "speech", "text_to_speech", "transcription"
+]
 
 
 @runtime_checkable
@@ -194,4 +225,27 @@ class Engine(Protocol):
 
     def generate(self, prepared: PreparedGeneration) -> AsyncIterator[EngineEvent]:
         """Yield events; the last is ``Finished``. Cancelling the iterator stops the work."""
+        ...
+
+
+@runtime_checkable
+class SpeakingEngine(Protocol):
+    """An engine that reads text aloud (capability "text_to_speech")."""
+
+    def speak(self, request: SpeechRequest) -> AsyncIterator[SpeechEvent]:
+        """``AudioDelta`` s (24 kHz s16le, as made), then one ``SpeechFinished``.
+        Cancelling the iterator stops the work."""
+        ...
+
+
+@runtime_checkable
+class TranscribingEngine(Protocol):
+    """An engine that writes down speech (capability "transcription"; translation into
+    English when ``translates`` is true)."""
+
+    translates: bool
+
+    def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
+        """``TranscriptionStarted``, the segments in order as each is recognised, then one
+        ``TranscriptionFinished``. Cancelling the iterator stops the work."""
         ...

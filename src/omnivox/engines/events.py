@@ -59,3 +59,65 @@ class Finished:
 
 
 EngineEvent = TextDelta | AudioDelta | ToolCallDelta | Finished
+
+
+# -- reading text aloud (``SpeakingEngine.speak``) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechFinished:
+    """The last event of a reading: how many text tokens the input was."""
+
+    input_text_tokens: int
+
+
+SpeechEvent = AudioDelta | SpeechFinished
+
+
+# -- transcription (``TranscribingEngine.transcribe``) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionStarted:
+    """The first event: the language heard (an ISO 639-1 code; the one asked for, or the
+    one detected) and the length of the whole clip."""
+
+    language: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribedWord:
+    word: str  # with its leading space, as the recogniser writes it
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptSegment:
+    """A stretch of recognised speech, times in seconds from the start of the clip; the
+    recogniser's own measures of it (OpenAI's ``verbose_json`` segment fields)."""
+
+    index: int
+    seek: int
+    start_s: float
+    end_s: float
+    text: str
+    tokens: tuple[int, ...]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: tuple[TranscribedWord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionFinished:
+    """The last event: the text tokens of the prompt given, and of the transcript made."""
+
+    prompt_text_tokens: int
+    output_text_tokens: int
+
+
+TranscriptionEvent = TranscriptionStarted | TranscriptSegment | TranscriptionFinished

@@ -25,7 +25,6 @@ docstring gives; without one every request is served unmetered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -50,6 +49,8 @@ from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import Model, ModelList
 from omnivox.protocol.validation import to_openai_error
+from omnivox.server.admission import admitted, close_run, refused_before_admission
+from omnivox.server.audio_routes import add_audio_routes
 from omnivox.server.bodies import (
     INVALID_JSON_MESSAGE,
     OFF_LOOP_BODY_BYTES,
@@ -64,9 +65,11 @@ from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.server.openapi import CHAT_PATH, describe_routes
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
-from omnivox.serving.catalog import OWNER, ModelCatalog
-from omnivox.serving.chat import ChatService, CompletionRun, ServiceOptions
+from omnivox.serving.catalog import OWNER, ModelCatalog, served_uses
+from omnivox.serving.chat import ChatService, ServiceOptions
 from omnivox.serving.inputs import InputLimits, output_token_limit
+from omnivox.serving.speech import SpeechService
+from omnivox.serving.transcription import TranscriptionService
 from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.settings import Settings
 from omnivox.store.audio import AudioStore
@@ -97,12 +100,18 @@ def create_app(
 ) -> OmnivoxApp:
     """The app; with ``start_engine`` its lifespan loads the engine's models first."""
     gate: AccessControl = access if access is not None else OpenAccess()
-    catalog = ModelCatalog(settings.model_id, settings.model_snapshot_date, settings.openai_aliases)
+    catalog = ModelCatalog(
+        settings.model_id,
+        settings.model_snapshot_date,
+        settings.openai_aliases,
+        served_uses(engine),
+    )
+    limits = InputLimits(settings.max_input_audio_s)
     service = ChatService(
         engine,
         store,
         catalog,
-        ServiceOptions(settings.audio_ttl_s, InputLimits(settings.max_input_audio_s)),
+        ServiceOptions(settings.audio_ttl_s, limits),
         system_fingerprint=ids.system_fingerprint(engine.name, *engine.model_names()),
     )
     state: dict[str, bool] = {"ready": False}
@@ -143,24 +152,17 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         caller = authenticate(request)
-        try:
+        request_id = request.state.request_id
+        async with refused_before_admission(
+            gate, caller, request_id, lambda: _requested_model(request), catalog.find_snapshot
+        ):
             req = await _parse_chat_request(request, settings.strict_parameters)
             snapshot = catalog.get(req.model).snapshot
             max_output = output_token_limit(req)[0]
-        except OmnivoxError as exc:  # refused before admission: its headers and its row
-            model = getattr(request.state, "model", "")  # "" when the body named none
-            snapshot = catalog.find_snapshot(model)
-            await gate.refused(caller, model, snapshot, request.state.request_id, exc)
-            raise
-        admission = await gate.admit(  # records its own refusals
-            caller,
-            req.model,
-            snapshot,
-            max_output,
-            estimate_prompt_tokens(req) if caller.key is not None else 0,
-            request.state.request_id,
-        )
-        try:
+        estimate = estimate_prompt_tokens(req) if caller.key is not None else 0
+        async with admitted(
+            gate, caller, req.model, snapshot, max_output, estimate, request_id
+        ) as admission:
             run = await service.start(req)
             await admission.charge(run)
             response: Response
@@ -168,22 +170,23 @@ def create_app(
                 response = EventStreamResponse(
                     sse.render(run),
                     media_type=SSE_MEDIA_TYPE,
-                    on_end=lambda: _close_run(run),
+                    on_end=lambda: close_run(run, run.events),
                 )
             else:
                 async with cancelled_if_client_leaves(request.receive):
                     completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
                 response = json_response(completion.dump())
-        except OmnivoxError as exc:
-            await admission.refuse(exc)
-            raise
-        except ClientDisconnected:
-            raise  # the run's own finalizer recorded it as cancelled
-        except BaseException as exc:  # a bug, or a cancellation before the run: close its row
-            await asyncio.shield(admission.refuse(exc))
-            raise
         response.headers.update(admission.headers)
         return response
+
+    add_audio_routes(
+        app,
+        authenticate,
+        gate,
+        catalog,
+        SpeechService(engine, catalog),
+        TranscriptionService(engine, catalog, limits),
+    )
 
     @app.get("/v1/usage")
     async def usage(request: Request, since: str | None = None) -> Response:
@@ -285,13 +288,9 @@ async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompl
     return _validate_chat_request(data)
 
 
-async def _close_run(run: CompletionRun) -> None:
-    """After a streamed response, however it ended: a stream cut while it waited to send
-    is closed here, its generation stopped at once rather than when the garbage collector
-    finds it; one never started (the client left before the first byte) is recorded."""
-    with contextlib.suppress(RuntimeError):  # still running elsewhere: it closes itself
-        await run.events.aclose()  # type: ignore[attr-defined]
-    await run.finish("cancelled")  # a no-op once the run has finished
+def _requested_model(request: Request) -> str:
+    """The model a body named, once it was read ("" when it named none)."""
+    return getattr(request.state, "model", "")
 
 
 def _validate_chat_request(data: dict[str, Any]) -> CreateChatCompletionRequest:

@@ -15,10 +15,19 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from omnivox.protocol.audio import (
+    CreateSpeechRequest,
+    CreateTranscriptionForm,
+    CreateTranslationForm,
+    Transcription,
+)
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import ChatCompletion
 
 CHAT_PATH = "/v1/chat/completions"
+SPEECH_PATH = "/v1/audio/speech"
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+TRANSLATIONS_PATH = "/v1/audio/translations"
 SCHEMAS_REF = "#/components/schemas/{model}"
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -57,6 +66,7 @@ def describe_routes(app: FastAPI) -> None:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
             _add_chat_route(document)
+            _add_audio_routes(document)
             _errors_in_openai_shape(document)
             app.openapi_schema = document
         return app.openapi_schema
@@ -95,6 +105,81 @@ def _add_chat_route(document: dict[str, Any]) -> None:
             },
         }
     }
+
+
+def _schema_ref(document: dict[str, Any], model: Any) -> dict[str, str]:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schema = model.model_json_schema(ref_template=SCHEMAS_REF)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return {"$ref": SCHEMAS_REF.format(model=model.__name__)}
+
+
+def _form_schema(document: dict[str, Any], model: Any) -> dict[str, Any]:
+    """A multipart form: the model's fields as text parts (``name[]`` for arrays), and
+    the audio ``file``."""
+    schema = model.model_json_schema()
+    properties = {
+        (f"{name}[]" if spec.get("type") == "array" else name): spec
+        for name, spec in schema["properties"].items()
+    }
+    properties["file"] = {"type": "string", "format": "binary"}
+    return {
+        "type": "object",
+        "required": ["file", *schema.get("required", [])],
+        "properties": properties,
+    }
+
+
+def _add_audio_routes(document: dict[str, Any]) -> None:
+    audio = {"audio/*": {"schema": {"type": "string", "format": "binary"}}}
+    events = {"text/event-stream": {"schema": {"type": "string"}}}
+    text = {
+        "application/json": {"schema": _schema_ref(document, Transcription)},
+        "text/plain": {"schema": {"type": "string"}},
+        "text/vtt": {"schema": {"type": "string"}},
+    }
+    paths = document["paths"]
+    paths[SPEECH_PATH] = {
+        "post": {
+            "summary": "Read text aloud: the audio in the format asked for, streamed as made",
+            "operationId": "createSpeech",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _schema_ref(document, CreateSpeechRequest)}
+                },
+            },
+            "responses": {"200": {"description": "The audio", "content": {**audio, **events}}},
+        }
+    }
+    for path, model, operation, summary in (
+        (
+            TRANSCRIPTIONS_PATH,
+            CreateTranscriptionForm,
+            "createTranscription",
+            "Write down the speech of an audio file",
+        ),
+        (
+            TRANSLATIONS_PATH,
+            CreateTranslationForm,
+            "createTranslation",
+            "Write down the speech of an audio file in English",
+        ),
+    ):
+        paths[path] = {
+            "post": {
+                "summary": summary,
+                "operationId": operation,
+                "requestBody": {
+                    "required": True,
+                    "content": {"multipart/form-data": {"schema": _form_schema(document, model)}},
+                },
+                "responses": {
+                    "200": {"description": "The transcript", "content": {**text, **events}}
+                },
+            }
+        }
 
 
 def _errors_in_openai_shape(document: dict[str, Any]) -> None:

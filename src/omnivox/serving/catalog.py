@@ -7,13 +7,22 @@ code works. Responses name the snapshot of the name asked for, as OpenAI's do:
 snapshot its model page lists first), a dated name as itself, so that clients
 which price calls by the model in the response (LiteLLM, cost dashboards) find
 the model they asked for. Every such name is served by the same engine.
+
+The audio endpoints answer to OpenAI's speech names (``tts-1``, ``tts-1-hd``,
+``gpt-4o-mini-tts``) and transcription names (``whisper-1``,
+``gpt-4o-transcribe``, ``gpt-4o-mini-transcribe``) when the engine can read
+aloud or transcribe; each answers as itself. A name used with an endpoint it
+does not serve (``whisper-1`` for a chat completion) is a 404, as an unknown one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
+from omnivox.engines.base import Engine
 from omnivox.errors import ModelNotFoundError
 
 # OpenAI's alias -> the dated snapshot it points at, then its other dated snapshots.
@@ -30,37 +39,67 @@ OPENAI_SNAPSHOTS: dict[str, tuple[str, ...]] = {
 OPENAI_ALIASES = tuple(OPENAI_SNAPSHOTS)
 OWNER = "omnivox"
 
+Use = Literal["chat", "speech", "transcription"]
+ENDPOINTS: dict[Use, str] = {
+    "chat": "/v1/chat/completions",
+    "speech": "/v1/audio/speech",
+    "transcription": "/v1/audio/transcriptions and /v1/audio/translations",
+}
+OPENAI_AUDIO_MODELS: dict[Use, tuple[str, ...]] = {
+    "speech": ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"),
+    "transcription": ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     model_id: str
     created: int
     snapshot: str
+    uses: frozenset[Use] = frozenset({"chat"})
 
 
 class ModelCatalog:
-    def __init__(self, model_id: str, snapshot_date: str, openai_aliases: bool) -> None:
+    """``uses``: what the engine serves besides chat ("speech", "transcription")."""
+
+    def __init__(
+        self,
+        model_id: str,
+        snapshot_date: str,
+        openai_aliases: bool,
+        uses: Iterable[Use] = ("chat",),
+    ) -> None:
         self.snapshot = f"{model_id}-{snapshot_date}"
+        served: frozenset[Use] = frozenset((*uses, "chat"))
         created = int(dt.datetime.fromisoformat(snapshot_date).replace(tzinfo=dt.UTC).timestamp())
         self._entries = {
-            model_id: CatalogEntry(model_id, created, self.snapshot),
-            self.snapshot: CatalogEntry(self.snapshot, created, self.snapshot),
+            model_id: CatalogEntry(model_id, created, self.snapshot, served),
+            self.snapshot: CatalogEntry(self.snapshot, created, self.snapshot, served),
         }
         if openai_aliases:
             for alias, snapshots in OPENAI_SNAPSHOTS.items():
                 self._entries[alias] = CatalogEntry(alias, created, snapshots[0])
                 for dated in snapshots:
                     self._entries[dated] = CatalogEntry(dated, _created(dated), dated)
+            for use, names in OPENAI_AUDIO_MODELS.items():
+                if use in served:
+                    for name in names:
+                        self._entries[name] = CatalogEntry(name, created, name, frozenset({use}))
 
     def resolve(self, name: str) -> str:
         """The snapshot a requested model name answers with."""
         return self.get(name).snapshot
 
-    def get(self, name: str) -> CatalogEntry:
+    def get(self, name: str, use: Use = "chat") -> CatalogEntry:
         entry = self._entries.get(name)
         if entry is None:
             raise ModelNotFoundError(
                 f"The model `{name}` does not exist or you do not have access to it.",
+            )
+        if use not in entry.uses:
+            raise ModelNotFoundError(
+                f"The model `{name}` is not served on {ENDPOINTS[use]}; it serves "
+                f"{' and '.join(ENDPOINTS[u] for u in sorted(entry.uses))}.",
             )
         return entry
 
@@ -71,6 +110,16 @@ class ModelCatalog:
 
     def entries(self) -> list[CatalogEntry]:
         return list(self._entries.values())
+
+
+def served_uses(engine: Engine) -> tuple[Use, ...]:
+    """What the engine serves: chat always; speech and transcription by its capabilities."""
+    uses: list[Use] = ["chat"]
+    if "text_to_speech" in engine.capabilities:
+        uses.append("speech")
+    if "transcription" in engine.capabilities:
+        uses.append("transcription")
+    return tuple(uses)
 
 
 def _created(dated_name: str) -> int:

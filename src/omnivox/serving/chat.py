@@ -31,9 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from omnivox import ids
 from omnivox.audio import OUTPUT_SAMPLE_RATE
@@ -58,30 +57,18 @@ from omnivox.serving.outputs import (
     OutputEvent,
     UsageReady,
 )
+from omnivox.serving.runs import MeteredRun, Outcome
 from omnivox.serving.usage import OutputCount, UsageCounter, input_audio_tokens
 from omnivox.store.audio import AudioStore, StoredAudio
 
 SERVICE_TIER = "default"
-CHECKPOINT_INTERVAL_S = 1.0  # how often a run in progress reports its usage so far
-
-
-Outcome = Literal["completed", "failed", "cancelled"]
-Finalizer = Callable[["CompletionRun", Outcome], Awaitable[None]]
-Checkpoint = Callable[["CompletionRun"], Awaitable[None]]
 
 
 @dataclass(slots=True)
-class CompletionRun:
-    """One completion in flight.
+class CompletionRun(MeteredRun):
+    """One completion in flight (see ``runs.MeteredRun`` for its finalizers and
+    checkpoints); ``events`` is the one stream both answers are made from."""
 
-    ``finalizers`` run once when generation ends, whatever the outcome, with
-    ``usage`` final (for a cancelled or failed run: what was made until then):
-    on success before the usage event is emitted, so before the last byte of
-    either answer leaves (the usage ledger relies on this). ``checkpoints``
-    hear the usage so far while the engine generates, never after the end.
-    """
-
-    completion_id: str
     created: int
     model: str
     system_fingerprint: str
@@ -89,29 +76,8 @@ class CompletionRun:
     n_choices: int
     audio_format: str | None
     include_usage: bool
-    usage: UsageCounter
     legacy_functions: bool = False
     events: AsyncIterator[OutputEvent] = field(init=False)
-    finalizers: list[Finalizer] = field(default_factory=list)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    next_checkpoint_s: float = field(
-        default_factory=lambda: time.monotonic() + CHECKPOINT_INTERVAL_S
-    )
-
-    async def finish(self, outcome: Outcome) -> None:
-        self.checkpoints = []
-        finalizers, self.finalizers = self.finalizers, []
-        for finalizer in finalizers:
-            await finalizer(self, outcome)
-
-    async def checkpoint(self) -> None:
-        """Tell ``checkpoints`` the usage so far, once ``CHECKPOINT_INTERVAL_S`` has passed."""
-        now_s = time.monotonic()
-        if now_s < self.next_checkpoint_s:
-            return
-        self.next_checkpoint_s = now_s + CHECKPOINT_INTERVAL_S
-        for checkpoint in self.checkpoints:
-            await checkpoint(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,18 @@ class AudioTokenSeconds:
     assistant_s: float
 
 
+def voice_name(voice: str | wire.VoiceId, param: str) -> str:
+    """The OpenAI voice a request names, as a string or as ``{"id": ...}``; 400 on ``param``
+    for any other (custom voices are not served)."""
+    name = voice if isinstance(voice, str) else voice.id
+    if name not in OPENAI_VOICES:
+        listed = ", ".join(f"'{v}'" for v in OPENAI_VOICES)
+        raise InvalidValueError(
+            f"Invalid value: '{name}'. Supported values are: {listed}.", param=param
+        )
+    return name
+
+
 def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -> None:
     """Cross-field rules and engine capabilities; raises before any work is done."""
     for name in wire.UNSUPPORTED_PARAMETERS:
@@ -174,13 +186,7 @@ def _check_audio_output(req: wire.CreateChatCompletionRequest, engine: Engine) -
             "stream=true. Supported values are: 'pcm16'.",
             param="audio.format",
         )
-    voice = req.audio.voice
-    name = voice if isinstance(voice, str) else voice.id
-    if name not in OPENAI_VOICES:
-        listed = ", ".join(f"'{v}'" for v in OPENAI_VOICES)
-        raise InvalidValueError(
-            f"Invalid value: '{name}'. Supported values are: {listed}.", param="audio.voice"
-        )
+    voice_name(req.audio.voice, "audio.voice")
     # n > 1 is a text-only feature here: n spoken answers would each need their own
     # synthesis and audio id, which no OpenAI client is written to consume.
     if req.n is not None and req.n > 1:

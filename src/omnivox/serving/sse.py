@@ -245,11 +245,11 @@ async def _chunks(run: CompletionRun) -> AsyncIterator[bytes]:
             elif isinstance(event, UsageReady) and run.include_usage:
                 yield writer.usage(event.usage.dump())
     except OmnivoxError as exc:
-        yield _error_event(exc)
+        yield error_event(exc)
         return
     except Exception:
         log.exception("generation failed after the stream had started")
-        yield _error_event(ServerError())
+        yield error_event(ServerError())
         return
     yield DONE
 
@@ -283,5 +283,5 @@ def _audio_end(writer: ChunkWriter, state: _ChoiceState, event: AudioDone) -> li
     return chunks
 
 
-def _error_event(exc: OmnivoxError) -> bytes:
+def error_event(exc: OmnivoxError) -> bytes:
     return ("data: " + _dumps(exc.body()) + "\n\n").encode()

@@ -9,8 +9,8 @@ never returned; their rows are purged on start and then at most once a minute,
 and a segment file is deleted once no row points into it.
 
 Why segments: a blob in SQLite's WAL is written twice (the log, then the
-checkpoint) through 4 KB overflow pages, ~0.18 ms of CPU for one second of
-24 kHz PCM; appending the same bytes to a file and indexing them costs ~0.04 ms.
+checkpoint) through 4 KB overflow pages; appending the same bytes to a file and
+indexing them costs a fraction of that CPU (docs/performance.md).
 
 ``put`` never blocks on the disk: the answer is readable at once from memory
 and a writer thread persists it. ``put`` returns a future that is done once the

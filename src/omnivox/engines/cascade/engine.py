@@ -23,6 +23,11 @@ Tools and structured output are grammars chosen in ``prepare`` (see
 not be used is a 400 before any work. A call block is the whole answer: there
 are no words before it, so a turn that calls a tool is not spoken.
 
+The engine also reads text aloud (``speak``: the same units and synthesis thread,
+at the speed asked; Piper takes no delivery instructions) and writes down or
+translates uploaded recordings (``transcribe``: ``transcription``, a Whisper pass
+over ~28 s of speech per step of the slot, so long files share the CPU too).
+
 This module wires the parts together; it knows nothing of HTTP or of how each
 part computes.
 """
@@ -43,6 +48,8 @@ from omnivox.engines.base import (
     Capability,
     GenerationRequest,
     PreparedGeneration,
+    SpeechRequest,
+    TranscriptionRequest,
     check_context_window,
 )
 from omnivox.engines.cascade import assets
@@ -62,6 +69,7 @@ from omnivox.engines.cascade.chat.prompt import (
 )
 from omnivox.engines.cascade.chat.tools import AnswerReader
 from omnivox.engines.cascade.listening.listener import Listener
+from omnivox.engines.cascade.listening.long_form import known_languages
 from omnivox.engines.cascade.listening.recogniser import WhisperRecogniser
 from omnivox.engines.cascade.listening.transcripts import TranscriptBook
 from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
@@ -73,7 +81,17 @@ from omnivox.engines.cascade.speaking.synthesizer import (
     prepare_piper_voice,
     voice_language,
 )
-from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
+from omnivox.engines.cascade.transcription import transcription_work
+from omnivox.engines.events import (
+    AudioDelta,
+    EngineEvent,
+    Finished,
+    SpeechEvent,
+    SpeechFinished,
+    TextDelta,
+    ToolCallDelta,
+    TranscriptionEvent,
+)
 from omnivox.engines.worker import ThreadBridge
 from omnivox.errors import (
     InvalidValueError,
@@ -105,19 +123,15 @@ class CascadePrompt:
 class CascadeEngine:
     name = "cascade"
     capabilities: frozenset[Capability] = frozenset(
-        {"speech", "logprobs", "tools", "response_format"}
+        {"speech", "logprobs", "tools", "response_format", "text_to_speech", "transcription"}
     )
+    # The default Whisper (base) is multilingual: it translates into English. An English-only
+    # one (--asr base.en) refuses to in ``transcribe``.
+    translates = True
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        n_ctx: int = DEFAULT_CONTEXT_TOKENS,
-        llm_instances: int = DEFAULT_LLM_INSTANCES,
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.context_window_tokens = n_ctx
-        self._llm_instances = llm_instances
+        self.context_window_tokens = DEFAULT_CONTEXT_TOKENS
         self._generator: LlamaGenerator | None = None
         self._synthesizer: PiperSynthesizer | None = None
         self._transcripts: TranscriptBook | None = None
@@ -157,7 +171,7 @@ class CascadeEngine:
                 gguf_path,
                 n_threads=threads,
                 n_ctx=self.context_window_tokens,
-                n_instances=self._llm_instances,
+                n_instances=DEFAULT_LLM_INSTANCES,
             )
             warm_up(generator)
         with _loading("voice", voice_files.model_path, "--tts"):
@@ -205,6 +219,13 @@ class CascadeEngine:
         if self._synthesizer is None:
             raise ServerError("the cascade engine is not started")
         return self._synthesizer
+
+    @property
+    def recogniser(self) -> WhisperRecogniser:
+        recogniser = self.listener.recogniser
+        if not isinstance(recogniser, WhisperRecogniser):
+            raise ServerError("the cascade engine's recogniser is not Whisper")
+        return recogniser
 
     # -- prepare ------------------------------------------------------------------
 
@@ -345,6 +366,57 @@ class CascadeEngine:
         finally:
             if units is not None:
                 units.put(None)  # no more units: the synthesis thread may end
+
+    # -- reading aloud, transcription ----------------------------------------------
+
+    async def speak(self, request: SpeechRequest) -> AsyncIterator[SpeechEvent]:
+        """Read ``request.text`` aloud at ``request.speed`` (``instructions`` are not
+        followed: a Piper voice has no way to take them), a synthesis window per slot step."""
+        if not request.speed > 0:
+            raise InvalidValueError("speed must be greater than 0", param="speed")
+        speaker = UnitSpeaker(self.synthesizer, request.voice, speed=request.speed)
+        input_tokens = self.generator.count_tokens(request.text)
+        segmenter = SpeechSegmenter()
+        units: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        for unit in [*segmenter.feed(request.text), *segmenter.flush()]:
+            units.put(unit)
+        units.put(None)
+        pace = Pace(speaking=True)
+        bridge: ThreadBridge[AudioDelta] = ThreadBridge(name="omnivox-cascade-speech")
+        bridge.spawn(
+            lambda cancel: _speech_work(speaker, units, self.slot, pace, cancel), name="tts"
+        )
+        async with contextlib.aclosing(bridge.items()) as items:
+            async for item in items:
+                yield item
+        yield SpeechFinished(input_text_tokens=input_tokens)
+
+    async def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
+        """Write down (or translate into English) the speech of ``request.clip``, a piece
+        of ~28 s of speech per slot step (``transcription``)."""
+        model = self.recogniser.model
+        if request.task == "translate" and known_languages(model) == ("en",):
+            raise InvalidValueError(
+                "This server's speech recognition model knows only English: it can not translate.",
+                param="model",
+            )
+        if request.language is not None and request.language not in known_languages(model):
+            raise InvalidValueError(
+                f"Whisper does not know the language {request.language!r}; "
+                "give an ISO 639-1 code such as 'en', or none to detect it.",
+                param="language",
+            )
+        pace = Pace(speaking=False)
+        bridge: ThreadBridge[TranscriptionEvent] = ThreadBridge(
+            name="omnivox-cascade-transcription"
+        )
+        bridge.spawn(
+            lambda cancel: transcription_work(model, request, self.slot, pace, cancel),
+            name="asr",
+        )
+        async with contextlib.aclosing(bridge.items()) as items:
+            async for item in items:
+                yield item
 
 
 def _speech_work(

@@ -1,59 +1,19 @@
 """One model step at a time, the most urgent first: how the cascade shares the CPU.
 
 Every CPU-heavy step of every conversation (a clip's transcription, one token
-of the chat model, one window of synthesis) runs holding the ``ComputeSlot``.
-Each step uses all the engine's threads, so steps never fight for the cores
-(on a small machine, two models each spinning up their own threads slow both
-down), and the slot goes to the waiting step with the earliest deadline.
-
-No model here runs twice as fast on two cores as on one (on the 2-core
-benchmark machine: a Whisper pass 1.28 x, a Piper unit 1.52 x, a chat token
-1.33 x), so two steps side by side, one core each, do more work per second
-(1.23-1.26 x). Sharing the cores that way was measured against this slot, two
-runs of each, an hour apart: with the chat steps of two heard conversations
-side by side, four conversations taking turns got their first audio no sooner
-(mean 1.95 and 1.90 s against 1.94 and 1.94 s), back to back once sooner and
-once later (2.18 and 2.87 s against 3.06 and 2.54 s), and the server's peak
-resident set was ~75 MB higher (1198 and 1203 MiB against 1129 and 1121).
-With the voice on one thread as well, beside the chat model, a newcomer's
-first unit of speech took 1.5 x as long and its transcription waited behind
-other units: worse.
-
-A conversation's deadline comes from its ``Pace``:
-
-- before its first sound, the time it arrived: conversations are served in
-  order of arrival until each is speaking, and within one conversation the
-  synthesis of a cut unit goes before more text (``Stage.SPEECH`` ranks first);
-- once speaking, the moment its listener would run out of audio (first audio +
-  seconds of audio sent) less ``SPEECH_MARGIN_S``: an answer well ahead of its
-  listener yields to one that is not, and to newcomers waiting for their first
-  sound. This is what keeps first audio low with several conversations at once;
-- a text-only answer is paced at ``TEXT_TOKENS_PER_S`` from its arrival.
-
-At DEBUG level (logger ``omnivox.scheduler``) every step that waited longer
-than ``LOG_WAIT_S`` for the slot, and every recognition or synthesis step, is
-logged with its stage, wait, length and how far its deadline was: the first
-thing to read when first audio is slow under load.
-
-Between two steps of one conversation its thread does a little work of its
-own (passing a token on, cutting a unit), and the slot is free for that
-moment. A long step of a less urgent conversation (a ~1 s transcription)
-that asked just then, or was already waiting, would take the slot and hold
-it up for its whole length, so for ``RESERVE_S`` after a release
-(``RESERVE_AFTER_LISTEN_S`` after a transcription) the slot stays reserved
-for the conversation that released it: it goes to that conversation, or to
-a more urgent one, and to anyone else only once the reservation has lapsed
-or that conversation asks again less urgent than it was. (Handing the slot
-straight to the best of those already waiting let a transcription in ahead
-of a more urgent conversation between two of its tokens: traced with four
-conversations taking turns, the slowest first audio of 4.0-4.3 s had waited
-1.1-1.5 s that way, behind conversations that had arrived 0.5-2.2 s after
-it.)
-
-Steps are not preempted: a long step (transcribing a long clip) delays the
-others by its length, which ``SPEECH_MARGIN_S`` is sized to absorb.
-
-This module knows nothing of the models; it orders work.
+of the chat model, one window of synthesis) runs holding the ``ComputeSlot``
+with all the engine's threads, so steps never fight for the cores, and the slot
+goes to the waiting step with the earliest deadline. A conversation's ``Pace``
+sets it: before its first sound, its arrival (within a conversation
+``Stage.SPEECH`` ranks first); once speaking, the moment its listener would run
+out of audio, less ``SPEECH_MARGIN_S``, so an answer ahead of its listener
+yields to newcomers; a text-only answer is paced at ``TEXT_TOKENS_PER_S``. For
+``RESERVE_S`` after a release (``RESERVE_AFTER_LISTEN_S`` after a transcription)
+the slot stays reserved for the conversation that released it, so that a long,
+less urgent step can not slip in between two of its steps. Steps are not
+preempted. At DEBUG, logger ``omnivox.scheduler`` logs waits over ``LOG_WAIT_S``
+and every recognition and synthesis step. Why the cores are not split between
+steps: docs/performance.md. This module knows nothing of the models.
 """
 
 from __future__ import annotations
@@ -155,8 +115,7 @@ class ComputeSlot:
     until the reservation lapses or its owner asks again, and looks again.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock  # a seam: tests move time by hand to make reservations exact
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._busy = False
         self._waiting: list[_Waiter] = []
@@ -165,11 +124,9 @@ class ComputeSlot:
         self._reserved: tuple[Pace, tuple[float, int]] | None = None
         self._reserved_until_s = 0.0
 
-    @property
-    def waiting(self) -> int:
-        """How many steps wait for the slot: how a test knows that a step has queued."""
-        with self._lock:  # so that a step's look at the slot is over, or not begun
-            return len(self._waiting)
+    def _now(self) -> float:
+        """The clock that reservations are timed on."""
+        return time.monotonic()
 
     @contextlib.contextmanager
     def hold(
@@ -177,16 +134,16 @@ class ComputeSlot:
     ) -> Iterator[bool]:
         """Hold the slot for one step; yields False (without it) once ``cancel`` is set."""
         deadline_s = pace.deadline_s()
-        asked_s = self._clock()
+        asked_s = self._now()
         granted = self._acquire(pace, (deadline_s, int(stage), next(self._order)), cancel)
-        got_s = self._clock()
+        got_s = self._now()
         try:
             yield granted
         finally:
             if granted:
                 self._release(RESERVE_AFTER_LISTEN_S if stage is Stage.LISTEN else RESERVE_S)
                 if log.isEnabledFor(logging.DEBUG):
-                    _log_step(stage, asked_s, got_s, deadline_s, self._clock())
+                    _log_step(stage, asked_s, got_s, deadline_s, self._now())
 
     def _acquire(
         self, pace: Pace, key: tuple[float, int, int], cancel: threading.Event | None
@@ -235,7 +192,7 @@ class ComputeSlot:
         if self._reserved is None:
             return 0.0
         owner, owner_key = self._reserved
-        left_s = self._reserved_until_s - self._clock()
+        left_s = self._reserved_until_s - self._now()
         if owner is pace or key[:2] < owner_key or left_s <= 0:
             return 0.0
         if any(w.pace is owner for w in self._waiting):
@@ -246,7 +203,7 @@ class ComputeSlot:
         with self._lock:
             self._busy = False
             self._reserved = self._holder
-            self._reserved_until_s = self._clock() + reserve_s
+            self._reserved_until_s = self._now() + reserve_s
             self._holder = None
             if self._waiting:
                 self._waiting[0].wake.set()

@@ -78,6 +78,8 @@ class Conversation:
     sink: Sink
     speech: SpeechRequest | None
     on_released: Callable[[Conversation], None]
+    # an answer of exactly this many text tokens / speech frames, its ends suppressed (the
+    # benchmark sets them, so that runs compare whatever the weights)
     forced_tokens: int | None = None
     forced_codes: int | None = None
     id: int = field(default_factory=lambda: next(_ids))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from omnivox.engines.base import Capability, GenerationRequest, PreparedGeneration
@@ -45,8 +45,7 @@ from omnivox.engines.omni.conversation import (
     TextEnd,
 )
 from omnivox.engines.omni.encoding import QWEN2_5_AUDIO, EncodedPrompt, PromptEncoder, qwen3_audio
-from omnivox.engines.omni.graphs import GraphedFunction
-from omnivox.engines.omni.loading import DEFAULT_MODEL, Checkpoint, load_checkpoint
+from omnivox.engines.omni.loading import DEFAULT_MODEL, Checkpoint, Family, load_checkpoint
 from omnivox.engines.omni.prompt import QWEN_SYSTEM_PROMPT, build_prompt
 from omnivox.engines.omni.qwen2_5_token2wav import ChunkPlan
 from omnivox.engines.omni.qwen3_code2wav import FramePlan
@@ -65,31 +64,13 @@ class OmniEngine:
     name = "omni"
     capabilities: frozenset[Capability] = frozenset({"speech", "logprobs"})
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        plan: ChunkPlan | None = None,
-        frame_plan: FramePlan | None = None,
-        limits: SpeechLimits | None = None,
-        forced_lengths: tuple[int, int] | None = None,
-        loader: Callable[[Settings], Checkpoint] | None = None,
-    ) -> None:
-        """``forced_lengths`` (benchmarks only): every answer has exactly this many
-        (text tokens, speech frames), ends of text and speech suppressed. ``plan`` is
-        Qwen2.5-Omni's chunking, ``frame_plan`` Qwen3-Omni's; ``limits`` (speech length)
-        defaults to the family's. ``loader``
-        replaces loading ``settings.model`` from disk or the hub (benchmarks build a
-        randomly initialised full-size model in memory)."""
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.context_window_tokens = DEFAULT_CONTEXT_TOKENS
-        self.plan = plan or ChunkPlan()
-        self.frame_plan = frame_plan or FramePlan()
-        self._limits = limits
-        self.limits = limits or QWEN2_5_LIMITS
+        self.plan = ChunkPlan()  # Qwen2.5-Omni's chunking of speech into vocoder windows
+        self.frame_plan = FramePlan()  # Qwen3-Omni's
+        self.limits = QWEN2_5_LIMITS  # how long an answer may speak: the family's, once loaded
         self._system_prompt: str | None = QWEN_SYSTEM_PROMPT
-        self.forced_lengths = forced_lengths
-        self._loader = loader or _load_from_settings
         self.checkpoint: Checkpoint | None = None
         self._encoder: PromptEncoder | None = None
         self._scheduler: Scheduler | None = None
@@ -111,16 +92,16 @@ class OmniEngine:
     def _load(self) -> None:
         import torch
 
-        checkpoint = self._loader(self.settings)
+        checkpoint = self._load_checkpoint()
         # torch's thread count is per thread: the two worker threads set their own.
         cpu_threads = self.settings.threads if checkpoint.device.type == "cpu" else None
         model, tokenizer = checkpoint.model, checkpoint.tokenizer
         text_config = model.config.thinker_config.text_config
         self.context_window_tokens = int(text_config.max_position_embeddings)
         self._eos_ids = _end_token_ids(model, tokenizer)
+        self.limits = self._speech_limits(checkpoint.family)
         if checkpoint.family == "qwen3":
             networks, self._vocoder, layout = self._qwen3_parts(checkpoint)
-            self.limits = self._limits or QWEN3_LIMITS
             self._system_prompt = None
         else:
             networks, self._vocoder, layout = self._qwen2_5_parts(checkpoint)
@@ -138,6 +119,15 @@ class OmniEngine:
             torch.cuda.synchronize()  # what was computed at load is read on the vocoder's stream
         self._vocoder.start(cpu_threads)
         self._scheduler.start(cpu_threads)
+
+    def _load_checkpoint(self) -> Checkpoint:
+        """``settings.model``, from disk or the hub."""
+        settings = self.settings
+        return load_checkpoint(settings.model, settings.models_dir, settings.device)
+
+    def _speech_limits(self, family: Family) -> SpeechLimits:
+        """How long an answer may speak: the family's limits."""
+        return QWEN3_LIMITS if family == "qwen3" else QWEN2_5_LIMITS
 
     def _qwen2_5_parts(self, checkpoint: Checkpoint) -> tuple[Any, Any, Any]:
         from omnivox.engines.omni.qwen2_5_networks import Networks
@@ -173,18 +163,6 @@ class OmniEngine:
             await asyncio.to_thread(scheduler.stop)
         if vocoder is not None:
             await asyncio.to_thread(vocoder.stop)
-
-    def graphed_functions(self) -> list[GraphedFunction]:
-        """The work this engine replays from CUDA graphs (disabled ones too), for benchmarks."""
-        graphed: list[GraphedFunction] = []
-        t2w = getattr(self._vocoder, "t2w", None)
-        if t2w is not None:
-            graphed.extend(t2w.solvers())
-        networks = self._scheduler.networks if self._scheduler is not None else None
-        predictor = getattr(networks, "residual_codes", None)
-        if predictor is not None:
-            graphed.append(predictor)
-        return graphed
 
     def voice_table(self) -> Mapping[str, str]:
         names = self.checkpoint.speaker_ids() if self.checkpoint is not None else None
@@ -274,7 +252,6 @@ class OmniEngine:
                 generator=make_generator(device, noise_seed),
             )
         max_tokens = sampling.max_output_tokens or (self.context_window_tokens - prompt.n_tokens)
-        forced = self.forced_lengths
         return Conversation(
             prompt=prompt,
             sampler=TextSampler(sampling, make_generator(device, sampling.seed)),
@@ -284,17 +261,11 @@ class OmniEngine:
             sink=sink,
             speech=speech,
             on_released=self._released,
-            forced_tokens=forced[0] if forced else None,
-            forced_codes=forced[1] if forced else None,
         )
 
     def _released(self, conversation: Conversation) -> None:
         with self._live_lock:
             self._live.discard(conversation.id)
-
-
-def _load_from_settings(settings: Settings) -> Checkpoint:
-    return load_checkpoint(settings.model, settings.models_dir, settings.device)
 
 
 def _end_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -1,24 +1,19 @@
 """Replay fixed-shape loops of small kernels from CUDA graphs.
 
-A decode step of these models launches thousands of small kernels from Python:
-Qwen2.5-Omni's DiT solves each window in 36 evaluations of 22 blocks, and
-Qwen3-Omni's code predictor runs 15 steps of 5 layers for every frame. On a
-GPU the time goes to launching, not computing (measured on an H100: 1.1 s per
-DiT window, 89 ms per frame; README). A CUDA graph records the launches once
-and replays them as one.
+A decode step of these models launches thousands of small kernels from Python
+(Qwen2.5-Omni's DiT solves each window in 36 evaluations of 22 blocks;
+Qwen3-Omni's code predictor runs 15 steps of 5 layers for every frame), and on
+a GPU the time goes to launching, not computing (docs/performance.md). A CUDA
+graph records the launches once and replays them as one.
 
 ``GraphedFunction`` wraps a function of tensors whose work depends only on the
-shapes of its arguments (no host reads of tensor values, no shape that depends
-on values). The first call with a shape runs eagerly; the second captures a
-graph for it; later calls copy their arguments into the graph's inputs and
-replay. Shapes seen once (the last, shorter, window of an answer) are never
-captured. A shape whose capture fails runs eagerly from then on, and the
-failure is logged once. Off CUDA it always runs eagerly.
-
-Captures use ``thread_local`` error mode, so the other engine thread may go on
-launching and synchronising its own stream meanwhile; every graph has its own
-memory pool. Replays are from one thread at a time (each wrapped function
-belongs to one engine thread).
+shapes of its arguments. The first call with a shape runs eagerly, the second
+captures a graph, later calls copy their arguments in and replay; shapes seen
+once are never captured, a shape whose capture fails runs eagerly from then on
+(logged once), and off CUDA it always runs eagerly. Captures use
+``thread_local`` error mode, so the other engine thread may go on launching
+meanwhile; every graph has its own memory pool, and each wrapped function
+belongs to one engine thread, so replays are from one thread at a time.
 """
 
 from __future__ import annotations

@@ -1,45 +1,19 @@
 """The chat model: a GGUF file run by llama-cpp-python on the CPU.
 
 ``LlamaGenerator`` renders chat messages with the GGUF's own chat template,
-counts tokens with the GGUF's own tokenizer, and streams the answer a token at
-a time (``stream``), honouring the sampling parameters: temperature, top_p,
-seed, stop sequences, the token limit (and the end of the context: both finish
-with "length"), presence and frequency penalties, logit_bias, and
-logprobs/top_logprobs. ``grammar`` (GBNF text) constrains the whole answer;
-a ``GrammarBranch`` lets the model choose at its first token between a
-constrained block (a tool call) and a free answer: the prompt is evaluated
-first, the block is taken when the probability of a first token that begins
-``opener``, times ``exp(bias)``, reaches that of the most likely first token,
-and otherwise the free answer may not begin with ``opener``. The choice is
-deterministic (the same prompt always takes the same branch) and costs nothing
-extra: generation then starts from the evaluated prompt.
-
-The KV cache is 8-bit (q8_0, with flash attention): for SmolLM2 at 4,096 tokens
-it takes ~48 MB instead of ~95 MB, with the same greedy answers.
-
-A ``Llama`` object is not thread-safe, so the generator keeps a small pool of
-``n_instances`` of them, loaded and warmed up at start: each generation leases
-one for its whole length, and waits while all are busy. The instances share one
-loaded model (``SharedModel``: llama.cpp allows many contexts on one model), so
-each adds only its own KV cache and buffers; with a model per instance every
-one mapped and touched the whole weight file again (~92 MB of resident memory
-each for SmolLM2-135M).
-Tokenizing and rendering touch only read-only state and need no lease.
-
-Every evaluation (loading and warming up included) runs on one thread of the
-generator's own (``ModelThread``), whichever thread asks for it. llama.cpp's
-CPU backend parallelises each operation with OpenMP, and libgomp keeps a team
-of worker threads for every thread that starts parallel work, for as long as
-that thread lives. Once the process holds more such threads than cores, every
-team's threads sleep at each of the ~300 barriers of a token instead of
-spinning: a token of SmolLM2-135M on 2 cores took 30-70 ms from a second
-thread against 16-20 ms from one (and a generation thread per request, with
-the loading thread still alive, was always the second). One thread keeps one
-team; handing each step to it costs ~0.1 ms.
-
-How the sampling parameters and logprobs map onto llama.cpp is in ``sampling``.
-
-This module knows nothing of speech, events or HTTP.
+counts tokens with its own tokenizer, and streams the answer a token at a time
+(``stream``), honouring the sampling parameters (mapped in ``sampling``).
+``grammar`` (GBNF text) constrains the whole answer; a ``GrammarBranch`` lets
+the model choose at its first token between a constrained block (a tool call)
+and a free answer: the block is taken when the probability of a first token
+that begins ``opener``, times ``exp(bias)``, reaches that of the most likely
+first token; the choice is deterministic and costs no extra evaluation. A
+``Llama`` is not thread-safe, so each generation leases one of ``n_instances``
+contexts on one loaded model (``SharedModel``), with an 8-bit KV cache. Every
+evaluation runs on one thread of the generator's own (``ModelThread``): libgomp
+keeps a team of threads per calling thread, and more teams than cores slow every
+token. Measurements: docs/performance.md. This module knows nothing of speech,
+events or HTTP.
 """
 
 from __future__ import annotations

@@ -1,59 +1,19 @@
 """Constrained decoding for the chat model: JSON schemas as llama.cpp grammars.
 
-``schema_grammar`` turns a JSON schema into GBNF with ``schema_gbnf`` (the
-converter of llama-cpp-python, made to enforce numeric bounds and string
-formats), with one change: a string may not hold a raw control character (a
-line break inside a string is written ``\\n``), so that everything the
-grammar allows parses with a strict ``json.loads``. Enforced: ``type``,
-``enum``, ``const``, ``required``, nested objects and arrays, ``anyOf``,
-``$ref``, ``minItems``/``maxItems``, string lengths and ``pattern``,
-``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum``, whole
-``multipleOf`` on bounded ranges, and the formats ``date``, ``time``,
-``date-time``, ``uuid``, ``email``, ``hostname``, ``ipv4``, ``ipv6``, ``uri``
-and ``duration``. Other formats are annotations, as JSON Schema says, and
-leave the string free; keywords the grammar can not honour together raise
-``SchemaError`` (see ``schema_gbnf`` for the details and its own limits).
+``schema_grammar`` turns a JSON schema into GBNF with ``schema_gbnf``, and
+forbids raw control characters inside strings, so that everything the grammar
+allows parses with a strict ``json.loads`` (docs/wire-format.md §10 lists what
+is enforced). ``response_format`` (``json_object``, or ``json_schema``, strict
+or not) becomes a grammar for the whole answer plus a system-prompt line saying
+what is wanted.
 
-A schema the grammar engine can not hold is refused with ``SchemaError``
-before any of it reaches llama.cpp, whose parser recurses and has no budget:
-one small schema could otherwise overflow the stack (crashing the whole
-server), take gigabytes or hang a thread. Measured with llama-cpp-python
-0.3.36: groups nested about 18,700 deep overflow an 8 MiB stack (4,600 a
-2 MiB thread stack), as do about 65,000 rules each entered first from the
-one before (16,000); 10,000 alternatives open at one point cost 0.16 s to
-set up and 0.18 s per token, 100,000 cost 14 s before the first token; a
-grammar of 10 million elements takes 430 MB. Each limit keeps at least 4x
-away from these, and far above what a sensible schema needs:
-
-- the schema itself (``check_schema_size``, before conversion): at most
-  ``MAX_SCHEMA_DEPTH`` levels of nested JSON objects and arrays (the
-  converter recurses: ``anyOf`` s nested 198 deep, 397 levels, fail),
-  ``MAX_SCHEMA_CHARS`` characters of keys and strings, ``MAX_PROPERTIES``
-  properties in all, ``MAX_OPTIONAL_PROPERTIES`` optional properties in one
-  object (the converter's time grows with their square: 900 took 1.1 s)
-  and ``MAX_ALTERNATIVES`` values in one ``enum`` or schemas in one
-  ``anyOf``/``oneOf``;
-- the grammar written (``check_grammar_size``, after conversion): at most
-  ``MAX_GRAMMAR_CHARS`` characters (reading 1.3 MB here took 0.33 s) and
-  ``MAX_GRAMMAR_ELEMENTS`` elements once llama.cpp has expanded its
-  repetitions, groups nested at most ``MAX_GROUP_DEPTH`` deep, at most
-  ``MAX_RULE_CHAIN`` rules and groups entered before one character is
-  matched, at most ``MAX_FAN_OUT`` alternatives open at one point, no left
-  recursion (a rule that can reach itself before any text: llama.cpp
-  refuses the plain kind, and aborts the process on a kind it misses), and
-  no repetition llama.cpp would refuse (printing the whole grammar to
-  stderr) or silently loosen: counts above ``LLAMA_REPETITION_LIMIT``, or a
-  count times the rules it repeats above it.
-
-The message of each refusal names the limit. ``response_format``
-(``json_object``, ``json_schema``) becomes a grammar for the whole answer
-plus a line for the system prompt that tells the model what is wanted: the
-grammar guarantees the shape, the line makes the words better. A
-``json_schema`` is enforced whether or not it says ``strict``. A token limit
-can still cut an answer short (``finish_reason`` "length"), as with OpenAI.
-
-This module knows nothing of prompts' other parts, of tools or of HTTP; a
-schema it can not convert raises ``SchemaError``.
+llama.cpp's grammar parser recurses and has no budget, so one small schema could
+overflow the stack (crashing the server), take gigabytes or hang a thread. Every
+schema is measured before llama.cpp sees it, by ``check_schema_size`` before
+conversion and ``check_grammar_size`` after it (size, nesting, rule chains,
+fan-out, left recursion, repetitions llama.cpp would refuse or loosen), against
+the ``MAX_*`` limits below, each at least 4x from where llama.cpp failed when
+measured (docs/performance.md); past one, ``SchemaError`` names the limit.
 """
 
 from __future__ import annotations

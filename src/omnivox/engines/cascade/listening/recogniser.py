@@ -2,41 +2,16 @@
 
 ``WhisperRecogniser.transcribe`` takes 16 kHz mono float32 samples, keeps only
 the speech (``vad.speech_chunks``), and returns the words as one string ("" for
-silence). A small beam (3) at temperature 0 and no conditioning on earlier text:
-deterministic, and no hallucinated carry-over between chunks.
-
-``language`` (an ISO 639-1 code) skips Whisper's language detection, which costs
-a second encoder pass (~0.8 s of a ~1.7 s turn on 2 cores); with None the
-spoken language is detected on every clip.
-
-Decoding is bounded by the clip: at most ``TOKENS_PER_S`` tokens per second of
-speech (plus ``TOKEN_ALLOWANCE``), and no retries at higher temperatures.
-Whisper's defaults (greedy, then up to five sampled retries of up to 448 tokens
-each) turned one 2.8 s question into a repetition loop and 12 s of decoding
-while every other conversation waited; the beam of 3 hears it right in ~1.1 s,
-the same time for any run. Greedy decoding (a beam of 1) is only 5-20 % faster
-over the benchmark's 12 questions but mishears 4 of them, one as a loop.
-
-Each pass encodes Whisper's full 30 s window (~0.7 s on 2 cores, whatever the
-clip's length). Windows cut to the clip are 3 to 10 times faster to encode,
-but Whisper base hears them worse: word error rate 0.06 at 30 s, 0.12 at 10 s,
-0.15 at 15 s over 20 test clips (espeak-ng questions and Piper sentences), with
-repetition loops on short windows; so the window stays whole.
-
-Several clips share a pass: ``transcribe_clips`` lays their speech chunks one
-after another in one window, a second of silence between them, and gives each
-clip the segments whose time falls in its own span (``assign_segments``). The
-window costs the same to encode whatever it holds, so four questions of ~3 s
-are heard in one pass of ~1.75 s instead of four of ~1.17 s (12 espeak-ng
-questions on 2 cores; 9 of 12 transcripts identical to hearing each alone, the
-other 3 as good or better: "three tips ... at night" where alone heard "free
-tips ... at the eye"). When Whisper runs two clips together into one segment,
-or leaves a clip without words, that window's clips are heard again one by
-one. A clip heard alone is heard exactly as before.
-
-One model serves several threads at once: CTranslate2 queues calls onto
-``num_workers`` workers, so no lock is needed here.
-
+silence). Decoding is deterministic and bounded by the clip: a beam of 3 at
+temperature 0, no conditioning on earlier text, at most ``TOKENS_PER_S`` tokens
+per second of speech (plus ``TOKEN_ALLOWANCE``) and no retries at higher
+temperatures. ``language`` skips Whisper's language detection (a second encoder
+pass). Each pass encodes Whisper's whole 30 s window, as shorter windows mishear
+more, so several clips share one: ``transcribe_clips`` lays their speech one
+after another, a second of silence between them, and ``assign_segments`` gives
+each clip the segments in its span; clips run together, or left without words,
+are heard again one by one. CTranslate2 queues calls onto ``num_workers``
+workers, so no lock is needed. The measured choices are in docs/performance.md.
 This module knows nothing of sample-rate conversion or of caching transcripts.
 """
 
@@ -82,6 +57,11 @@ class WhisperRecogniser:
             num_workers=num_workers,
         )
         load_vad()
+
+    @property
+    def model(self) -> Any:
+        """The loaded faster-whisper ``WhisperModel`` (``long_form`` drives it too)."""
+        return self._model
 
     def speech(self, samples: np.ndarray) -> list[np.ndarray]:
         """The speech chunks of ``samples`` (16 kHz mono float32): what a pass hears."""

@@ -1,42 +1,19 @@
 """A Piper voice run in two parts, its vocoder a window at a time: bounded memory, early sound.
 
-A Piper (VITS) voice turns a sentence's phoneme ids into latent frames (text
-encoder, durations, flow) and its vocoder (the HiFi-GAN decoder, the graph's
-``/dec/`` nodes) turns the frames into samples, a hop of 256 per frame. Run
-whole, the vocoder's activations grow with the sentence (on the default voice
-and 2 cores, ~25 MB and ~70 ms per second of speech: a 20-word unit peaked at
-~120 MB in isolation and at ~190-230 MB above the idle server under load), and no
-sample exists until the last one does.
-
-``split_vocoder`` cuts the graph once into a *head* (everything up to the
-vocoder's input) and the *vocoder*. ``VoiceRunner`` runs the head over the whole
-sentence, then the vocoder over windows of frames: the first short
-(``FIRST_WINDOW_FRAMES``, ~0.37 s of speech) so that the first sound leaves
-soon, the others ``WINDOW_FRAMES`` (~1.1 s). Each window is widened by
-``overlap_frames`` on both sides and its samples trimmed back. The vocoder is a
-stack of convolutions: a sample depends only on the frames within its
-receptive field, so with the overlap at least that wide the windows give the
-samples of the whole run (to float rounding). ``measure_overlap`` finds the
-receptive field by feeding an impulse and seeing how far the samples change
-(±10 frames on the default voice, so an overlap of 12), and adds a margin; a
-voice with a larger vocoder gets a wider overlap. The overlaps are computed
-twice, but the smaller working set runs faster: the 46 units of the cascade
-benchmark's answers took 39.6-40.9 s of CPU in windows against 37.9-42.0 s
-whole (alternating, same hour). The peak stays that of one window, whatever the
-sentence's length.
-
-``prepare_voice`` does the rewriting once per voice file: the noise made
-reproducible (``piper_noise``), the cut, the overlap measured, and the parts
-written to ``<models_dir>/piper-prepared/<digest>/`` (a temporary directory,
-then a rename, so that two servers starting together never see half of it).
-The parts are loaded from those files: onnxruntime keeps a model given as bytes
-in memory for the session's life (~60 MB more resident for the default voice),
-and not a model given as a path. Where the directory can not be written, the
-parts are kept as bytes and the server runs with them.
-
-A graph the cut does not fit (no ``/dec/`` nodes, or a vocoder that needs more
-than the latent frames, as a voice of several speakers may) runs whole, as one
-window. This module knows nothing of text or phonemes.
+A Piper (VITS) voice turns phoneme ids into latent frames (the *head*: text
+encoder, durations, flow), and its vocoder (HiFi-GAN, the graph's ``/dec/``
+nodes) turns frames into samples, 256 per frame. Run whole, the vocoder's memory
+grows with the sentence and no sample exists until the last one does.
+``split_vocoder`` cuts the graph in two; ``VoiceRunner`` runs the head over the
+sentence, then the vocoder over windows of frames (``FIRST_WINDOW_FRAMES``,
+~0.37 s of speech, then ``WINDOW_FRAMES``, ~1.1 s), each widened by the
+vocoder's receptive field (``measure_overlap``) and trimmed back: the samples of
+one whole run (to float rounding), in the memory of one window.
+``prepare_voice`` rewrites a voice once (``piper_noise``, the cut, the overlap)
+into ``<models_dir>/piper-prepared/<digest>/`` (written, then renamed), and the
+parts are loaded from there by path (kept as bytes where it can not be written).
+A graph the cut does not fit runs whole, as one window. Measurements:
+docs/performance.md. This module knows nothing of text or phonemes.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ it to ``OUTPUT_SAMPLE_RATE`` through one stream resampler (so unit borders do
 not click, and the voice's pitch factor applies), and returns s16le pieces of
 at most ``PIECE_S`` seconds as soon as each is ready; ``windows(unit)`` gives
 the same pieces grouped by the synthesis window that made them. A short pause
-separates units. ``flush`` returns the samples still in the resampler at the end.
+separates units. ``speed`` (1 by default) makes the voice, and the pauses, faster or
+slower. ``flush`` returns the samples still in the resampler at the end.
 
 This module knows nothing of threads, events or of the chat model.
 """
@@ -31,13 +32,14 @@ UNIT_GAP_S = 0.1
 class Synthesizer(Protocol):
     def play_rate(self, voice: str) -> int: ...
 
-    def synthesize(self, text: str, voice: str) -> Iterator[SpeechPiece]: ...
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[SpeechPiece]: ...
 
 
 class UnitSpeaker:
-    def __init__(self, synthesizer: Synthesizer, voice: str) -> None:
+    def __init__(self, synthesizer: Synthesizer, voice: str, *, speed: float = 1.0) -> None:
         self._synthesizer = synthesizer
         self._voice = voice
+        self._speed = speed
         self._play_rate = synthesizer.play_rate(voice)
         self._resampler = StreamResampler(self._play_rate, OUTPUT_SAMPLE_RATE)
         self._piece_samples = round(PIECE_S * OUTPUT_SAMPLE_RATE)
@@ -58,10 +60,10 @@ class UnitSpeaker:
             return
         pause: list[bytes] = []
         if self._units_spoken:
-            gap = np.zeros(round(UNIT_GAP_S * self._play_rate), dtype=np.float32)
+            gap = np.zeros(round(UNIT_GAP_S / self._speed * self._play_rate), dtype=np.float32)
             pause = list(self._pieces(self._resampler.process(gap)))
         self._units_spoken += 1
-        for piece in self._synthesizer.synthesize(text, self._voice):
+        for piece in self._synthesizer.synthesize(text, self._voice, self._speed):
             if cancel.is_set():
                 return
             yield pause + list(self._pieces(self._resampler.process(piece.samples)))

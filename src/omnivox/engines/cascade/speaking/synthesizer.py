@@ -30,6 +30,9 @@ cedar     12     0.90    0.97     0.75    warm and low
 - ``length``: Piper's ``length_scale`` (above 1 is slower);
 - ``noise``: Piper's ``noise_scale`` (the liveliness of the voice).
 
+A reading may also ask for a ``speed`` (OpenAI's, 0.25 to 4): the voice's length
+scale is divided by it, so that 2 speaks twice as fast at the same pitch.
+
 Piper's ``noise_w`` (random phoneme durations) is 0 for every voice: it makes a
 reply's length depend on chance, and the same text must give audio of the same
 length whether streamed or not. The remaining noise is made reproducible
@@ -197,28 +200,32 @@ class PiperSynthesizer:
         """The rate at which this voice's samples are played (the pitch shift)."""
         return round(self.model_sample_rate * voice_settings(voice).pitch)
 
-    def synthesize(self, text: str, voice: str) -> Iterator[SpeechPiece]:
-        """Speak ``text``: pieces in order, each sentence Piper finds in it in windows."""
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[SpeechPiece]:
+        """Speak ``text`` at ``speed`` times the voice's pace: pieces in order, each
+        sentence Piper finds in it in windows."""
         play_rate = self.play_rate(voice)
-        for samples in self._windows(text, voice):
+        for samples in self._windows(text, voice, speed):
             loud = np.clip(samples * self._gain, -1.0, 1.0)
             yield SpeechPiece(loud.astype(np.float32, copy=False), play_rate)
 
-    def _windows(self, text: str, voice: str) -> Iterator[np.ndarray]:
+    def _windows(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         """The voice's own samples of ``text``, before the gain, a window at a time."""
         settings = voice_settings(voice)
         for phonemes in self._voice.phonemize(text):
             if phonemes:
                 ids = self._voice.phonemes_to_ids(phonemes)
-                yield from self._runner.audio(self._feeds(ids, settings))
+                yield from self._runner.audio(self._feeds(ids, settings, speed))
 
-    def _feeds(self, phoneme_ids: list[int], settings: VoiceSettings) -> dict[str, np.ndarray]:
-        """The model's inputs for one sentence, as Piper gives them."""
+    def _feeds(
+        self, phoneme_ids: list[int], settings: VoiceSettings, speed: float = 1.0
+    ) -> dict[str, np.ndarray]:
+        """The model's inputs for one sentence, as Piper gives them (the length scale
+        divided by ``speed``)."""
         feeds: dict[str, np.ndarray] = {
             "input": np.array([phoneme_ids], dtype=np.int64),
             "input_lengths": np.array([len(phoneme_ids)], dtype=np.int64),
             "scales": np.array(
-                [settings.noise_scale, settings.length_scale * settings.pitch, 0.0],
+                [settings.noise_scale, settings.length_scale * settings.pitch / speed, 0.0],
                 dtype=np.float32,
             ),
         }

@@ -1,0 +1,206 @@
+"""The routes of ``/v1/audio/speech``, ``/v1/audio/transcriptions`` and ``/translations``.
+
+Each asks access as chat does (``admission``): who calls, the refusal of a bad
+body recorded, admission with an estimate, the exact charge once the work has
+started, the row's outcome however the request ends. Speech is a JSON body;
+transcriptions and translations are multipart forms whose ``file`` part is the
+audio and whose other parts are text (``name[]`` for arrays). Every answer that
+can be made while the work goes on is streamed; a client that leaves stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
+
+from omnivox.access.gate import AccessControl, Caller
+from omnivox.engines.base import TranscriptionTask
+from omnivox.errors import InvalidRequestError
+from omnivox.protocol.audio import (
+    CreateSpeechRequest,
+    CreateTranscriptionForm,
+    CreateTranslationForm,
+)
+from omnivox.protocol.validation import to_openai_error
+from omnivox.server.admission import admitted, close_run, refused_before_admission
+from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
+from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
+from omnivox.server.event_stream import EventStreamResponse
+from omnivox.server.openapi import SPEECH_PATH, TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH
+from omnivox.serving import speech, transcription
+from omnivox.serving.catalog import ModelCatalog
+from omnivox.serving.speech import SpeechService
+from omnivox.serving.transcription import TranscriptionService
+
+MAX_FORM_FIELDS = 64
+MAX_FORM_FILES = 1
+ARRAY_FIELDS = ("timestamp_granularities", "include")
+M = TypeVar("M", bound=BaseModel)
+# A client's malformed form is answered 400; the parser need not also warn in the log.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
+
+
+def add_audio_routes(
+    app: FastAPI,
+    authenticate: Callable[[Request], Caller],
+    gate: AccessControl,
+    catalog: ModelCatalog,
+    speaker: SpeechService,
+    transcriber: TranscriptionService,
+) -> None:
+    async def create_speech(request: Request) -> Response:
+        caller = authenticate(request)
+        request_id = request.state.request_id
+        async with refused_before_admission(
+            gate, caller, request_id, lambda: _named_model(request), catalog.find_snapshot
+        ):
+            req = await _speech_request(request)
+            snapshot = catalog.get(req.model, "speech").snapshot
+        estimate = speech.estimate_speech_tokens(req) if caller.key is not None else 0
+        async with admitted(
+            gate, caller, req.model, snapshot, None, estimate, request_id
+        ) as admission:
+            run = speaker.start(req)
+            await admission.charge(run)
+            chunks = speech.sse_chunks(run) if req.stream_format == "sse" else run.chunks
+            response = EventStreamResponse(
+                chunks, media_type=run.media_type, on_end=lambda: close_run(run, run.chunks)
+            )
+        response.headers.update(admission.headers)
+        return response
+
+    async def create_transcription(request: Request, task: TranscriptionTask) -> Response:
+        caller = authenticate(request)
+        request_id = request.state.request_id
+        async with refused_before_admission(
+            gate, caller, request_id, lambda: _named_model(request), catalog.find_snapshot
+        ):
+            form, audio = await _transcription_form(request, task)
+            snapshot = catalog.get(form.model, "transcription").snapshot
+        estimate = transcription.estimate_transcription_tokens(len(audio))
+        streaming = isinstance(form, CreateTranscriptionForm) and form.stream
+        async with admitted(
+            gate, caller, form.model, snapshot, None, estimate if caller.key else 0, request_id
+        ) as admission:
+            run = await transcriber.start(form, audio, task)
+            await admission.charge(run)
+            response: Response
+            if streaming:
+                response = EventStreamResponse(
+                    transcription.sse_chunks(run),
+                    media_type=transcription.SSE_MEDIA_TYPE,
+                    on_end=lambda: close_run(run, run.events),
+                )
+            else:
+                async with cancelled_if_client_leaves(request.receive):
+                    body = await transcription.render(run)
+                response = Response(content=body, media_type=run.media_type)
+        response.headers.update(admission.headers)
+        return response
+
+    async def create_transcription_route(request: Request) -> Response:
+        return await create_transcription(request, "transcribe")
+
+    async def create_translation_route(request: Request) -> Response:
+        return await create_transcription(request, "translate")
+
+    router = app.router
+    router.add_route(SPEECH_PATH, create_speech, methods=["POST"], include_in_schema=False)
+    router.add_route(
+        TRANSCRIPTIONS_PATH, create_transcription_route, methods=["POST"], include_in_schema=False
+    )
+    router.add_route(
+        TRANSLATIONS_PATH, create_translation_route, methods=["POST"], include_in_schema=False
+    )
+
+
+def _named_model(request: Request) -> str:
+    return getattr(request.state, "model", "")
+
+
+async def _speech_request(request: Request) -> CreateSpeechRequest:
+    check_json_media_type(request.headers.get("content-type"))
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected from None
+    data: Any = await parse_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequestError(INVALID_JSON_MESSAGE)
+    _remember_model(request, data)
+    return _validated(CreateSpeechRequest, data)
+
+
+async def _transcription_form(
+    request: Request, task: TranscriptionTask
+) -> tuple[CreateTranscriptionForm | CreateTranslationForm, bytes]:
+    content_type = request.headers.get("content-type") or ""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise InvalidRequestError(
+            f"Invalid Content-Type header ({content_type or 'none'}), expected multipart/form-data."
+        )
+    try:
+        form = await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
+    except ClientDisconnect:
+        raise ClientDisconnected from None
+    except MultiPartException as exc:
+        raise InvalidRequestError(f"Invalid multipart form: {exc.message}") from None
+    except StarletteHTTPException as exc:  # Starlette's own words for a form it could not parse
+        raise InvalidRequestError(f"Invalid multipart form: {exc.detail}") from None
+    try:
+        data = _form_fields(form)
+        _remember_model(request, data)
+        model: type[CreateTranscriptionForm | CreateTranslationForm] = (
+            CreateTranscriptionForm if task == "transcribe" else CreateTranslationForm
+        )
+        parsed = _validated(model, data)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequestError(
+                "Missing required parameter: 'file'.",
+                param="file",
+                code="missing_required_parameter",
+            )
+        audio = await upload.read()
+    finally:
+        await form.close()
+    return parsed, audio
+
+
+def _form_fields(form: FormData) -> dict[str, Any]:
+    """The text parts as a dict: ``name[]`` parts as lists, ``name[key]`` parts as objects."""
+    data: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if not isinstance(value, str):
+            continue
+        base, _, rest = name.partition("[")
+        if base in ARRAY_FIELDS:
+            data.setdefault(base, []).append(value)
+        elif rest:
+            obj = data.setdefault(base, {})
+            if isinstance(obj, dict):
+                obj[rest.rstrip("]")] = value
+        else:
+            data[name] = value
+    return data
+
+
+def _remember_model(request: Request, data: dict[str, Any]) -> None:
+    if isinstance(data.get("model"), str):  # whose limits an invalid request's headers show
+        request.state.model = data["model"]
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise to_openai_error(exc, data) from None
