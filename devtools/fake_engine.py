@@ -36,6 +36,7 @@ segment's words timed within it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import threading
@@ -181,16 +182,21 @@ class FakeEngine:
             self.active_generations -= 1
 
     async def speak(self, request: SpeechRequest) -> AsyncIterator[SpeechEvent]:
-        words = request.text.split()
-        delay_s = 0.2 if "slow" in request.text else self.word_delay_s
+        async with contextlib.aclosing(self._counted(self._read(request))) as events:
+            async for event in events:
+                yield event
+
+    async def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
+        async with contextlib.aclosing(self._counted(self._heard(request))) as events:
+            async for event in events:
+                yield event
+
+    async def _counted(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """``events``, counted among the active, finished and cancelled generations."""
         self.active_generations += 1
         try:
-            for word in words:
-                yield AudioDelta(word_tone(word, WORD_DURATION_S / request.speed))
-                if word == "hold":
-                    await asyncio.to_thread(self.released.wait)
-                await asyncio.sleep(delay_s)
-            yield SpeechFinished(len(words))
+            async for event in events:
+                yield event
             self.finished_generations += 1
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled_generations += 1
@@ -198,7 +204,17 @@ class FakeEngine:
         finally:
             self.active_generations -= 1
 
-    async def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
+    async def _read(self, request: SpeechRequest) -> AsyncIterator[SpeechEvent]:
+        words = request.text.split()
+        delay_s = 0.2 if "slow" in request.text else self.word_delay_s
+        for word in words:
+            yield AudioDelta(word_tone(word, WORD_DURATION_S / request.speed))
+            if word == "hold":
+                await asyncio.to_thread(self.released.wait)
+            await asyncio.sleep(delay_s)
+        yield SpeechFinished(len(words))
+
+    async def _heard(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
         clip = request.clip
         yield TranscriptionStarted(request.language or "en", clip.duration_s)
         sound = clip.samples.size > 0 and float(np.abs(clip.samples).max()) > 1e-3

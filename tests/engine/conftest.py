@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from omnivox.audio import INPUT_SAMPLE_RATE, decode_audio
 from omnivox.engines.base import AudioClip
 from omnivox.engines.cascade.engine import CascadeEngine
 from omnivox.settings import Settings
+from tests.support.live_server import LiveServer, start_server
 
 ESPEAK_ARGS = ("-v", "en-us", "-s", "140")  # slower than espeak's default: clearer words
 
@@ -47,3 +49,23 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], AudioCli
         return AudioClip(samples, INPUT_SAMPLE_RATE, hashlib.sha256(data).hexdigest())
 
     return speak
+
+
+class LentEngine:
+    """The session's cascade engine, lent to a server that must neither load nor close it."""
+
+    def __init__(self, engine: CascadeEngine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def lend(cascade: CascadeEngine, data_dir: Path) -> LiveServer:
+    return start_server(LentEngine(cascade), data_dir)  # type: ignore[arg-type]

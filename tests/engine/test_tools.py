@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -23,7 +22,8 @@ from omnivox.engines.cascade.chat.tools import AnswerReader
 from omnivox.engines.cascade.engine import CascadeEngine
 from omnivox.engines.events import TextDelta, ToolCallDelta
 from tests.conftest import sdk_client
-from tests.support.live_server import LiveServer, start_server
+from tests.engine.conftest import lend
+from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.engine
 
@@ -65,26 +65,6 @@ TOOLS = [
 SCHEMAS = {"get_weather": WEATHER_PARAMETERS, "set_alarm": ALARM_PARAMETERS}
 QUESTION = "What's the weather like in Paris today?"
 GREEDY: dict[str, Any] = {"temperature": 0, "max_completion_tokens": 80}
-
-
-class LentEngine:
-    """The session's cascade engine, lent to a server that must neither load nor close it."""
-
-    def __init__(self, engine: CascadeEngine) -> None:
-        self._engine = engine
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
-def lend(cascade: CascadeEngine, data_dir: Path) -> LiveServer:
-    return start_server(LentEngine(cascade), data_dir)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ from omnivox.serving.outputs import (
     OutputEvent,
     UsageReady,
 )
-from omnivox.serving.runs import MeteredRun, Outcome
+from omnivox.serving.runs import MeteredRun, ending
 from omnivox.serving.usage import OutputCount, UsageCounter, input_audio_tokens
 from omnivox.store.audio import AudioStore, StoredAudio
 
@@ -136,9 +136,7 @@ class ChatService:
     async def _events(
         self, run: CompletionRun, prepared: PreparedGeneration, speak: bool
     ) -> AsyncIterator[OutputEvent]:
-        usage = run.usage
-        outcome: Outcome = "failed"
-        try:
+        async with ending(run) as end:
             if run.n_choices == 1:
                 async for event in self._choice(0, prepared, speak, run):
                     yield event
@@ -150,17 +148,8 @@ class ChatService:
                 ]
                 async for event in _merge(streams):
                     yield event
-            outcome = "completed"
-            # Shielded: a client leaving now must not cut the row's write in half (the
-            # finalizers are taken before they run, so nothing would run them again).
-            await asyncio.shield(run.finish(outcome))
-            yield UsageReady(usage.to_wire())
-        except (asyncio.CancelledError, GeneratorExit):
-            outcome = "cancelled"
-            raise
-        finally:
-            if run.finalizers:  # not yet run: the generation failed or was cancelled
-                await asyncio.shield(run.finish(outcome))
+            await end.completed()
+            yield UsageReady(run.usage.to_wire())
 
     async def _choice(
         self, index: int, prepared: PreparedGeneration, speak: bool, run: CompletionRun

@@ -11,8 +11,10 @@ ledger row is final before the client has the whole answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
@@ -52,3 +54,33 @@ class MeteredRun:
         self.next_checkpoint_s = now_s + CHECKPOINT_INTERVAL_S
         for checkpoint in self.checkpoints:
             await checkpoint(self)
+
+
+class RunEnd:
+    """How a run ends: ``completed()`` once its work is whole (the finalizers run then,
+    before the answer's last bytes); otherwise the block that made it decides."""
+
+    def __init__(self, run: MeteredRun) -> None:
+        self.run = run
+        self.outcome: Outcome = "failed"
+
+    async def completed(self) -> None:
+        self.outcome = "completed"
+        # Shielded: a client leaving now must not cut the row's write in half (the
+        # finalizers are taken before they run, so nothing would run them again).
+        await asyncio.shield(self.run.finish("completed"))
+
+
+@contextlib.asynccontextmanager
+async def ending(run: MeteredRun) -> AsyncIterator[RunEnd]:
+    """Around the work of ``run``: whatever ends the block (done, a failure, the client
+    leaving), the finalizers run exactly once with the outcome."""
+    end = RunEnd(run)
+    try:
+        yield end
+    except (asyncio.CancelledError, GeneratorExit):
+        end.outcome = "cancelled"
+        raise
+    finally:
+        if run.finalizers:  # not yet run: the work failed or was cancelled
+            await asyncio.shield(run.finish(end.outcome))

@@ -18,7 +18,6 @@ delivery each (see the engine's voice table); ``speed`` changes the pace.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,17 +25,17 @@ from dataclasses import dataclass, field
 from omnivox.audio.encode import MIME_TYPES, make_stream_encoder
 from omnivox.engines.base import Engine, SpeakingEngine, SpeechRequest
 from omnivox.engines.events import AudioDelta, SpeechEvent, SpeechFinished
-from omnivox.errors import InvalidRequestError, OmnivoxError, ServerError
+from omnivox.errors import InvalidRequestError
 from omnivox.protocol.audio import (
     CreateSpeechRequest,
     SpeechAudioDelta,
     SpeechAudioDone,
     SpeechUsage,
 )
+from omnivox.serving import sse
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.inputs import voice_name
-from omnivox.serving.runs import MeteredRun, Outcome
-from omnivox.serving.sse import DONE, error_event
+from omnivox.serving.runs import MeteredRun, ending
 from omnivox.serving.usage import CHARS_PER_TOKEN, OutputCount, UsageCounter
 
 # The wire's names for the output formats -> the encoders' names.
@@ -101,8 +100,7 @@ async def _encoded(
     """The engine's speech encoded as it comes; the finalizers run before the last bytes."""
     encoder = make_stream_encoder(fmt)
     count = OutputCount(run.usage)
-    outcome: Outcome = "failed"
-    try:
+    async with ending(run) as end:
         async for event in events:
             if isinstance(event, AudioDelta):
                 count.audio(len(event.pcm_s16le))
@@ -114,31 +112,20 @@ async def _encoded(
             elif isinstance(event, SpeechFinished):
                 run.usage.prompt_text_tokens = event.input_text_tokens
         tail = encoder.flush()
-        outcome = "completed"
-        await asyncio.shield(run.finish(outcome))
+        await end.completed()
         if tail:
             yield tail
-    except (asyncio.CancelledError, GeneratorExit):
-        outcome = "cancelled"
-        raise
-    finally:
-        if run.finalizers:
-            await asyncio.shield(run.finish(outcome))
 
 
 async def sse_chunks(run: SpeechRun) -> AsyncIterator[bytes]:
     """The reading as ``speech.audio.delta`` events, ``speech.audio.done``, ``[DONE]``;
     an error after the first byte is an error event that ends the stream."""
-    try:
-        async for data in run.chunks:
-            delta = SpeechAudioDelta(audio=base64.b64encode(data).decode("ascii"))
-            yield _event(delta.dump())
-    except OmnivoxError as exc:
-        yield error_event(exc)
-        return
-    except Exception:
-        yield error_event(ServerError())
-        return
+    async for data in sse.until_error(run.chunks):
+        if isinstance(data, sse.StreamFailed):
+            yield data.event  # the stream ends with it
+            return
+        delta = SpeechAudioDelta(audio=base64.b64encode(data).decode("ascii"))
+        yield sse.data_event(delta.dump())
     usage = run.usage
     input_tokens = usage.prompt_text_tokens
     output_tokens = usage.completion_audio_tokens
@@ -149,8 +136,4 @@ async def sse_chunks(run: SpeechRun) -> AsyncIterator[bytes]:
             total_tokens=input_tokens + output_tokens,
         )
     )
-    yield _event(done.dump()) + DONE
-
-
-def _event(data: str) -> bytes:
-    return f"data: {data}\n\n".encode()
+    yield sse.data_event(done.dump()) + sse.DONE

@@ -23,7 +23,8 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Generator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from omnivox.audio import OUTPUT_BYTES_PER_S
 from omnivox.audio.chunk import PcmChunker
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_AUDIO_PIECE_BYTES = OUTPUT_BYTES_PER_S  # 1 s of speech per data delta at most
 DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 
 
 def _dumps(obj: Any) -> str:
@@ -281,6 +283,32 @@ def _audio_end(writer: ChunkWriter, state: _ChoiceState, event: AudioDone) -> li
         chunks.append(writer.choice(event.index, state.audio({"transcript": ""})))
     chunks.append(writer.choice(event.index, {"audio": {"expires_at": event.expires_at}}))
     return chunks
+
+
+def data_event(json_text: str) -> bytes:
+    """One Server-Sent Event whose data is ``json_text``."""
+    return f"data: {json_text}\n\n".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFailed:
+    """The last item of ``until_error`` when the work failed: the error event to send."""
+
+    event: bytes
+
+
+async def until_error(events: AsyncIterator[T]) -> AsyncIterator[T | StreamFailed]:
+    """``events``, or, once the work fails after the stream has begun, a ``StreamFailed``
+    as the last item: OpenAI's error shape for an ``OmnivoxError``, a plain server error
+    (logged) for anything else."""
+    try:
+        async for event in events:
+            yield event
+    except OmnivoxError as exc:
+        yield StreamFailed(error_event(exc))
+    except Exception:
+        log.exception("the work failed after the stream had started")
+        yield StreamFailed(error_event(ServerError()))
 
 
 def error_event(exc: OmnivoxError) -> bytes:

@@ -43,7 +43,6 @@ from omnivox.errors import (
     AudioTooLongError,
     InvalidRequestError,
     InvalidValueError,
-    OmnivoxError,
     ServerError,
     UnsupportedAudioFormatError,
 )
@@ -61,10 +60,10 @@ from omnivox.protocol.audio import (
     VerboseTranscription,
     Word,
 )
+from omnivox.serving import sse
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.inputs import InputLimits
-from omnivox.serving.runs import MeteredRun, Outcome
-from omnivox.serving.sse import DONE, error_event
+from omnivox.serving.runs import MeteredRun, ending
 from omnivox.serving.usage import INPUT_AUDIO_TOKENS_PER_S, UsageCounter
 
 DURATION_BILLED_MODELS = frozenset({"whisper-1"})
@@ -196,27 +195,19 @@ async def _metered(
     run: TranscriptionRun, events: AsyncIterator[TranscriptionEvent]
 ) -> AsyncIterator[TranscriptionEvent]:
     """The engine's events with the usage counted; the finalizers run before the last."""
-    outcome: Outcome = "failed"
-    try:
+    async with ending(run) as end:
         async for event in events:
             if isinstance(event, TranscriptSegment):
                 run.usage.completion_text_tokens += len(event.tokens)
             elif isinstance(event, TranscriptionFinished):
                 run.usage.prompt_text_tokens = event.prompt_text_tokens
                 run.usage.completion_text_tokens = event.output_text_tokens
-                outcome = "completed"
-                await asyncio.shield(run.finish(outcome))
+                await end.completed()
             yield event
             if run.checkpoints:
                 await run.checkpoint()
-        if outcome != "completed":
+        if end.outcome != "completed":
             raise ServerError("the engine ended the transcription without finishing it")
-    except (asyncio.CancelledError, GeneratorExit):
-        outcome = "cancelled"
-        raise
-    finally:
-        if run.finalizers:
-            await asyncio.shield(run.finish(outcome))
 
 
 # ---- the answer, whole -----------------------------------------------------------------------
@@ -351,25 +342,17 @@ async def sse_chunks(run: TranscriptionRun) -> AsyncIterator[bytes]:
     """One ``transcript.text.delta`` per segment, then ``transcript.text.done`` and
     ``[DONE]``; an error after the first byte is an error event that ends the stream."""
     segments: list[TranscriptSegment] = []
-    try:
-        async for event in run.events:
-            if isinstance(event, TranscriptSegment) and event.text:
-                delta = TranscriptTextDelta(delta=(" " if segments else "") + event.text)
-                if run.logprobs:
-                    delta.logprobs = word_logprobs([event])
-                segments.append(event)
-                yield _event(delta.dump())
-    except OmnivoxError as exc:
-        yield error_event(exc)
-        return
-    except Exception:
-        yield error_event(ServerError())
-        return
+    async for event in sse.until_error(run.events):
+        if isinstance(event, sse.StreamFailed):
+            yield event.event  # the stream ends with it
+            return
+        if isinstance(event, TranscriptSegment) and event.text:
+            delta = TranscriptTextDelta(delta=(" " if segments else "") + event.text)
+            if run.logprobs:
+                delta.logprobs = word_logprobs([event])
+            segments.append(event)
+            yield sse.data_event(delta.dump())
     done = TranscriptTextDone(text=join_segments(segments), usage=_token_usage(run))
     if run.logprobs:
         done.logprobs = word_logprobs(segments)
-    yield _event(done.dump()) + DONE
-
-
-def _event(data: str) -> bytes:
-    return f"data: {data}\n\n".encode()
+    yield sse.data_event(done.dump()) + sse.DONE
