@@ -221,3 +221,23 @@ def test_input_longer_than_the_limit_is_a_400(make_server: Any) -> None:
     assert error.status_code == 400
     assert error.body["code"] == "audio_too_long"  # type: ignore[index]
     assert error.body["param"] == "file"  # type: ignore[index]
+
+
+def test_a_file_past_the_body_cap_is_a_413(make_server: Any) -> None:
+    server = make_server(max_body_bytes=64 * 1024)
+    data = ffmpeg_encode(tone_s16le(3.0), "wav")  # 144 KB
+    with sdk_client(server.base_url) as client:
+        error = _error(lambda: transcribe(client, data))
+        assert error.status_code == 413
+        assert error.response.headers["x-request-id"].startswith("req_")
+        assert transcribe(client, ffmpeg_encode(tone_s16le(1.0), "wav")).text  # serving on
+
+
+def test_a_transcription_model_is_not_a_chat_model(client: openai.OpenAI) -> None:
+    error = _error(
+        lambda: client.chat.completions.create(
+            model="whisper-1", messages=[{"role": "user", "content": "hi"}]
+        )
+    )
+    assert error.status_code == 404
+    assert "not served on /v1/chat/completions" in error.message
