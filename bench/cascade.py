@@ -225,7 +225,7 @@ def measure_components(engine: CascadeEngine, question: str, wav: bytes, salt: i
     pieces: list[str] = []
     first_unit_s = None
     start = time.perf_counter()
-    for item in engine.generator.stream(prepared.payload.tokens, request.sampling, cancel):
+    for item in engine.generator.stream(prepared.payload.prompt, request.sampling, cancel):
         if isinstance(item, TokenPiece):
             pieces.append(item.text)
             units += segmenter.feed(item.text)

@@ -65,6 +65,14 @@ _SERVE_OPTIONS: tuple[tuple[str, str | None], ...] = (
     ("asr", None),
     ("llm", None),
     ("tts", None),
+    ("llm_model", None),
+    ("llm_api_key", None),
+    ("llm_dialect", None),
+    ("llm_context", None),
+    ("asr_model", None),
+    ("tts_model", None),
+    ("audio_api_key", None),
+    ("upstream_timeout_s", None),
     ("model", None),
     ("device", None),
     ("cuda_graphs", "--no-cuda-graphs"),
@@ -151,10 +159,34 @@ def _add_option(p: argparse.ArgumentParser, name: str, flag: str | None = None) 
     p.add_argument(option, **kwargs)
 
 
-def options_table() -> str:
-    """README.md's Configuration table, in Markdown (tests/unit/test_options_doc.py)."""
+# The options README.md's Configuration table shows; docs/configuration.md shows them all.
+COMMON_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "engine",
+        "data_dir",
+        "asr",
+        "llm",
+        "tts",
+        "model",
+        "threads",
+        "max_input_audio_s",
+        "require_keys",
+        "redis_url",
+        "ledger",
+        "cors_origins",
+    }
+)
+
+
+def options_table(names: frozenset[str] | None = None) -> str:
+    """The options (``names``; None: every one) as a Markdown table: README.md's and
+    docs/configuration.md's (tests/unit/test_options_doc.py keeps them generated)."""
     rows = ["| option | default | meaning |", "|---|---|---|"]
     for name, flag in _SERVE_OPTIONS:
+        if names is not None and name not in names:
+            continue
         option, default, meaning = _option_doc(name, flag)
         shown = f"`{default}`" if default not in ("", "none") else default
         rows.append(f"| `{option}` | {shown} | {meaning} |")

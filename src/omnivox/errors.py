@@ -173,5 +173,21 @@ class EngineOverloadedError(OmnivoxError):
     type = "server_error"
 
 
+class UpstreamUnavailableError(OmnivoxError):
+    """No upstream server for a part of the model work answered (503; retry later)."""
+
+    status = 503
+    type = "server_error"
+    default_code = "upstream_unavailable"
+
+
+class UpstreamError(OmnivoxError):
+    """An upstream server failed while answering (502)."""
+
+    status = 502
+    type = "server_error"
+    default_code = "upstream_error"
+
+
 class ModelUnavailableError(OmnivoxError):
     """A model the configuration names can not be loaded; the message says what to do."""

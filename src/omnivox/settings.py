@@ -90,17 +90,57 @@ class Settings(BaseSettings):
     asr: str = Field(
         default="base",
         description="cascade recogniser: base (embedded Whisper base), another faster-whisper "
-        "size, a hub repo id or a local CTranslate2 dir",
+        "size, a hub repo id, a local CTranslate2 dir, or the http(s)://HOST/v1 URL of a "
+        "/v1/audio/transcriptions server",
     )
     llm: str = Field(
         default="smollm2",
         description="cascade chat model: smollm2 (embedded SmolLM2-135M-Instruct), "
-        "a local .gguf path or repo_id/file.gguf",
+        "a local .gguf path, repo_id/file.gguf, or the http(s)://HOST/v1 URL of an "
+        "OpenAI-compatible chat server (vLLM, SGLang, llama.cpp, Ollama)",
     )
     tts: str = Field(
         default="joe",
         description="cascade synthesizer: joe (an embedded Piper voice), a Piper voice .onnx "
-        "path or a Piper voice name (en_US-lessac-medium)",
+        "path, a Piper voice name (en_US-lessac-medium), or the http(s)://HOST/v1 URL of a "
+        "/v1/audio/speech server",
+    )
+    llm_model: str | None = Field(
+        default=None,
+        description="with --llm URL: the upstream's model to ask for (default: the first "
+        "its /v1/models lists)",
+    )
+    llm_api_key: str | None = Field(
+        default=None,
+        description="with --llm URL: the API key sent to the upstream (better set as "
+        "OMNIVOX_LLM_API_KEY)",
+    )
+    llm_dialect: Literal["auto", "vllm", "sglang", "llamacpp", "ollama", "openai"] = Field(
+        default="auto",
+        description="with --llm URL: how the upstream takes constrained decoding and its "
+        "other extensions; auto asks the upstream",
+    )
+    llm_context: int | None = Field(
+        default=None,
+        ge=256,
+        description="with --llm URL: the upstream model's context window in tokens (default: "
+        "what the upstream reports, else 4096)",
+    )
+    asr_model: str = Field(
+        default="whisper-1", description="with --asr URL: the upstream's model to ask for"
+    )
+    tts_model: str = Field(
+        default="tts-1", description="with --tts URL: the upstream's model to ask for"
+    )
+    audio_api_key: str | None = Field(
+        default=None,
+        description="with --asr URL or --tts URL: the API key sent to those upstreams "
+        "(better set as OMNIVOX_AUDIO_API_KEY)",
+    )
+    upstream_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long an upstream may take to connect and to begin its answer, in seconds",
     )
     threads: int = Field(default=2, ge=1, description="CPU threads per model")
     # omni engine

@@ -31,7 +31,8 @@ TYPE_CHECKING_BLOCK = "under TYPE_CHECKING"
 
 # A module's layer is the name right below ``omnivox`` (``omnivox.serving.sse`` is in
 # ``serving``); the package's own ``__init__`` (its version) is the layer ``omnivox``.
-LEAVES = frozenset({"omnivox", "errors", "ids", "heap"})  # each imports nothing of omnivox
+# The leaves each import nothing of omnivox.
+LEAVES = frozenset({"omnivox", "errors", "ids", "heap", "metrics"})
 EVERY_LAYER = LEAVES | {
     "settings",
     "audio",
@@ -50,6 +51,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "errors": frozenset(),
     "ids": frozenset(),
     "heap": frozenset(),
+    "metrics": frozenset(),
     "settings": frozenset(),
     "audio": frozenset({"errors"}),
     "protocol": frozenset({"errors"}),
@@ -72,6 +74,7 @@ THIRD_PARTY: Mapping[str, frozenset[str]] = {
     "errors": frozenset(),
     "ids": frozenset(),
     "heap": frozenset(),
+    "metrics": frozenset(),
     "settings": frozenset({"pydantic", "pydantic_settings"}),
     "audio": frozenset({"numpy", "av", "soxr"}),
     "protocol": frozenset({"pydantic", "pydantic_core"}),
@@ -79,6 +82,9 @@ THIRD_PARTY: Mapping[str, frozenset[str]] = {
 }
 WEB_LIBRARIES = frozenset({"fastapi", "starlette", "uvicorn", "httptools"})
 WEB_LAYERS = frozenset({"server", "cli"})
+# Prometheus is the server's: the other layers report through the leaf ``omnivox.metrics``.
+METRICS_LIBRARIES = frozenset({"prometheus_client"})
+METRICS_LAYERS = frozenset({"server"})
 HEAVY_LIBRARIES = frozenset(
     {"torch", "transformers", "llama_cpp", "faster_whisper", "piper", "onnxruntime"}
 )
@@ -318,6 +324,16 @@ def web_violations(tree: Tree) -> list[str]:
     ]
 
 
+def metrics_library_violations(tree: Tree) -> list[str]:
+    return [
+        f"{imp}: only the server imports the Prometheus client; report through omnivox.metrics"
+        for imports in tree.imports.values()
+        for imp in imports
+        if layer_of(imp.importer.name) not in METRICS_LAYERS
+        and top_name(imp.target) in METRICS_LIBRARIES
+    ]
+
+
 def eager_heavy_imports(tree: Tree) -> list[str]:
     """Heavy libraries imported at module level where an engine has not started yet."""
     return [
@@ -403,6 +419,11 @@ def test_only_the_server_and_the_cli_import_web_libraries() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_only_the_server_imports_the_prometheus_client() -> None:
+    problems = metrics_library_violations(source_tree())
+    assert not problems, "\n".join(problems)
+
+
 def test_heavy_libraries_are_imported_at_module_level_only_in_engine_packages() -> None:
     problems = eager_heavy_imports(source_tree())
     assert not problems, "\n".join(problems)
@@ -446,7 +467,9 @@ def test_the_rules_catch_what_breaks_them(tmp_path: Path) -> None:
         "engines/cascade/speaking/__init__.py": "",
         "engines/cascade/speaking/voice.py": "from omnivox.engines.cascade.chat import tools\n",
         "serving/__init__.py": "",
-        "serving/chat.py": "import starlette\nfrom omnivox.engines.one import model\n",
+        "serving/chat.py": (
+            "import starlette\nimport prometheus_client\nfrom omnivox.engines.one import model\n"
+        ),
         "audio/__init__.py": "from . import pcm\n",
         "audio/pcm.py": "import torch\n",
     }
@@ -470,6 +493,8 @@ def test_the_rules_catch_what_breaks_them(tmp_path: Path) -> None:
     assert "omnivox.audio.pcm imports torch at module level" in audio_library
     (web,) = web_violations(tree)
     assert "omnivox.serving.chat imports starlette" in web
+    (prometheus,) = metrics_library_violations(tree)
+    assert "omnivox.serving.chat imports prometheus_client" in prometheus
     eager = eager_heavy_imports(tree)  # the server's import runs only when called
     assert [line.split(":")[0] for line in eager] == ["src/omnivox/audio/pcm.py"]
     chain = heavy_on_import(tree, "omnivox.audio")

@@ -1,4 +1,5 @@
-"""README.md's Configuration table is generated from the Settings fields, so it can not drift."""
+"""The options tables (README.md's common options, docs/configuration.md's every one) are
+generated from the Settings fields, so they can not drift."""
 
 from __future__ import annotations
 
@@ -9,22 +10,31 @@ from pathlib import Path
 
 import pytest
 
-from omnivox.cli import UNSET_MEANS, build_parser, options_table
+from omnivox.cli import COMMON_OPTIONS, UNSET_MEANS, build_parser, options_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-REGENERATE = '.venv/bin/python -c "from omnivox.cli import options_table; print(options_table())"'
+ROOT = Path(__file__).resolve().parents[2]
+REGENERATE = (
+    '.venv/bin/python -c "from omnivox.cli import {0}, options_table; print(options_table({1}))"'
+)
 
 
-def readme_options_table() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+def table_in(path: Path, heading: str) -> str:
+    text = path.read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
     return "\n".join(line for line in section.splitlines() if line.startswith("|"))
 
 
-def test_the_readme_configuration_table_is_the_generated_one() -> None:
-    assert readme_options_table() == options_table(), (
+def test_the_readme_table_is_the_generated_one_of_the_common_options() -> None:
+    assert table_in(ROOT / "README.md", "## Configuration") == options_table(COMMON_OPTIONS), (
         "README.md's Configuration table differs from the Settings fields' descriptions; "
-        f"replace it with the output of: {REGENERATE}"
+        "replace it with the output of: " + REGENERATE.format("COMMON_OPTIONS", "COMMON_OPTIONS")
+    )
+
+
+def test_docs_configuration_is_the_generated_table_of_every_option() -> None:
+    assert table_in(ROOT / "docs" / "configuration.md", "## Options") == options_table(), (
+        "docs/configuration.md's table differs from the Settings fields' descriptions; "
+        "replace it with the output of: " + REGENERATE.format("UNSET_MEANS", "")
     )
 
 

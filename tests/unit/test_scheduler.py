@@ -414,3 +414,20 @@ def test_after_a_transcription_the_slot_waits_longer_for_its_conversations_first
     clock.advance(RESERVE_S)
     finish(thread)
     assert order == ["urgent heard", "urgent writes", "later"]
+
+
+def test_the_slot_counts_its_waiting_steps_and_the_seconds_it_was_held() -> None:
+    clock = FakeClock()
+    slot = WatchedSlot(clock)
+    pace = Pace(arrived_s=0.0)  # one conversation: no reservation to wait out between its steps
+    assert (slot.waiting_count, slot.busy_s) == (0, 0.0)
+    with slot.hold(pace, Stage.TEXT):
+        clock.advance(2.0)
+        assert slot.busy_s == 2.0  # the step in progress counts as it goes
+        thread = queue_step(slot, pace, Stage.TEXT, lambda: clock.advance(0.5))
+        assert slot.waiting_count == 1
+        clock.advance(1.0)
+    finish(thread)
+    assert (slot.waiting_count, slot.busy_s) == (0, 3.5)
+    clock.advance(10.0)  # a free slot's time is not busy time
+    assert slot.busy_s == 3.5

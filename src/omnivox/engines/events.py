@@ -52,10 +52,13 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """The last event of every generation."""
+    """The last event of every generation. ``prompt_text_tokens``: the prompt's exact
+    text tokens when only the end of the answer tells them (a model on another server);
+    None keeps the count made in ``prepare``."""
 
     reason: FinishReason
     completion_text_tokens: int
+    prompt_text_tokens: int | None = None
 
 
 EngineEvent = TextDelta | AudioDelta | ToolCallDelta | Finished

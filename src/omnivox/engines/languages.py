@@ -3,7 +3,8 @@ them (``verbose_json`` reports ``"language": "english"``).
 
 ``LANGUAGES`` is in Whisper's own order, the order of its language tokens: a model that
 knows ``n`` languages knows the first ``n`` (Cantonese, the last, came with large-v3).
-``language_name`` is the name of a code; an unknown code is returned as it is.
+``language_name`` is the name of a code, ``language_code`` the code of a name (or of a
+code); what either does not know is returned as it is (lower-cased, by ``language_code``).
 
 This module is shared by the engines; it knows nothing of any model.
 """
@@ -119,6 +120,16 @@ LANGUAGES: Mapping[str, str] = {
 def language_name(code: str) -> str:
     """The lower-case English name of ``code`` ("en" -> "english"); ``code`` if unknown."""
     return LANGUAGES.get(code.lower(), code)
+
+
+def language_code(name: str) -> str:
+    """The ISO 639-1 code of a language's English name or code ("English" -> "en",
+    "en" -> "en"); ``name`` lower-cased if unknown."""
+    key = name.strip().lower()
+    return key if key in LANGUAGES else _CODES.get(key, key)
+
+
+_CODES: Mapping[str, str] = {name: code for code, name in LANGUAGES.items()}
 
 
 def whisper_languages(n_languages: int) -> tuple[str, ...]:

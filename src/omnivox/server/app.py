@@ -19,7 +19,8 @@ a prefix) is still answered, through the longer way. ``create_app`` therefore
 returns the dispatcher; the FastAPI app is its ``api``.
 
 ``access`` (keys, rate limits, the usage ledger) is asked in the order its
-docstring gives; without one every request is served unmetered.
+docstring gives; without one every request is served unmetered. ``GET /metrics``
+shows the app's own Prometheus registry (``metrics``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from omnivox.access.gate import AccessControl, Caller, OpenAccess
 from omnivox.access.ledger import parse_since_s
 from omnivox.engines.base import Engine
 from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
+from omnivox.metrics import subscribed
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import Model, ModelList
 from omnivox.protocol.validation import to_openai_error
@@ -60,7 +62,9 @@ from omnivox.server.bodies import (
 from omnivox.server.cors import cors
 from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
-from omnivox.server.hosts import KeylessTrust
+from omnivox.server.hosts import KeylessTrust, is_loopback_name
+from omnivox.server.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
+from omnivox.server.metrics import ServerMetrics
 from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.server.openapi import CHAT_PATH, describe_routes
 from omnivox.server.websockets import refuse_websocket
@@ -114,6 +118,7 @@ def create_app(
         ServiceOptions(settings.audio_ttl_s, limits),
         system_fingerprint=ids.system_fingerprint(engine.name, *engine.model_names()),
     )
+    metrics = ServerMetrics((entry.model_id for entry in catalog.entries()), engine)
     state: dict[str, bool] = {"ready": False}
     keyless = KeylessTrust(settings.allowed_hosts, settings.cors_origins)
 
@@ -125,17 +130,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if start_engine:
-            await engine.start()
-        await gate.start()  # rows an earlier process left open are closed before new ones
-        state["ready"] = True
-        try:
-            yield
-        finally:
-            state["ready"] = False
-            await engine.close()
-            store.close()
-            await gate.close()
+        with subscribed(metrics):  # the upstream calls the engine reports, from its start
+            if start_engine:
+                await engine.start()
+            await gate.start()  # rows an earlier process left open are closed before new ones
+            state["ready"] = True
+            try:
+                yield
+            finally:
+                state["ready"] = False
+                await engine.close()
+                store.close()
+                await gate.close()
 
     app = FastAPI(
         # omnivox reports through its ledger and logs; FastAPI's OpenTelemetry hooks
@@ -167,6 +173,7 @@ def create_app(
             await admission.charge(run)
             response: Response
             if req.streaming:
+                run.events = metrics.timed_outputs(run.events, request.state.started_ns)
                 response = EventStreamResponse(
                     sse.render(run),
                     media_type=SSE_MEDIA_TYPE,
@@ -220,14 +227,29 @@ def create_app(
         }
         return json_response(json.dumps(body), status)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Without a key only from loopback (a scraper on this host), or on a server
+        without keys; either way, never to a foreign page (``hosts``)."""
+        client = request.client
+        if "authorization" not in request.headers and (
+            client is not None and is_loopback_name(client.host)
+        ):
+            keyless.check(request.headers.get("host"), request.headers.get("origin"))
+        else:
+            authenticate(request)
+        return Response(metrics.render(), media_type=METRICS_MEDIA_TYPE)
+
     app.router.add_route(CHAT_PATH, chat_completions, methods=["POST"], include_in_schema=False)
     describe_routes(app)
+    metrics.add_routes(path for route in app.routes if (path := getattr(route, "path", None)))
     app.add_middleware(
         OpenAIHeadersMiddleware,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
+        metrics=metrics,
     )
-    return OmnivoxApp(app, chat_completions, settings)
+    return OmnivoxApp(app, chat_completions, settings, metrics)
 
 
 class OmnivoxApp:
@@ -244,11 +266,13 @@ class OmnivoxApp:
         api: FastAPI,
         chat: Callable[[Request], Awaitable[Response]],
         settings: Settings,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.api = api
+        self.metrics = metrics
         self._chat = chat
         self._chat_app: ASGIApp = OpenAIHeadersMiddleware(
-            self._serve_chat, settings.max_body_bytes, settings.body_timeout_s
+            self._serve_chat, settings.max_body_bytes, settings.body_timeout_s, metrics
         )
         self._entry: ASGIApp = self._dispatch
         if settings.cors_origins:

@@ -179,6 +179,8 @@ class ChatService:
                 yield ChoiceToolCall(index, event.index, call_id, event.name, event.arguments)
             elif isinstance(event, Finished):
                 count.finished(event.completion_text_tokens)
+                if event.prompt_text_tokens is not None:
+                    run.usage.prompt_text_tokens = event.prompt_text_tokens
                 only_calls = made_tool_call and not pcm and not "".join(transcript)
                 if speak and not only_calls:
                     tail = aligning_silence(sum(map(len, pcm)))

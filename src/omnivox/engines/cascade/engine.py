@@ -28,6 +28,11 @@ at the speed asked; Piper takes no delivery instructions) and writes down or
 translates uploaded recordings (``transcribe``: ``transcription``, a Whisper pass
 over ~28 s of speech per step of the slot, so long files share the CPU too).
 
+Each of the three parts may be on other servers instead (``--asr``, ``--llm``,
+``--tts`` given as URLs): ``listening.remote``, ``chat.remote`` and
+``speaking.remote`` stand where the embedded models do, and their work takes no
+step of the slot. With all three elsewhere, no model is loaded here.
+
 This module wires the parts together; it knows nothing of HTTP or of how each
 part computes.
 """
@@ -38,7 +43,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,17 +67,22 @@ from omnivox.engines.cascade.chat.generator import (
     LlamaGenerator,
     TokenPiece,
 )
+from omnivox.engines.cascade.chat.model import ChatModel, ChatPrompt
 from omnivox.engines.cascade.chat.prompt import (
     build_messages,
     client_audio_transcripts,
     offers_tools,
 )
+from omnivox.engines.cascade.chat.remote import RemoteChatModel
 from omnivox.engines.cascade.chat.tools import AnswerReader
 from omnivox.engines.cascade.listening.listener import Listener
 from omnivox.engines.cascade.listening.long_form import known_languages
 from omnivox.engines.cascade.listening.recogniser import WhisperRecogniser
+from omnivox.engines.cascade.listening.remote import RemoteRecogniser
 from omnivox.engines.cascade.listening.transcripts import TranscriptBook
 from omnivox.engines.cascade.scheduler import ComputeSlot, Pace, Stage
+from omnivox.engines.cascade.speaking.piper_vocoder import PreparedVoice
+from omnivox.engines.cascade.speaking.remote import RemoteVoice
 from omnivox.engines.cascade.speaking.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaking.speaker import UnitSpeaker
 from omnivox.engines.cascade.speaking.synthesizer import (
@@ -92,6 +102,7 @@ from omnivox.engines.events import (
     ToolCallDelta,
     TranscriptionEvent,
 )
+from omnivox.engines.upstream import is_url
 from omnivox.engines.worker import ThreadBridge
 from omnivox.errors import (
     InvalidValueError,
@@ -112,8 +123,8 @@ DEFAULT_LLM_INSTANCES = 4
 class CascadePrompt:
     """The engine's payload in a ``PreparedGeneration``: the prompt and its constraints."""
 
-    text: str
-    tokens: tuple[int, ...]
+    prompt: ChatPrompt
+    audio_tokens: int = 0  # the prompt's tokens that are transcripts of the client's audio
     grammar: Grammar | None = None
     branch: GrammarBranch | None = None
     reads_calls: bool = False
@@ -132,14 +143,20 @@ class CascadeEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.context_window_tokens = DEFAULT_CONTEXT_TOKENS
-        self._generator: LlamaGenerator | None = None
-        self._synthesizer: PiperSynthesizer | None = None
+        self._generator: ChatModel | None = None
+        self._synthesizer: PiperSynthesizer | RemoteVoice | None = None
         self._transcripts: TranscriptBook | None = None
         self._listener: Listener | None = None
         self.slot = ComputeSlot()
 
     def model_names(self) -> tuple[str, ...]:
-        return (self.settings.asr, self.settings.llm, self.settings.tts)
+        s = self.settings
+        # A part on other servers is named by the model asked of them, never by their URLs.
+        return (
+            s.asr_model if is_url(s.asr) else s.asr,
+            (s.llm_model or "upstream") if is_url(s.llm) else s.llm,
+            s.tts_model if is_url(s.tts) else s.tts,
+        )
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -147,46 +164,103 @@ class CascadeEngine:
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
-        models_dir = self.settings.models_dir
-        # Find every file first, so that a missing one fails before anything loads.
-        whisper_dir = assets.whisper_files(self.settings.asr, models_dir)
-        gguf_path = assets.gguf_file(self.settings.llm, models_dir)
-        voice_files = assets.piper_files(self.settings.tts, models_dir)
-        threads = self.settings.threads
-        with _loading("voice", voice_files.model_path, "--tts"):
-            # First: rewriting the voice once takes memory the models do not hold yet.
-            voice = prepare_piper_voice(voice_files, models_dir, cpu_threads=threads)
-        release_free_memory()
+        settings = self.settings
+        models_dir = settings.models_dir
+        # Find every file first, so that a missing one fails before anything loads; a part
+        # given as URLs is on other servers (the pools of ``_load_chat`` and below).
+        asr, llm, tts = settings.asr, settings.llm, settings.tts
+        whisper_dir = None if is_url(asr) else assets.whisper_files(asr, models_dir)
+        gguf_path = None if is_url(llm) else assets.gguf_file(llm, models_dir)
+        voice_files = None if is_url(tts) else assets.piper_files(tts, models_dir)
+        threads = settings.threads
+        voice = None
+        if voice_files is not None:
+            with _loading("voice", voice_files.model_path, "--tts"):
+                # First: rewriting the voice once takes memory the models do not hold yet.
+                voice = prepare_piper_voice(voice_files, models_dir, cpu_threads=threads)
+            release_free_memory()
+        # The conversation is held in the voice's language: telling Whisper so saves its
+        # language detection (a second encoder pass per clip). An upstream voice's is unknown.
+        language = voice_language(voice_files) if voice_files is not None else None
+        recogniser = self._load_recogniser(whisper_dir, language)
+        chat = self._load_chat(gguf_path)
+        synthesizer = self._load_voice(voice_files, voice)
+        self._transcripts = TranscriptBook(recogniser)
+        self._listener = Listener(self._transcripts, recogniser)
+        self._generator, self._synthesizer = chat, synthesizer
+        self.context_window_tokens = chat.context_window_tokens
+        release_free_memory()  # what loading and the warm-ups freed
+
+    def _load_recogniser(
+        self, whisper_dir: Path | None, language: str | None
+    ) -> WhisperRecogniser | RemoteRecogniser:
+        """Whisper from ``whisper_dir``, or (None) the upstreams of --asr."""
+        settings = self.settings
+        if whisper_dir is None:
+            return RemoteRecogniser.connect(
+                settings.asr,
+                upstream_model=settings.asr_model,
+                language=language,
+                api_key=settings.audio_api_key,
+                timeout_s=settings.upstream_timeout_s,
+            )
         with _loading("speech recognition model", whisper_dir, "--asr"):
-            # The conversation is held in the voice's language: telling Whisper so
-            # saves its language detection (a second encoder pass per clip).
-            recogniser = WhisperRecogniser(
+            return WhisperRecogniser(
                 whisper_dir,
-                cpu_threads=threads,
+                cpu_threads=settings.threads,
                 num_workers=1,  # one step at a time (the slot): a second worker is idle memory
-                language=voice_language(voice_files),
+                language=language,
+            )
+
+    def _load_voice(
+        self, files: assets.PiperFiles | None, prepared: PreparedVoice | None
+    ) -> PiperSynthesizer | RemoteVoice:
+        """The Piper voice of ``files``, or (None) the upstreams of --tts."""
+        settings = self.settings
+        if files is None or prepared is None:
+            return RemoteVoice.connect(
+                settings.tts,
+                upstream_model=settings.tts_model,
+                api_key=settings.audio_api_key,
+                timeout_s=settings.upstream_timeout_s,
+            )
+        with _loading("voice", files.model_path, "--tts"):
+            return PiperSynthesizer(files, prepared, cpu_threads=settings.threads)
+
+    def _load_chat(self, gguf_path: Path | None) -> ChatModel:
+        """The embedded chat model from ``gguf_path``, or (None) the upstreams of --llm."""
+        settings = self.settings
+        if gguf_path is None:
+            from omnivox.engines.cascade.chat.remote import RemoteChatModel
+
+            return RemoteChatModel.connect(
+                settings.llm,
+                model=settings.llm_model,
+                dialect=settings.llm_dialect,
+                context=settings.llm_context,
+                api_key=settings.llm_api_key,
+                timeout_s=settings.upstream_timeout_s,
             )
         with _loading("chat model", gguf_path, "--llm"):
             generator = LlamaGenerator(
                 gguf_path,
-                n_threads=threads,
-                n_ctx=self.context_window_tokens,
+                n_threads=settings.threads,
+                n_ctx=DEFAULT_CONTEXT_TOKENS,
                 n_instances=DEFAULT_LLM_INSTANCES,
             )
             warm_up(generator)
-        with _loading("voice", voice_files.model_path, "--tts"):
-            synthesizer = PiperSynthesizer(voice_files, voice, cpu_threads=threads)
-        self._transcripts = TranscriptBook(recogniser)
-        self._listener = Listener(self._transcripts, recogniser)
-        self._generator, self._synthesizer = generator, synthesizer
-        self.context_window_tokens = generator.context_window_tokens
-        release_free_memory()  # what loading and the warm-ups freed
+        return generator
 
     async def close(self) -> None:
         generator, self._generator = self._generator, None
+        recogniser = self._listener.recogniser if self._listener is not None else None
+        synthesizer = self._synthesizer
         self._synthesizer = self._transcripts = self._listener = None
         if generator is not None:
             await asyncio.to_thread(generator.close)
+        for upstream in (recogniser, synthesizer):  # their pools' connections and watchers
+            if isinstance(upstream, RemoteRecogniser | RemoteVoice):
+                await asyncio.to_thread(upstream.close)
 
     def voice_table(self) -> Mapping[str, str]:
         if self._synthesizer is not None:
@@ -209,16 +283,21 @@ class CascadeEngine:
         return self._listener
 
     @property
-    def generator(self) -> LlamaGenerator:
+    def generator(self) -> ChatModel:
         if self._generator is None:
             raise ServerError("the cascade engine is not started")
         return self._generator
 
     @property
-    def synthesizer(self) -> PiperSynthesizer:
+    def synthesizer(self) -> PiperSynthesizer | RemoteVoice:
         if self._synthesizer is None:
             raise ServerError("the cascade engine is not started")
         return self._synthesizer
+
+    @property
+    def _voice_slot(self) -> ComputeSlot | None:
+        """The slot each window of synthesis takes; none for a voice on other servers."""
+        return None if isinstance(self.synthesizer, RemoteVoice) else self.slot
 
     @property
     def recogniser(self) -> WhisperRecogniser:
@@ -231,6 +310,8 @@ class CascadeEngine:
 
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
         pace = Pace(speaking=request.speech is not None)
+        if request.speech is not None and isinstance(self.synthesizer, RemoteVoice):
+            self.synthesizer.check_available()  # a 503 now, not a spoken answer broken off
         await asyncio.to_thread(self._transcribe_all, request, pace)
         # Grammars, the chat template and the tokenizer take time in proportion to the
         # request (a 20 MB prompt: seconds): off the event loop, like the models.
@@ -238,24 +319,24 @@ class CascadeEngine:
 
     def _prepare_text(self, request: GenerationRequest, pace: Pace) -> PreparedGeneration:
         transcript_of = self.transcripts.transcript  # all cached now: no blocking work
-        generator = self.generator
-        check_logit_bias(request, generator)
-        grammar, branch = answer_constraints(request, generator)
-        prompt_text = self._render(request)
-        tokens = generator.tokenize_prompt(prompt_text)
+        chat = self.generator
+        check_logit_bias(request, chat)
+        grammar, branch = answer_constraints(request, chat)
+        if isinstance(chat, RemoteChatModel):
+            chat.check_request(request.sampling, offers_tools(request))
+        prompt = self._prompt(request)
         # Serving checks the window too; a prompt that can not fit stops here, before more work.
-        check_context_window(self.context_window_tokens, len(tokens))
+        check_context_window(self.context_window_tokens, prompt.n_tokens)
         audio_tokens = sum(
-            generator.count_tokens(text)
-            for text in client_audio_transcripts(request, transcript_of)
+            chat.count_tokens(text) for text in client_audio_transcripts(request, transcript_of)
         )
         return PreparedGeneration(
             request=request,
-            context_tokens=len(tokens),
-            prompt_text_tokens=max(0, len(tokens) - audio_tokens),
+            context_tokens=prompt.n_tokens,
+            prompt_text_tokens=max(0, prompt.n_tokens - audio_tokens),
             payload=CascadePrompt(
-                prompt_text,
-                tuple(tokens),
+                prompt,
+                audio_tokens,
                 grammar,
                 branch,
                 reads_calls=offers_tools(request),
@@ -263,17 +344,17 @@ class CascadeEngine:
             ),
         )
 
-    def _render(self, request: GenerationRequest) -> str:
+    def _prompt(self, request: GenerationRequest) -> ChatPrompt:
         transcript_of = self.transcripts.transcript
         has_tool_turns = any(turn.role == "tool" for turn in request.turns)
         try:
-            return self.generator.render(build_messages(request, transcript_of))
+            return self.generator.prompt(build_messages(request, transcript_of))
         except ValueError as exc:  # the template's raise_exception(): roles out of order...
             error = exc
         if has_tool_turns:  # a template that knows no "tool" role: results as user messages
             try:
                 messages = build_messages(request, transcript_of, tool_role=False)
-                return self.generator.render(messages)
+                return self.generator.prompt(messages)
             except ValueError as exc:
                 error = exc
         raise InvalidValueError(
@@ -287,7 +368,10 @@ class CascadeEngine:
             for part in turn.parts
             if isinstance(part, AudioClip) and self.transcripts.cached(part) is None
         ]
-        if clips:
+        recogniser = self.listener.recogniser
+        if clips and isinstance(recogniser, RemoteRecogniser):  # heard elsewhere: no slot
+            recogniser.hear(clips, self.transcripts)
+        elif clips:
             self.listener.hear(clips, lambda: self.slot.hold(pace, Stage.LISTEN))
             # the pass's buffers, the largest the server frees; meanwhile the chat goes on
             release_free_memory_soon()
@@ -305,8 +389,9 @@ class CascadeEngine:
         if request.speech is not None:
             units = queue.SimpleQueue()
             speaker = UnitSpeaker(self.synthesizer, request.speech.voice)
+            slot = self._voice_slot
             bridge.spawn(
-                lambda cancel: _speech_work(speaker, units, self.slot, pace, cancel), name="tts"
+                lambda cancel: _speech_work(speaker, units, slot, pace, cancel), name="tts"
             )
         bridge.spawn(
             lambda cancel: self._text_work(prepared, payload, units, pace, cancel), name="llm"
@@ -320,7 +405,10 @@ class CascadeEngine:
                     yield item
         if end is None:
             raise ServerError()
-        yield Finished(end.reason, end.n_tokens)
+        prompt_text_tokens = None
+        if end.prompt_tokens is not None:  # the upstream counted the prompt: bill its count
+            prompt_text_tokens = max(0, end.prompt_tokens - payload.audio_tokens)
+        yield Finished(end.reason, end.n_tokens, prompt_text_tokens)
 
     def _text_work(
         self,
@@ -335,14 +423,25 @@ class CascadeEngine:
         segmenter = SpeechSegmenter()
         reader = AnswerReader() if payload.reads_calls else None
         try:
-            stream = self.generator.stream(
-                payload.tokens,
-                prepared.request.sampling,
-                cancel,
-                grammar=payload.grammar,
-                branch=payload.branch,
-                gate=lambda steps: self.slot.steps(steps, pace, Stage.TEXT, cancel),
-            )
+            chat = self.generator
+            if isinstance(chat, RemoteChatModel):  # its work is elsewhere: no local slot
+                stream = chat.stream(
+                    payload.prompt,
+                    prepared.request.sampling,
+                    cancel,
+                    grammar=payload.grammar,
+                    branch=payload.branch,
+                    response_format=prepared.request.response_format,
+                )
+            else:
+                stream = chat.stream(
+                    payload.prompt,
+                    prepared.request.sampling,
+                    cancel,
+                    grammar=payload.grammar,
+                    branch=payload.branch,
+                    gate=lambda steps: self.slot.steps(steps, pace, Stage.TEXT, cancel),
+                )
             for item in stream:
                 if isinstance(item, TokenPiece):
                     pace.wrote()
@@ -382,10 +481,9 @@ class CascadeEngine:
             units.put(unit)
         units.put(None)
         pace = Pace(speaking=True)
+        slot = self._voice_slot
         bridge: ThreadBridge[AudioDelta] = ThreadBridge(name="omnivox-cascade-speech")
-        bridge.spawn(
-            lambda cancel: _speech_work(speaker, units, self.slot, pace, cancel), name="tts"
-        )
+        bridge.spawn(lambda cancel: _speech_work(speaker, units, slot, pace, cancel), name="tts")
         async with contextlib.aclosing(bridge.items()) as items:
             async for item in items:
                 yield item
@@ -393,7 +491,24 @@ class CascadeEngine:
 
     async def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
         """Write down (or translate into English) the speech of ``request.clip``, a piece
-        of ~28 s of speech per slot step (``transcription``)."""
+        of ~28 s of speech per slot step (``transcription``), or by the upstreams of --asr."""
+        pace = Pace(speaking=False)
+        bridge: ThreadBridge[TranscriptionEvent] = ThreadBridge(
+            name="omnivox-cascade-transcription"
+        )
+        recogniser = self.listener.recogniser
+        if isinstance(recogniser, RemoteRecogniser):  # written down elsewhere: no slot
+            bridge.spawn(lambda cancel: recogniser.transcription(request, cancel), name="asr")
+        else:
+            bridge.spawn(self._local_transcription(request, pace), name="asr")
+        async with contextlib.aclosing(bridge.items()) as items:
+            async for item in items:
+                yield item
+
+    def _local_transcription(
+        self, request: TranscriptionRequest, pace: Pace
+    ) -> Callable[[threading.Event], Iterator[TranscriptionEvent]]:
+        """The work of ``transcribe`` with the embedded Whisper, once the request is checked."""
         model = self.recogniser.model
         if request.task == "translate" and known_languages(model) == ("en",):
             raise InvalidValueError(
@@ -406,27 +521,18 @@ class CascadeEngine:
                 "give an ISO 639-1 code such as 'en', or none to detect it.",
                 param="language",
             )
-        pace = Pace(speaking=False)
-        bridge: ThreadBridge[TranscriptionEvent] = ThreadBridge(
-            name="omnivox-cascade-transcription"
-        )
-        bridge.spawn(
-            lambda cancel: transcription_work(model, request, self.slot, pace, cancel),
-            name="asr",
-        )
-        async with contextlib.aclosing(bridge.items()) as items:
-            async for item in items:
-                yield item
+        return lambda cancel: transcription_work(model, request, self.slot, pace, cancel)
 
 
 def _speech_work(
     speaker: UnitSpeaker,
     units: queue.SimpleQueue[str | None],
-    slot: ComputeSlot,
+    slot: ComputeSlot | None,
     pace: Pace,
     cancel: threading.Event,
 ) -> Iterator[AudioDelta]:
-    """Runs in the synthesis thread: speak each unit as soon as it is cut."""
+    """Runs in the synthesis thread: speak each unit as soon as it is cut (``slot`` None:
+    the voice speaks on other servers, and its windows take no local step)."""
     while not cancel.is_set():
         try:
             unit = units.get(timeout=UNIT_POLL_S)
@@ -439,7 +545,9 @@ def _speech_work(
             return
         # One slot step per window: the pieces of a window made leave at once, without
         # waiting for the slot again behind other conversations' steps.
-        for pieces in slot.steps(speaker.windows(unit, cancel), pace, Stage.SPEECH, cancel):
+        windows = speaker.windows(unit, cancel)
+        steps = windows if slot is None else slot.steps(windows, pace, Stage.SPEECH, cancel)
+        for pieces in steps:
             for pcm in pieces:
                 pace.spoke(len(pcm))
                 yield AudioDelta(pcm)

@@ -123,6 +123,23 @@ class ComputeSlot:
         self._holder: tuple[Pace, tuple[float, int]] | None = None
         self._reserved: tuple[Pace, tuple[float, int]] | None = None
         self._reserved_until_s = 0.0
+        self._held_since_s: float | None = None  # when the current step got the slot
+        self._held_s = 0.0  # the slot's steps so far, added up when each lets it go
+
+    @property
+    def waiting_count(self) -> int:
+        """How many steps wait for the slot now."""
+        return len(self._waiting)
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds the slot has been held since it was made, the current step's so far
+        included: it never decreases."""
+        with self._lock:
+            since_s = self._held_since_s
+            if since_s is None:
+                return self._held_s
+            return self._held_s + max(0.0, self._now() - since_s)
 
     def _now(self) -> float:
         """The clock that reservations are timed on."""
@@ -137,6 +154,8 @@ class ComputeSlot:
         asked_s = self._now()
         granted = self._acquire(pace, (deadline_s, int(stage), next(self._order)), cancel)
         got_s = self._now()
+        if granted:
+            self._held_since_s = got_s
         try:
             yield granted
         finally:
@@ -201,9 +220,13 @@ class ComputeSlot:
 
     def _release(self, reserve_s: float) -> None:
         with self._lock:
+            now_s = self._now()
+            if self._held_since_s is not None:
+                self._held_s += max(0.0, now_s - self._held_since_s)
+                self._held_since_s = None
             self._busy = False
             self._reserved = self._holder
-            self._reserved_until_s = self._now() + reserve_s
+            self._reserved_until_s = now_s + reserve_s
             self._holder = None
             if self._waiting:
                 self._waiting[0].wake.set()

