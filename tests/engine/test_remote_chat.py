@@ -17,12 +17,13 @@ import jsonschema
 import openai
 import pytest
 
+from devtools.llama_server import llama_server
 from devtools.serve import free_port
+from devtools.spy_proxy import SpyProxy
 from omnivox.engines.cascade.engine import CascadeEngine
 from omnivox.settings import Settings
 from tests.conftest import sdk_client
 from tests.support.live_server import LiveServer, start_server
-from tests.support.upstreams import SpyProxy, llama_server
 
 pytestmark = pytest.mark.engine
 
@@ -152,6 +153,22 @@ def test_a_spoken_answer_starts_before_the_upstream_has_finished(
             spy.hold = False
             spy.script = None
             spy.release.set()
+
+
+def test_an_upstream_breaking_off_mid_answer_ends_the_stream_with_an_error_event(
+    client: openai.OpenAI, spies: list[SpyProxy]
+) -> None:
+    for spy in spies:
+        spy.script, spy.cut = ["The sea ", "is wide ", "and deep"], True
+    try:
+        with pytest.raises(openai.APIError) as caught:
+            for _chunk in ask(client, "Tell me about the sea.", stream=True):
+                pass
+        assert "upstream" in caught.value.message
+    finally:
+        for spy in spies:
+            spy.script, spy.cut = None, False
+    assert ask(client, "Say yes.", max_completion_tokens=5).choices  # serving on
 
 
 def test_required_tool_calls_validate_against_their_schema(client: openai.OpenAI) -> None:

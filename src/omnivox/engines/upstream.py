@@ -3,12 +3,17 @@
 An ``UpstreamPool`` holds the base URLs (``http(s)://HOST/v1``) given for one part
 (the chat model, the recogniser, the voice). Each request goes to the healthy
 upstream with the fewest requests in flight (ties: the one least recently
-chosen). An upstream that fails before answering (it can not be reached, times
-out, or answers 5xx) is taken out of rotation and the request is tried on the
-next; a watcher thread asks each one out of rotation for ``GET /models`` every
+chosen). An upstream that can not be reached, or says it can not serve now (502,
+503, 504), is taken out of rotation and the request is tried on the next; a
+watcher thread asks each one out of rotation for ``GET /models`` every
 ``RECHECK_S`` and puts it back once it answers. When none is left the request
-fails with 503 ``upstream_unavailable``. A failure after the answer has begun
-is the caller's to report (the bytes already sent can not be taken back).
+fails with 503 ``upstream_unavailable`` (the reasons, with the URLs, go to the
+log, not to the client). An upstream that is slow to answer, or fails this one
+request (500), stays in rotation: the request fails with 502 ``upstream_error``.
+An upstream's refusal of the client's request (400, 413, 422) is the client's
+400; one of the server's own configuration (401, 403, 404: a wrong key, model or
+URL) is a 502. A failure after the answer has begun is the caller's to report (the
+bytes already sent can not be taken back).
 
 The pool is synchronous (``httpx.Client``): the engines call it from their
 worker threads. Nothing here knows what the upstream computes.
@@ -22,16 +27,20 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from omnivox.errors import InvalidRequestError, UpstreamError, UpstreamUnavailableError
+from omnivox.metrics import record_upstream
 
 log = logging.getLogger("omnivox.upstream")
+# httpx logs every request at info: the upstreams' calls are counted in /metrics instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RECHECK_S = 2.0  # how often an upstream out of rotation is asked whether it is back
 CHECK_TIMEOUT_S = 2.0
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({502, 503, 504})  # the upstream can not serve now: try another
+OPERATOR_STATUSES = frozenset({401, 403, 404, 405})  # a wrong key, model or URL in the settings
 
 
 def is_url(spec: str) -> bool:
@@ -47,16 +56,11 @@ def split_urls(spec: str) -> list[str]:
 @dataclass
 class Upstream:
     url: str
+    host: str = ""  # host:port, the label it is reported under (never the whole URL)
     healthy: bool = True
     in_flight: int = 0
     chosen_at: int = 0  # a tick of the pool's counter: the least recent goes first on a tie
     last_error: str = ""
-
-
-@dataclass
-class _Picked:
-    upstream: Upstream
-    tried: set[str] = field(default_factory=set)
 
 
 class UpstreamPool:
@@ -75,7 +79,7 @@ class UpstreamPool:
         if not urls:
             raise ValueError("an upstream pool needs at least one URL")
         self.part = part
-        self.upstreams = [Upstream(url) for url in urls]
+        self.upstreams = [Upstream(url, _host(url)) for url in urls]
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Connecting and waiting for the answer to begin are bounded; reading a long
         # streamed answer is not (a reading may last minutes), only each pause in it.
@@ -117,8 +121,9 @@ class UpstreamPool:
 
     def _unavailable(self) -> UpstreamUnavailableError:
         reasons = "; ".join(f"{u.url}: {u.last_error or 'unhealthy'}" for u in self.upstreams)
+        log.warning("no %s upstream can serve: %s", self.part, reasons)
         return UpstreamUnavailableError(
-            f"The {self.part} is unavailable: no upstream server answered ({reasons}). "
+            f"The {self.part} is unavailable: none of its upstream servers is answering. "
             "Try again later."
         )
 
@@ -139,20 +144,34 @@ class UpstreamPool:
             try:
                 request = self._client.build_request(method, upstream.url + path, **kwargs)
                 response = self._client.send(request, stream=True)
-            except httpx.HTTPError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 self._release(upstream)
                 self._fail(upstream, f"{type(exc).__name__}: {exc}")
+                self._record(upstream, "unreachable", started_s)
                 continue
+            except httpx.HTTPError as exc:  # reached, but slow or broken for this request
+                self._release(upstream)
+                self._record(upstream, "timeout", started_s)
+                log.warning(
+                    "%s upstream %s: %s: %s", self.part, upstream.url, type(exc).__name__, exc
+                )
+                raise UpstreamError(
+                    f"The {self.part}'s upstream server did not answer in time "
+                    f"({type(exc).__name__})."
+                ) from exc
             if response.status_code in RETRYABLE_STATUSES:
                 response.read()
                 response.close()
                 self._release(upstream)
                 self._fail(upstream, f"answered {response.status_code}")
+                self._record(upstream, "unavailable", started_s)
                 continue
+            outcome = "error"
             try:
                 if response.status_code >= 400:
                     response.read()
-                    raise _client_error(self.part, response)
+                    outcome = "refused"
+                    raise _refusal(self.part, upstream.url, response)
                 log.debug(
                     "%s upstream %s answered in %.3f s",
                     self.part,
@@ -160,15 +179,21 @@ class UpstreamPool:
                     time.perf_counter() - started_s,
                 )
                 yield response
+                outcome = "ok"
             except httpx.HTTPError as exc:  # the answer broke off after it began
+                log.warning("%s upstream %s broke off: %s", self.part, upstream.url, exc)
                 raise UpstreamError(
-                    f"The {self.part}'s upstream server {upstream.url} failed while "
-                    f"answering: {type(exc).__name__}: {exc}."
+                    f"The {self.part}'s upstream server failed while answering "
+                    f"({type(exc).__name__})."
                 ) from exc
             finally:
                 response.close()
                 self._release(upstream)
+                self._record(upstream, outcome, started_s)
             return
+
+    def _record(self, upstream: Upstream, outcome: str, started_s: float) -> None:
+        record_upstream(self.part, upstream.host, outcome, time.perf_counter() - started_s)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A whole ``httpx.Response`` (read), chosen and retried as ``stream`` does."""
@@ -202,12 +227,14 @@ class UpstreamPool:
         try:
             response = self._client.get(upstream.url + "/models", timeout=CHECK_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            upstream.last_error = f"{type(exc).__name__}: {exc}"
-            return False
-        if response.status_code >= 500:
-            upstream.last_error = f"answered {response.status_code}"
-            return False
-        return True
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            if response.status_code < 500:
+                return True
+            why = f"answered {response.status_code}"
+        with self._lock:
+            upstream.last_error = why
+        return False
 
     def _watch(self) -> None:
         while not self._closed.wait(RECHECK_S):
@@ -226,8 +253,14 @@ class UpstreamPool:
         self._client.close()
 
 
-def _client_error(part: str, response: Any) -> InvalidRequestError:
-    """An upstream's refusal of a request (4xx), in its own words where it gave them."""
+def _host(url: str) -> str:
+    """``http://gpu1:8001/v1`` -> ``gpu1:8001``."""
+    return url.split("://", 1)[-1].split("/", 1)[0]
+
+
+def _refusal(part: str, url: str, response: Any) -> InvalidRequestError | UpstreamError:
+    """An upstream's 4xx or 500: the client's mistake (400, in the upstream's words) or
+    the server's (502: its configuration, or the upstream's own failure)."""
     message = ""
     try:
         body = response.json()
@@ -236,7 +269,14 @@ def _client_error(part: str, response: Any) -> InvalidRequestError:
         message = raw if isinstance(raw, str) else str(body.get("detail", ""))
     except ValueError:
         message = response.text[:500]
+    status = response.status_code
+    if status in OPERATOR_STATUSES or status >= 500:
+        log.error("%s upstream %s answered %s: %s", part, url, status, message)
+        return UpstreamError(
+            f"The {part}'s upstream server could not serve the request ({status}); "
+            "the server's operator can see why in its log."
+        )
     return InvalidRequestError(
-        f"The {part}'s upstream server refused the request ({response.status_code}): "
+        f"The {part}'s upstream server refused the request ({status}): "
         f"{message or 'no reason given'}"
     )

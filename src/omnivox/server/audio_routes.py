@@ -69,7 +69,7 @@ def add_audio_routes(
         async with admitted(
             gate, caller, req.model, snapshot, None, estimate, request_id
         ) as admission:
-            run = speaker.start(req)
+            run = await speaker.start(req)
             await admission.charge(run)
             chunks = speech.sse_chunks(run) if req.stream_format == "sse" else run.chunks
             response = EventStreamResponse(

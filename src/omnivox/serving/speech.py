@@ -19,6 +19,7 @@ delivery each (see the engine's voice table); ``speed`` changes the pace.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -78,7 +79,9 @@ class SpeechService:
         self.engine = engine
         self.catalog = catalog
 
-    def start(self, req: CreateSpeechRequest) -> SpeechRun:
+    async def start(self, req: CreateSpeechRequest) -> SpeechRun:
+        """Returns once the first bytes are made: a reading that fails before any sound
+        (the voice's server is down, say) is an ordinary HTTP error, not a cut stream."""
         self.catalog.get(req.model, "speech")
         engine = speech_engine(self.engine)
         request = SpeechRequest(
@@ -90,7 +93,7 @@ class SpeechService:
         fmt = ENCODER_NAMES[req.response_format]
         media_type = SSE_MEDIA_TYPE if req.stream_format == "sse" else MIME_TYPES[fmt]
         run = SpeechRun(None, UsageCounter(0, 0), media_type=media_type)
-        run.chunks = _encoded(run, engine.speak(request), fmt)
+        run.chunks = await _primed(_encoded(run, engine.speak(request), fmt))
         return run
 
 
@@ -115,6 +118,27 @@ async def _encoded(
         await end.completed()
         if tail:
             yield tail
+
+
+async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` with its first item already made (errors before it raise here)."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        return _nothing()
+    return _then(first, chunks)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
+
+
+async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(rest):  # type: ignore[type-var]
+        yield first
+        async for chunk in rest:
+            yield chunk
 
 
 async def sse_chunks(run: SpeechRun) -> AsyncIterator[bytes]:

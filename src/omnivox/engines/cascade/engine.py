@@ -262,6 +262,13 @@ class CascadeEngine:
             if isinstance(upstream, RemoteRecogniser | RemoteVoice):
                 await asyncio.to_thread(upstream.close)
 
+    def metrics(self) -> Mapping[str, float]:
+        """The compute slot's queue and busy time, for ``GET /metrics``."""
+        return {
+            "compute_slot_waiting_steps": self.slot.waiting_count,
+            "compute_slot_busy_seconds_total": self.slot.busy_s,
+        }
+
     def voice_table(self) -> Mapping[str, str]:
         if self._synthesizer is not None:
             return self._synthesizer.voice_table()

