@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import openai
 import pytest
@@ -240,5 +241,8 @@ def test_a_front_whose_upstream_is_down_answers_503(tmp_path: Path, models_dir: 
             ask(client, "hello")
         assert caught.value.status_code == 503
         assert caught.value.body["code"] == "upstream_unavailable"  # type: ignore[index]
+        assert "127.0.0.1" not in caught.value.message  # where upstreams lie stays in the log
+        health = httpx.get(server.root + "/health")
+        assert health.status_code == 200 and health.json()["unavailable"] == ["chat model"]
     finally:
         server.stop()

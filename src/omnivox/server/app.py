@@ -225,6 +225,10 @@ def create_app(
             "models": [PurePath(name).name or name for name in engine.model_names()],
             "model": catalog.snapshot,
         }
+        # Parts served by other servers, none of which answers now (requests for them: 503).
+        unavailable = getattr(engine, "unavailable_parts", None)
+        if state["ready"] and unavailable is not None and (parts := unavailable()):
+            body["unavailable"] = list(parts)
         return json_response(json.dumps(body), status)
 
     @app.get("/metrics", include_in_schema=False)

@@ -102,7 +102,7 @@ from omnivox.engines.events import (
     ToolCallDelta,
     TranscriptionEvent,
 )
-from omnivox.engines.upstream import is_url
+from omnivox.engines.upstream import UpstreamPool, is_url
 from omnivox.engines.worker import ThreadBridge
 from omnivox.errors import (
     InvalidValueError,
@@ -262,6 +262,20 @@ class CascadeEngine:
             if isinstance(upstream, RemoteRecogniser | RemoteVoice):
                 await asyncio.to_thread(upstream.close)
 
+    def unavailable_parts(self) -> tuple[str, ...]:
+        """The parts on other servers of which no upstream is answering now (for /health)."""
+        recogniser = self._transcripts.recogniser if self._transcripts is not None else None
+        parts = {
+            "recogniser": recogniser,
+            "chat model": self._generator,
+            "voice": self._synthesizer,
+        }
+        return tuple(
+            name
+            for name, part in parts.items()
+            if isinstance(getattr(part, "pool", None), UpstreamPool) and not part.pool.available()  # type: ignore[union-attr]
+        )
+
     def metrics(self) -> Mapping[str, float]:
         """The compute slot's queue and busy time, for ``GET /metrics``."""
         return {
@@ -319,7 +333,8 @@ class CascadeEngine:
         pace = Pace(speaking=request.speech is not None)
         if request.speech is not None and isinstance(self.synthesizer, RemoteVoice):
             self.synthesizer.check_available()  # a 503 now, not a spoken answer broken off
-        await asyncio.to_thread(self._transcribe_all, request, pace)
+        if any(isinstance(part, AudioClip) for turn in request.turns for part in turn.parts):
+            await asyncio.to_thread(self._transcribe_all, request, pace)
         # Grammars, the chat template and the tokenizer take time in proportion to the
         # request (a 20 MB prompt: seconds): off the event loop, like the models.
         return await asyncio.to_thread(self._prepare_text, request, pace)
