@@ -157,6 +157,22 @@ class Settings(BaseSettings):
         description="replay the omni engine's vocoder solver and code predictor from CUDA "
         "graphs (on CUDA), rather than launching every kernel from Python",
     )
+    # vllm-omni engine
+    upstream: str | None = Field(
+        default=None,
+        description="with --engine vllm-omni: the http(s)://HOST/v1 URL(s) of vLLM-Omni "
+        "servers (comma-separated) that serve Qwen2.5-Omni or Qwen3-Omni",
+    )
+    upstream_model: str | None = Field(
+        default=None,
+        description="with --engine vllm-omni: the upstream's model to ask for (default: the "
+        "first its /v1/models lists)",
+    )
+    upstream_api_key: str | None = Field(
+        default=None,
+        description="with --engine vllm-omni: the API key sent to the upstream (better set as "
+        "OMNIVOX_UPSTREAM_API_KEY)",
+    )
     log_level: str = Field(default="info", description="debug, info, warning or error")
     # access control: API keys, rate limits, the usage ledger
     access_db: Path | None = Field(

@@ -110,8 +110,8 @@ class StreamingWavEncoder:
         return b"" if self._started else wav_header(UNKNOWN_WAV_SIZE)
 
 
-def wav_header(n_data_bytes: int) -> bytes:
-    """The 44-byte header of a mono 16-bit PCM wav file at the output rate."""
+def wav_header(n_data_bytes: int, sample_rate: int = OUTPUT_SAMPLE_RATE) -> bytes:
+    """The 44-byte header of a mono 16-bit PCM wav file (at the output rate unless told)."""
     block_align = S16_BYTES_PER_SAMPLE  # one channel
     return WAV_HEADER.pack(
         b"RIFF",
@@ -121,8 +121,8 @@ def wav_header(n_data_bytes: int) -> bytes:
         16,
         WAV_FORMAT_PCM,
         1,
-        OUTPUT_SAMPLE_RATE,
-        OUTPUT_SAMPLE_RATE * block_align,
+        sample_rate,
+        sample_rate * block_align,
         block_align,
         8 * S16_BYTES_PER_SAMPLE,
         b"data",

@@ -1,7 +1,7 @@
 """Model back ends behind one small Protocol (``base.Engine``), and their registry.
 
 ``create_engine(settings)`` resolves ``settings.engine``: a built-in name
-("cascade", "omni") or any ``"package.module:factory"`` string; the factory is
+("cascade", "omni", "vllm-omni") or any ``"package.module:factory"`` string; the factory is
 called with the settings and returns an engine that is not started yet.
 Modules are imported only when named, so heavy libraries load only for the
 engine in use. A name that can not be resolved raises ``ModelUnavailableError``.
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 BUILTIN_ENGINES = {
     "cascade": "omnivox.engines.cascade:create_engine",
     "omni": "omnivox.engines.omni:create_engine",
+    "vllm-omni": "omnivox.engines.vllm_omni:create_engine",
 }
 INSTALL_HINTS = {"omni": "pip install 'omnivox[omni]'"}
 

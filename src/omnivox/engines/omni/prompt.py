@@ -34,11 +34,10 @@ import json
 from dataclasses import dataclass
 
 from omnivox.engines.base import AudioClip, GenerationRequest, Turn
+from omnivox.engines.qwen_omni import QWEN_SYSTEM_PROMPT
 
-QWEN_SYSTEM_PROMPT = (
-    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of "
-    "perceiving auditory and visual inputs, as well as generating text and speech."
-)
+__all__ = ["QWEN_SYSTEM_PROMPT", "ChatPrompt", "Markup", "build_prompt"]
+
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 
