@@ -254,7 +254,7 @@ class RemoteChatModel:
                 if data is None:
                     continue
                 if data == "[DONE]":
-                    break
+                    continue  # the body ends here: read to its end, so the connection is kept
                 chunk = _json(data)
                 usage = chunk.get("usage")
                 if isinstance(usage, Mapping):
