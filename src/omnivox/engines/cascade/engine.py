@@ -67,7 +67,7 @@ from omnivox.engines.cascade.chat.generator import (
     LlamaGenerator,
     TokenPiece,
 )
-from omnivox.engines.cascade.chat.model import ChatModel, ChatPrompt
+from omnivox.engines.cascade.chat.model import ChatModel, ChatPrompt, ungated
 from omnivox.engines.cascade.chat.prompt import (
     build_messages,
     client_audio_transcripts,
@@ -446,24 +446,16 @@ class CascadeEngine:
         reader = AnswerReader() if payload.reads_calls else None
         try:
             chat = self.generator
-            if isinstance(chat, RemoteChatModel):  # its work is elsewhere: no local slot
-                stream = chat.stream(
-                    payload.prompt,
-                    prepared.request.sampling,
-                    cancel,
-                    grammar=payload.grammar,
-                    branch=payload.branch,
-                    response_format=prepared.request.response_format,
-                )
-            else:
-                stream = chat.stream(
-                    payload.prompt,
-                    prepared.request.sampling,
-                    cancel,
-                    grammar=payload.grammar,
-                    branch=payload.branch,
-                    gate=lambda steps: self.slot.steps(steps, pace, Stage.TEXT, cancel),
-                )
+            remote = isinstance(chat, RemoteChatModel)  # its work is elsewhere: no local slot
+            stream = chat.stream(
+                payload.prompt,
+                prepared.request.sampling,
+                cancel,
+                grammar=payload.grammar,
+                branch=payload.branch,
+                gate=ungated if remote else lambda s: self.slot.steps(s, pace, Stage.TEXT, cancel),
+                response_format=prepared.request.response_format,
+            )
             for item in stream:
                 if isinstance(item, TokenPiece):
                     pace.wrote()

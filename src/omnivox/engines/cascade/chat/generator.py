@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from omnivox.engines.base import SamplingParams
+from omnivox.engines.base import ResponseFormat, SamplingParams
 from omnivox.engines.cascade.chat.model import (
     ChatPrompt,
     GenerationEnd,
@@ -222,8 +222,10 @@ class LlamaGenerator:
         grammar: Grammar | None = None,
         branch: GrammarBranch | None = None,
         gate: StepGate = ungated,
+        response_format: ResponseFormat | None = None,
     ) -> Iterator[TokenPiece | GenerationEnd]:
         """Generate; ends with one ``GenerationEnd`` unless ``cancel`` is set first.
+        (``response_format`` is already in ``grammar``.)
 
         Each model step (evaluating the prompt, each token) runs inside ``gate``.
         """

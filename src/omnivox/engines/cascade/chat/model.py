@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from omnivox.engines.base import SamplingParams
+from omnivox.engines.base import ResponseFormat, SamplingParams
 from omnivox.engines.events import TokenLogprob
 
 
@@ -110,6 +110,10 @@ class ChatModel(Protocol):
         grammar: Grammar | None = None,
         branch: GrammarBranch | None = None,
         gate: StepGate = ungated,
-    ) -> Iterator[TokenPiece | GenerationEnd]: ...
+        response_format: ResponseFormat | None = None,
+    ) -> Iterator[TokenPiece | GenerationEnd]:
+        """``gate`` wraps each model step (a local model's compute slot); ``response_format``
+        is the answer's format as asked (a model without grammars passes it on)."""
+        ...
 
     def close(self) -> None: ...
