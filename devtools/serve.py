@@ -14,10 +14,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -120,3 +122,41 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@dataclass
+class ThreadedChatServer:
+    """A Starlette app answering ``GET /v1/models`` and ``POST /v1/chat/completions`` on a
+    free loopback port, in a thread: the fake and spying upstreams of tests and benchmarks."""
+
+    base_url: str
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve_chat_routes(models: Any, chat: Any, name: str) -> ThreadedChatServer:
+    """Start the two routes (Starlette endpoints); returns once they answer."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    port = free_port()
+    app = Starlette(
+        routes=[
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+        ]
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the {name} did not start")
+        time.sleep(0.02)
+    return ThreadedChatServer(f"http://127.0.0.1:{port}/v1", server, thread)

@@ -13,18 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
-from devtools.serve import free_port
+from devtools.serve import serve_chat_routes
 
 
 class SpyProxy:
@@ -36,23 +32,8 @@ class SpyProxy:
         self.finished = 0  # streamed answers delivered to their end
         self.script: list[str] | None = None  # the pieces of text to stream instead
         self.cut = False  # a scripted answer breaks off after its pieces, without an end
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        app = Starlette(
-            routes=[
-                Route("/v1/models", self._models, methods=["GET"]),
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            ]
-        )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the spy proxy did not start")
-            time.sleep(0.02)
+        self._served = serve_chat_routes(self._models, self._chat, "spy proxy")
+        self.base_url = self._served.base_url
 
     async def _models(self, request: Request) -> Response:
         async with httpx.AsyncClient() as client:
@@ -98,5 +79,4 @@ class SpyProxy:
 
     def stop(self) -> None:
         self.release.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._served.stop()

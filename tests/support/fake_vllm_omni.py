@@ -17,18 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
-from devtools.serve import free_port
+from devtools.serve import serve_chat_routes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vllm_omni"
 VERSIONS = ("v0.12.0rc1", "2561d0d6", "main-2026")
@@ -44,23 +40,8 @@ class FakeVllmOmni:
         self.hold_speech = False
         self.release = threading.Event()
         self.gone = threading.Event()
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        app = Starlette(
-            routes=[
-                Route("/v1/models", self._models, methods=["GET"]),
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            ]
-        )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake vLLM-Omni server did not start")
-            time.sleep(0.02)
+        self._served = serve_chat_routes(self._models, self._chat, "fake vLLM-Omni server")
+        self.base_url = self._served.base_url
 
     @property
     def model(self) -> str:
@@ -104,5 +85,4 @@ class FakeVllmOmni:
 
     def stop(self) -> None:
         self.release.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._served.stop()
