@@ -67,6 +67,7 @@ from omnivox.server.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
 from omnivox.server.metrics import ServerMetrics
 from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.server.openapi import CHAT_PATH, describe_routes
+from omnivox.server.realtime_route import REALTIME_PATH, RealtimeEndpoint
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
 from omnivox.serving.catalog import OWNER, ModelCatalog, served_uses
@@ -253,7 +254,8 @@ def create_app(
         body_timeout_s=settings.body_timeout_s,
         metrics=metrics,
     )
-    return OmnivoxApp(app, chat_completions, settings, metrics)
+    realtime = RealtimeEndpoint(gate, keyless, catalog, engine, limits)
+    return OmnivoxApp(app, chat_completions, settings, metrics, realtime=realtime)
 
 
 class OmnivoxApp:
@@ -261,8 +263,9 @@ class OmnivoxApp:
 
     With ``cors_origins`` set, Starlette's CORS middleware sits in front of both:
     preflights are answered and allowed origins can read answers and OpenAI's
-    headers. WebSockets have no route yet: an upgrade is refused with 404 in
-    OpenAI's shape, ``x-request-id`` included, rather than a bare 403.
+    headers. ``/v1/realtime`` upgrades to OpenAI's Realtime API (``realtime_route``);
+    an upgrade anywhere else is refused with 404 in OpenAI's shape, ``x-request-id``
+    included, rather than a bare 403.
     """
 
     def __init__(
@@ -271,9 +274,12 @@ class OmnivoxApp:
         chat: Callable[[Request], Awaitable[Response]],
         settings: Settings,
         metrics: ServerMetrics | None = None,
+        *,
+        realtime: ASGIApp | None = None,
     ) -> None:
         self.api = api
         self.metrics = metrics
+        self._realtime = realtime
         self._chat = chat
         self._chat_app: ASGIApp = OpenAIHeadersMiddleware(
             self._serve_chat, settings.max_body_bytes, settings.body_timeout_s, metrics
@@ -289,6 +295,9 @@ class OmnivoxApp:
         if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
             await self._chat_app(scope, receive, send)
         elif scope["type"] == "websocket":
+            if scope["path"] == REALTIME_PATH and self._realtime is not None:
+                await self._realtime(scope, receive, send)
+                return
             await refuse_websocket(scope, receive, send, unknown_url("WEBSOCKET", scope["path"]))
         else:
             await self.api(scope, receive, send)

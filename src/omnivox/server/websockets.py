@@ -18,7 +18,9 @@ from omnivox.errors import OmnivoxError
 WEBSOCKET_POLICY_VIOLATION = 1008
 
 
-async def refuse_websocket(scope: Scope, receive: Receive, send: Send, exc: OmnivoxError) -> None:
+async def refuse_websocket(
+    scope: Scope, receive: Receive, send: Send, exc: OmnivoxError, request_id: str | None = None
+) -> None:
     await receive()  # websocket.connect
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})
@@ -27,7 +29,7 @@ async def refuse_websocket(scope: Scope, receive: Receive, send: Send, exc: Omni
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", ids.request_id().encode()),
+        (b"x-request-id", (request_id or ids.request_id()).encode()),
         *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
     ]
     await send({"type": "websocket.http.response.start", "status": exc.status, "headers": headers})

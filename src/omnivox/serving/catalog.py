@@ -13,6 +13,10 @@ The audio endpoints answer to OpenAI's speech names (``tts-1``, ``tts-1-hd``,
 ``gpt-4o-transcribe``, ``gpt-4o-mini-transcribe``) when the engine can read
 aloud or transcribe; each answers as itself. A name used with an endpoint it
 does not serve (``whisper-1`` for a chat completion) is a 404, as an unknown one.
+
+``/v1/realtime`` answers to the served model, its snapshot and OpenAI's realtime
+names (``gpt-realtime``, ``gpt-realtime-mini``, ``gpt-4o-realtime-preview``,
+``gpt-4o-mini-realtime-preview``), each as itself.
 """
 
 from __future__ import annotations
@@ -39,15 +43,22 @@ OPENAI_SNAPSHOTS: dict[str, tuple[str, ...]] = {
 OPENAI_ALIASES = tuple(OPENAI_SNAPSHOTS)
 OWNER = "omnivox"
 
-Use = Literal["chat", "speech", "transcription"]
+Use = Literal["chat", "speech", "transcription", "realtime"]
 ENDPOINTS: dict[Use, str] = {
     "chat": "/v1/chat/completions",
     "speech": "/v1/audio/speech",
     "transcription": "/v1/audio/transcriptions and /v1/audio/translations",
+    "realtime": "/v1/realtime",
 }
 OPENAI_AUDIO_MODELS: dict[Use, tuple[str, ...]] = {
     "speech": ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"),
     "transcription": ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"),
+    "realtime": (
+        "gpt-realtime",
+        "gpt-realtime-mini",
+        "gpt-4o-realtime-preview",
+        "gpt-4o-mini-realtime-preview",
+    ),
 }
 
 
@@ -113,8 +124,9 @@ class ModelCatalog:
 
 
 def served_uses(engine: Engine) -> tuple[Use, ...]:
-    """What the engine serves: chat always; speech and transcription by its capabilities."""
-    uses: list[Use] = ["chat"]
+    """What the engine serves: chat and realtime always; speech and transcription by its
+    capabilities."""
+    uses: list[Use] = ["chat", "realtime"]
     if "text_to_speech" in engine.capabilities:
         uses.append("speech")
     if "transcription" in engine.capabilities:

@@ -1,0 +1,191 @@
+"""The client events of OpenAI's Realtime API (GA) that omnivox reads, as pydantic models.
+
+Each model forbids unknown keys, as OpenAI does: ``session.update`` with a key it
+does not know is refused whole (``unknown_parameter``, its ``param`` the key's path
+under ``session``). Values omnivox does not serve yet (server VAD, G.711 audio,
+input transcription) are declared here so that they are known; ``serving.realtime``
+refuses them with ``invalid_value``. What the server sends is built as plain JSON
+in ``serving.realtime``, in the shapes of the SDK's ``RealtimeServerEvent``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AudioFormat(_Strict):
+    type: Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
+    rate: Literal[24000] | None = None
+
+
+class TurnDetection(_Strict):
+    type: Literal["server_vad", "semantic_vad"]
+    threshold: float | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+    idle_timeout_ms: int | None = None
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None
+    create_response: bool | None = None
+    interrupt_response: bool | None = None
+
+
+class InputTranscription(_Strict):
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+
+
+class NoiseReduction(_Strict):
+    type: Literal["near_field", "far_field"]
+
+
+class AudioInput(_Strict):
+    format: AudioFormat | None = None
+    transcription: InputTranscription | None = None
+    noise_reduction: NoiseReduction | None = None
+    turn_detection: TurnDetection | None = None
+
+
+class VoiceId(_Strict):
+    id: str
+
+
+class AudioOutput(_Strict):
+    format: AudioFormat | None = None
+    voice: str | VoiceId | None = None
+    speed: Annotated[float, Field(ge=0.25, le=1.5)] | None = None
+
+
+class AudioConfig(_Strict):
+    input: AudioInput | None = None
+    output: AudioOutput | None = None
+
+
+class FunctionTool(_Strict):
+    type: Literal["function"]
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class NamedFunction(_Strict):
+    type: Literal["function"]
+    name: str
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedFunction
+MaxOutputTokens = Annotated[int, Field(ge=1, le=4096)] | Literal["inf"]
+Modalities = Annotated[list[Literal["text", "audio"]], Field(min_length=1, max_length=1)]
+
+
+class SessionUpdate(_Strict):
+    """``session.update``'s ``session``: only the keys present change the session."""
+
+    type: Literal["realtime"]
+    model: str | None = None
+    output_modalities: Modalities | None = None
+    instructions: str | None = None
+    audio: AudioConfig | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_output_tokens: MaxOutputTokens | None = None
+    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+    tracing: Literal["auto"] | dict[str, Any] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class SessionUpdateEvent(_Strict):
+    type: Literal["session.update"]
+    event_id: str | None = None
+    session: SessionUpdate
+
+
+class ResponseAudio(_Strict):
+    output: AudioOutput | None = None
+
+
+class ResponseParams(_Strict):
+    """``response.create``'s ``response``: this response's settings over the session's."""
+
+    output_modalities: Modalities | None = None
+    instructions: str | None = None
+    audio: ResponseAudio | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_output_tokens: MaxOutputTokens | None = None
+    metadata: dict[str, str] | None = None
+    conversation: Literal["auto"] | None = None
+
+
+class InputText(_Strict):
+    type: Literal["input_text"]
+    text: str
+
+
+class InputAudioContent(_Strict):
+    type: Literal["input_audio"]
+    audio: str
+    transcript: str | None = None
+
+
+class OutputText(_Strict):
+    type: Literal["output_text", "text"]
+    text: str
+
+
+class OutputAudioContent(_Strict):
+    type: Literal["output_audio", "audio"]
+    audio: str | None = None
+    transcript: str | None = None
+
+
+class UserMessage(_Strict):
+    type: Literal["message"]
+    role: Literal["user"]
+    content: list[Annotated[InputText | InputAudioContent, Field(discriminator="type")]]
+    id: str | None = None
+    object: Literal["realtime.item"] | None = None
+    status: Literal["completed", "incomplete", "in_progress"] | None = None
+
+
+class SystemMessage(_Strict):
+    type: Literal["message"]
+    role: Literal["system"]
+    content: list[InputText]
+    id: str | None = None
+    object: Literal["realtime.item"] | None = None
+    status: Literal["completed", "incomplete", "in_progress"] | None = None
+
+
+class AssistantMessage(_Strict):
+    type: Literal["message"]
+    role: Literal["assistant"]
+    content: list[OutputText | OutputAudioContent]
+    id: str | None = None
+    object: Literal["realtime.item"] | None = None
+    status: Literal["completed", "incomplete", "in_progress"] | None = None
+
+
+Message = Annotated[UserMessage | SystemMessage | AssistantMessage, Field(discriminator="role")]
+
+
+class ItemCreate(_Strict):
+    """``conversation.item.create``: an item added at the end of the conversation."""
+
+    type: Literal["conversation.item.create"]
+    event_id: str | None = None
+    previous_item_id: str | None = None
+    item: Message
+
+
+class ResponseCreate(_Strict):
+    type: Literal["response.create"]
+    event_id: str | None = None
+    response: ResponseParams | None = None

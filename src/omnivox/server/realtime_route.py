@@ -1,0 +1,160 @@
+"""``GET /v1/realtime?model=...`` upgraded to a WebSocket: OpenAI's Realtime API (GA).
+
+The handshake is checked before the upgrade is accepted, and a refusal is an
+ordinary HTTP answer in OpenAI's error shape (``server.websockets``: uvicorn offers
+ASGI's ``websocket.http.response`` extension), never a socket accepted and then
+closed: a refused key is a 401, an unknown model a 404, a missing ``model`` a 400.
+Every answer to the handshake, accepted or not, carries ``x-request-id``.
+
+Who calls is asked of access as for HTTP: ``Authorization: Bearer <key>``, or, for
+browsers that can not set headers, the subprotocol ``openai-insecure-api-key.<key>``
+(the socket then speaks the subprotocol ``realtime``, which such clients offer too);
+a keyless server refuses a foreign ``Host`` or ``Origin`` (``server.hosts``).
+
+Then ``serving.realtime.RealtimeSession`` reads each text frame as one client event.
+Each response is admitted and charged as a chat request is (``server.admission``),
+with its own request id and ledger row. A session ends after ``SESSION_LIMIT_S``:
+an ``error`` event (``session_expired``) and then a close with 1000 (normal), which
+the SDK does not retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope, Send
+
+from omnivox import ids
+from omnivox.access.gate import AccessControl, Caller
+from omnivox.engines.base import Engine
+from omnivox.errors import InvalidRequestError, OmnivoxError
+from omnivox.server.admission import admitted
+from omnivox.server.hosts import KeylessTrust
+from omnivox.server.websockets import refuse_websocket
+from omnivox.serving.catalog import ModelCatalog
+from omnivox.serving.inputs import InputLimits
+from omnivox.serving.realtime import SESSION_LIMIT_S, RealtimeSession
+from omnivox.serving.runs import MeteredRun
+
+log = logging.getLogger("omnivox.server")
+
+REALTIME_PATH = "/v1/realtime"
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+REALTIME_SUBPROTOCOL = "realtime"
+NORMAL_CLOSURE = 1000
+
+
+class RealtimeEndpoint:
+    def __init__(
+        self,
+        gate: AccessControl,
+        keyless: KeylessTrust,
+        catalog: ModelCatalog,
+        engine: Engine,
+        limits: InputLimits,
+        session_limit_s: float = SESSION_LIMIT_S,
+    ) -> None:
+        self.gate = gate
+        self.keyless = keyless
+        self.catalog = catalog
+        self.engine = engine
+        self.limits = limits
+        self.session_limit_s = session_limit_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = ids.request_id()
+        headers = Headers(scope=scope)
+        offered: list[str] = list(scope.get("subprotocols") or [])
+        try:
+            caller = self._authenticate(headers, offered)
+        except OmnivoxError as exc:
+            await refuse_websocket(scope, receive, send, exc, request_id)
+            return
+        model = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("model") or [""])[0]
+        try:
+            if not model:
+                raise InvalidRequestError(
+                    "Missing required parameter: 'model'.",
+                    param="model",
+                    code="missing_required_parameter",
+                )
+            self.catalog.get(model, "realtime")
+        except OmnivoxError as exc:
+            await self.gate.refused(caller, model, "", request_id, exc)
+            await refuse_websocket(scope, receive, send, exc, request_id)
+            return
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return
+        accept: Message = {
+            "type": "websocket.accept",
+            "headers": [(b"x-request-id", request_id.encode())],
+        }
+        if REALTIME_SUBPROTOCOL in offered:
+            accept["subprotocol"] = REALTIME_SUBPROTOCOL
+        await send(accept)
+        await self._serve(caller, model, receive, send)
+
+    def _authenticate(self, headers: Headers, offered: list[str]) -> Caller:
+        authorization = headers.get("authorization")
+        if authorization is None:
+            keys = [p[len(KEY_SUBPROTOCOL) :] for p in offered if p.startswith(KEY_SUBPROTOCOL)]
+            if keys:
+                authorization = f"Bearer {keys[0]}"
+        caller = self.gate.authenticate(authorization)
+        if caller.key is None:  # trusted for being on loopback: no foreign page may use that
+            self.keyless.check(headers.get("host"), headers.get("origin"))
+        return caller
+
+    async def _serve(self, caller: Caller, model: str, receive: Receive, send: Send) -> None:
+        open_socket = {"open": True}
+        sending = asyncio.Lock()
+
+        async def send_event(event: dict[str, Any]) -> None:
+            async with sending:
+                if not open_socket["open"]:
+                    return
+                try:
+                    await send({"type": "websocket.send", "text": json.dumps(event)})
+                except OSError:  # the client is gone: what is left to say is dropped
+                    open_socket["open"] = False
+
+        async def meter(run: MeteredRun, max_output: int | None) -> None:
+            snapshot = self.catalog.get(model, "realtime").snapshot
+            prompt = run.usage.prompt_text_tokens + run.usage.prompt_audio_tokens
+            estimate = prompt if caller.key is not None else 0
+            async with admitted(
+                self.gate, caller, model, snapshot, max_output, estimate, ids.request_id()
+            ) as admission:
+                await admission.charge(run)
+
+        session = RealtimeSession(self.engine, model, self.limits, send_event, meter)
+        try:
+            await session.open()
+            try:
+                async with asyncio.timeout(self.session_limit_s):
+                    while True:
+                        message = await receive()
+                        if message["type"] == "websocket.disconnect":
+                            open_socket["open"] = False
+                            return
+                        text = message.get("text")
+                        if text is None:
+                            text = (message.get("bytes") or b"").decode("utf-8", "replace")
+                        await session.receive(text)
+            except TimeoutError:
+                await session.close()
+                await session.expire()
+                async with sending:
+                    if open_socket["open"]:
+                        open_socket["open"] = False
+                        with contextlib.suppress(OSError):
+                            await send({"type": "websocket.close", "code": NORMAL_CLOSURE})
+        finally:
+            await session.close()
