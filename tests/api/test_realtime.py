@@ -291,6 +291,32 @@ def test_an_unknown_event_is_an_error_and_the_session_goes_on(session: Session) 
     assert events[-1]["response"]["status"] == "completed"
 
 
+def test_items_are_retrieved_and_deleted_and_a_deleted_one_is_not_heard(
+    session: Session,
+) -> None:
+    session.recv()
+    session.send(
+        {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
+    )
+    session.until("session.updated")
+    session.send(user_text("first words"))
+    first = session.until("conversation.item.done")[-1]["item"]
+    session.send({"type": "conversation.item.retrieve", "item_id": first["id"]})
+    retrieved = session.until("conversation.item.retrieved")[-1]
+    assert retrieved["item"]["content"][0]["text"] == "first words"
+    session.send(user_text("second words"))
+    second = session.until("conversation.item.done")[-1]["item"]
+    session.send({"type": "conversation.item.delete", "item_id": second["id"]})
+    assert session.until("conversation.item.deleted")[-1]["item_id"] == second["id"]
+    session.send({"type": "conversation.item.retrieve", "item_id": second["id"]})
+    error = session.until("error")[-1]
+    assert error["error"]["param"] == "item_id"
+    session.send({"type": "response.create"})
+    events = session.until("response.done")
+    said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert said == "You said: first words"  # the deleted item is no longer in the conversation
+
+
 def test_the_realtime_names_are_listed(fake_server: LiveServer) -> None:
     with realtime_client(fake_server.base_url) as client:
         listed = {m.id for m in client.models.list()}

@@ -68,9 +68,7 @@ DEFAULT_VOICE = "alloy"
 PCM_FORMAT: dict[str, Any] = {"type": "audio/pcm", "rate": OUTPUT_SAMPLE_RATE}
 UNSERVED_EVENTS = frozenset(
     {
-        "conversation.item.retrieve",
         "conversation.item.truncate",
-        "conversation.item.delete",
         "output_audio_buffer.clear",
     }
 )
@@ -218,6 +216,13 @@ class RealtimeSession:
             await self.send({"type": "input_audio_buffer.cleared"})
         elif kind == "conversation.item.create":
             await self._item_create(event)
+        elif kind == "conversation.item.retrieve":
+            item = self._item(event)
+            await self.send({"type": "conversation.item.retrieved", "item": item.wire})
+        elif kind == "conversation.item.delete":
+            item = self._item(event)
+            self.items.remove(item)
+            await self.send({"type": "conversation.item.deleted", "item_id": item.wire["id"]})
         elif kind == "response.create":
             await self._response_create(event)
         elif kind == "response.cancel":
@@ -231,6 +236,7 @@ class RealtimeSession:
                 f"Invalid value: '{kind}'. Supported values are: 'session.update', "
                 "'input_audio_buffer.append', 'input_audio_buffer.commit', "
                 "'input_audio_buffer.clear', 'conversation.item.create', "
+                "'conversation.item.retrieve', 'conversation.item.delete', "
                 "'response.create' and 'response.cancel'.",
                 param="type",
             )
@@ -417,6 +423,20 @@ class RealtimeSession:
             lambda: resample(s16le_to_float(pcm), OUTPUT_SAMPLE_RATE, INPUT_SAMPLE_RATE)
         )
         return AudioClip(samples, INPUT_SAMPLE_RATE, "realtime:" + secrets.token_hex(16))
+
+    def _item(self, event: dict[str, Any]) -> _Item:
+        """The conversation's item that ``event["item_id"]`` names (400 when none does)."""
+        item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            raise InvalidRequestError(
+                "Missing required parameter: 'item_id'.",
+                param="item_id",
+                code="missing_required_parameter",
+            )
+        for item in self.items:
+            if item.wire["id"] == item_id:
+                return item
+        raise InvalidValueError(f"Item with item_id not found: {item_id}", param="item_id")
 
     def _last_item_id(self) -> str | None:
         return self.items[-1].wire["id"] if self.items else None
