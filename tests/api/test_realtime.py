@@ -378,7 +378,13 @@ def test_a_wrong_key_is_a_401_at_the_handshake_and_a_right_one_connects(tmp_path
             session.until("session.updated")
             session.send(user_text("metered"))
             session.send({"type": "response.create"})
-            assert session.until("response.done")[-1]["response"]["status"] == "completed"
+            events = session.until("response.done")
+            assert events[-1]["response"]["status"] == "completed"
+            (limits,) = [e for e in events if e["type"] == "rate_limits.updated"]
+            by_name = {limit["name"]: limit for limit in limits["rate_limits"]}
+            assert by_name["requests"]["limit"] == 500  # tier 1, gpt-4o-mini-audio class
+            assert by_name["requests"]["remaining"] == 499
+            assert by_name["tokens"]["remaining"] < by_name["tokens"]["limit"]
         usage = httpx.get(server.base_url + "/usage", headers={"Authorization": f"Bearer {key}"})
         assert "gpt-realtime-mini" in usage.text
     finally:

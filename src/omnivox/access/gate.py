@@ -49,7 +49,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from omnivox.access.headers import go_duration, rate_limit_headers, retry_headers
+from omnivox.access.headers import (
+    go_duration,
+    rate_limit_headers,
+    rate_limit_states,
+    retry_headers,
+)
 from omnivox.access.keys import ApiKey, KeyStore, bearer_token, mask_key
 from omnivox.access.ledger import IN_PROGRESS, Ledger, LedgerEntry, UsageSummary
 from omnivox.access.limiter import Decision, Limiter, Meter
@@ -104,6 +109,10 @@ class Admission(Protocol):
     def headers(self) -> dict[str, str]:
         """The ``x-ratelimit-*`` headers for the response (empty when no limit applies)."""
 
+    def rate_limits(self) -> list[dict[str, float | int | str]]:
+        """The same limits as a Realtime ``rate_limits.updated`` lists them."""
+        ...
+
     async def charge(self, run: MeteredRun) -> None: ...
 
     async def refuse(self, exc: BaseException) -> None: ...
@@ -142,6 +151,9 @@ class _Unmetered:
     @property
     def headers(self) -> dict[str, str]:
         return {}
+
+    def rate_limits(self) -> list[dict[str, float | int | str]]:
+        return []
 
     async def charge(self, run: MeteredRun) -> None:
         return None
@@ -334,6 +346,9 @@ class KeyedAdmission:
     def headers(self) -> dict[str, str]:
         """Formatted from the latest decision, only when asked (once per request)."""
         return rate_limit_headers(self._meters)
+
+    def rate_limits(self) -> list[dict[str, float | int | str]]:
+        return rate_limit_states(self._meters)
 
     async def admit(self, max_output: int | None, prompt_estimate: int) -> None:
         """One charge, before any work: a request, and the prompt estimate with the

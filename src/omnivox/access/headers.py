@@ -64,6 +64,24 @@ def rate_limit_headers(meters: Sequence[Meter]) -> dict[str, str]:
     return headers
 
 
+def rate_limit_states(meters: Sequence[Meter]) -> list[dict[str, float | int | str]]:
+    """The limits as the Realtime API's ``rate_limits.updated`` lists them: for requests
+    and tokens, ``name``, ``limit``, ``remaining`` and ``reset_seconds``."""
+    states: list[dict[str, float | int | str]] = []
+    for kind, names in (("requests", REQUEST_METERS), ("tokens", TOKEN_METERS)):
+        meter = reported(meters, names)
+        if meter is not None:
+            states.append(
+                {
+                    "name": kind,
+                    "limit": meter.limit,
+                    "remaining": meter.remaining,
+                    "reset_seconds": round(meter.reset_s, 3),
+                }
+            )
+    return states
+
+
 def retry_headers(retry_after_s: float) -> dict[str, str]:
     """``retry-after`` in whole seconds (at least 1, per the spec) and ``retry-after-ms``."""
     ms = max(1, ceil_ms(retry_after_s))

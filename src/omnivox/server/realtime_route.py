@@ -133,6 +133,8 @@ class RealtimeEndpoint:
                 self.gate, caller, model, snapshot, max_output, estimate, ids.request_id()
             ) as admission:
                 await admission.charge(run)
+            if limits := admission.rate_limits():  # a keyed session sees its limits
+                await session.send({"type": "rate_limits.updated", "rate_limits": limits})
 
         session = RealtimeSession(self.engine, model, self.limits, send_event, meter)
         try:
