@@ -69,3 +69,18 @@ class LentEngine:
 
 def lend(cascade: CascadeEngine, data_dir: Path) -> LiveServer:
     return start_server(LentEngine(cascade), data_dir)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def espeak(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., bytes]:
+    """``espeak(text, voice="en-us")``: ``text`` said by espeak-ng, as WAV bytes."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    folder = tmp_path_factory.mktemp("espeak")
+
+    def say(text: str, voice: str = "en-us") -> bytes:
+        path = folder / f"{hashlib.sha256((voice + text).encode()).hexdigest()[:16]}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(path), text], check=True)
+        return path.read_bytes()
+
+    return say

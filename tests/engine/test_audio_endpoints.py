@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,20 +43,6 @@ def server(
 def client(server: LiveServer) -> Iterator[openai.OpenAI]:
     with sdk_client(server.base_url) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def espeak(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    folder = tmp_path_factory.mktemp("espeak")
-
-    def say(text: str, voice: str = "en-us") -> bytes:
-        path = folder / f"{abs(hash((text, voice)))}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(path), text], check=True)
-        return path.read_bytes()
-
-    return say
 
 
 def seconds(stamp: str) -> float:

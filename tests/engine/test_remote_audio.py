@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,20 +41,6 @@ MODEL = "gpt-4o-audio-preview"
 QUESTION = "What should I pack for a day at the beach?"
 GERMAN = "Guten Morgen. Ich trinke jeden Tag Kaffee mit Milch."
 READING = "The lighthouse keeper climbed the stairs at dusk. He lit the lamp and watched the sea."
-
-
-@pytest.fixture(scope="module")
-def espeak(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    folder = tmp_path_factory.mktemp("espeak")
-
-    def say(text: str, voice: str = "en-us") -> bytes:
-        path = folder / f"{abs(hash((text, voice)))}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(path), text], check=True)
-        return path.read_bytes()
-
-    return say
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,6 @@ from omnivox.store.audio import AudioStore
 log = logging.getLogger("omnivox.server")
 
 KNOWN_PARAMETERS = frozenset(CreateChatCompletionRequest.model_fields)
-SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
 
 
 def json_response(body: str, status: int = 200) -> Response:
@@ -177,7 +176,7 @@ def create_app(
                 run.events = metrics.timed_outputs(run.events, request.state.started_ns)
                 response = EventStreamResponse(
                     sse.render(run),
-                    media_type=SSE_MEDIA_TYPE,
+                    media_type=sse.SSE_MEDIA_TYPE,
                     on_end=lambda: close_run(run, run.events),
                 )
             else:

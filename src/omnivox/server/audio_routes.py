@@ -36,7 +36,7 @@ from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, p
 from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
 from omnivox.server.openapi import SPEECH_PATH, TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH
-from omnivox.serving import speech, transcription
+from omnivox.serving import speech, sse, transcription
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.speech import SpeechService
 from omnivox.serving.transcription import TranscriptionService
@@ -97,7 +97,7 @@ def add_audio_routes(
             if streaming:
                 response = EventStreamResponse(
                     transcription.sse_chunks(run),
-                    media_type=transcription.SSE_MEDIA_TYPE,
+                    media_type=sse.SSE_MEDIA_TYPE,
                     on_end=lambda: close_run(run, run.events),
                 )
             else:

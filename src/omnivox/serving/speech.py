@@ -48,7 +48,6 @@ ENCODER_NAMES = {
     "wav": "wav",
     "pcm": "pcm16",
 }
-SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
 
 
 def speech_engine(engine: Engine) -> SpeakingEngine:
@@ -91,7 +90,7 @@ class SpeechService:
             instructions=req.instructions,
         )
         fmt = ENCODER_NAMES[req.response_format]
-        media_type = SSE_MEDIA_TYPE if req.stream_format == "sse" else MIME_TYPES[fmt]
+        media_type = sse.SSE_MEDIA_TYPE if req.stream_format == "sse" else MIME_TYPES[fmt]
         run = SpeechRun(None, UsageCounter(0, 0), media_type=media_type)
         run.chunks = await _primed(_encoded(run, engine.speak(request), fmt))
         return run

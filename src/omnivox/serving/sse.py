@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_AUDIO_PIECE_BYTES = OUTPUT_BYTES_PER_S  # 1 s of speech per data delta at most
 DONE = b"data: [DONE]\n\n"
+SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
 T = TypeVar("T")
 
 

@@ -64,7 +64,11 @@ from omnivox.serving import sse
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.inputs import InputLimits
 from omnivox.serving.runs import MeteredRun, ending
-from omnivox.serving.usage import INPUT_AUDIO_TOKENS_PER_S, UsageCounter
+from omnivox.serving.usage import (
+    COMPRESSED_AUDIO_BYTES_PER_S,
+    INPUT_AUDIO_TOKENS_PER_S,
+    UsageCounter,
+)
 
 DURATION_BILLED_MODELS = frozenset({"whisper-1"})
 CORRUPT_MESSAGE = "Audio file might be corrupted or unsupported"
@@ -75,7 +79,6 @@ MEDIA_TYPES = {
     "srt": "text/plain; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
 }
-SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
 
 
 @dataclass(slots=True)
@@ -112,7 +115,7 @@ def transcription_engine(engine: Engine, task: TranscriptionTask) -> Transcribin
 
 def estimate_transcription_tokens(n_file_bytes: int) -> int:
     """The input as rate limits estimate it before decoding: compressed speech at 32 kbit/s."""
-    return math.ceil(n_file_bytes / 4000 * INPUT_AUDIO_TOKENS_PER_S)
+    return math.ceil(n_file_bytes / COMPRESSED_AUDIO_BYTES_PER_S * INPUT_AUDIO_TOKENS_PER_S)
 
 
 class TranscriptionService:
