@@ -169,7 +169,7 @@ class FakeEngine:
                     logprobs = (TokenLogprob(piece, -0.5, top),)
                 yield TextDelta(piece, logprobs)
                 if request.speech is not None:
-                    yield AudioDelta(word_tone(word))
+                    yield AudioDelta(word_tone(word), piece)
                 if "fail after one word" in said:
                     raise RuntimeError("the engine broke mid-answer")
                 await asyncio.sleep(delay_s)

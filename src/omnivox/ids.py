@@ -1,7 +1,9 @@
 """Identifiers in the shapes OpenAI uses.
 
 ``chatcmpl-`` + 29 alphanumerics, ``audio_`` + 32 hex, ``call_`` + 24
-alphanumerics, ``req_`` + 32 hex, ``fp_`` + 10 hex. Random, from ``secrets``.
+alphanumerics, ``req_`` + 32 hex, ``fp_`` + 10 hex; the Realtime API's ids are a
+prefix (``event_``, ``sess_``, ``item_``, ``resp_``...) + 21 alphanumerics. Random,
+from ``secrets``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def audio_id() -> str:
 
 def tool_call_id() -> str:
     return "call_" + _alphanumeric(24)
+
+
+def new_id(prefix: str, n_chars: int = 21) -> str:
+    """A Realtime id: ``prefix`` + ``n_chars`` alphanumerics."""
+    return prefix + _alphanumeric(n_chars)
 
 
 def request_id() -> str:

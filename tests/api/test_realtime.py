@@ -100,7 +100,15 @@ def test_session_created_first_then_update_answers_the_effective_session(
     assert config["type"] == "realtime"
     assert config["model"] == "gpt-realtime"
     assert config["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
-    assert config["audio"]["input"]["turn_detection"] is None
+    assert config["audio"]["input"]["turn_detection"] == {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+        "idle_timeout_ms": None,
+        "create_response": True,
+        "interrupt_response": True,
+    }
     session.send(
         {
             "type": "session.update",
@@ -129,9 +137,9 @@ def test_session_created_first_then_update_answers_the_effective_session(
     [
         ({"type": "realtime", "temperature": 0.5}, "unknown_parameter", "session.temperature"),
         (
-            {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad"}}}},
+            {"type": "realtime", "audio": {"input": {"noise_reduction": {"type": "near_field"}}}},
             "invalid_value",
-            "session.audio.input.turn_detection",
+            "session.audio.input.noise_reduction",
         ),
         ({"instructions": "x"}, "missing_required_parameter", "session.type"),
     ],
@@ -147,7 +155,7 @@ def test_a_refused_session_update_is_an_error_event_and_changes_nothing(
     assert (error["error"]["code"], error["error"]["param"]) == (code, param)
     assert error["error"]["event_id"] == "evt_1"
     session.send({"type": "session.update", "session": {"type": "realtime"}})
-    assert session.recv()["session"]["audio"]["input"]["turn_detection"] is None
+    assert session.recv()["session"]["audio"]["input"]["noise_reduction"] is None
 
 
 def test_a_text_item_with_a_text_response(session: Session) -> None:

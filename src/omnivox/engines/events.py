@@ -34,10 +34,14 @@ class TokenLogprob:
 class AudioDelta:
     """Speech: signed 16-bit little-endian mono PCM at ``OUTPUT_SAMPLE_RATE``.
 
-    Always an even number of bytes (whole samples).
+    Always an even number of bytes (whole samples). ``spoken``: on the first audio of
+    each piece of text the voice speaks, that text, when the engine knows it (the
+    cascade speaks its answer unit by unit); a listener who stopped the audio part-way
+    then knows which words were heard.
     """
 
     pcm_s16le: bytes
+    spoken: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

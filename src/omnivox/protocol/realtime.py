@@ -2,10 +2,9 @@
 
 Each model forbids unknown keys, as OpenAI does: ``session.update`` with a key it
 does not know is refused whole (``unknown_parameter``, its ``param`` the key's path
-under ``session``). Values omnivox does not serve yet (server VAD, G.711 audio,
-input transcription) are declared here so that they are known; ``serving.realtime``
-refuses them with ``invalid_value``. What the server sends is built as plain JSON
-in ``serving.realtime``, in the shapes of the SDK's ``RealtimeServerEvent``.
+under ``session``). A realtime session's update and a transcription session's
+update are told apart by ``session.type``. What the server sends is built as plain
+JSON in ``serving.realtime``, in the shapes of the SDK's ``RealtimeServerEvent``.
 """
 
 from __future__ import annotations
@@ -24,15 +23,24 @@ class AudioFormat(_Strict):
     rate: Literal[24000] | None = None
 
 
-class TurnDetection(_Strict):
-    type: Literal["server_vad", "semantic_vad"]
-    threshold: float | None = None
-    prefix_padding_ms: int | None = None
-    silence_duration_ms: int | None = None
-    idle_timeout_ms: int | None = None
+class ServerVad(_Strict):
+    type: Literal["server_vad"]
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    prefix_padding_ms: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    silence_duration_ms: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    idle_timeout_ms: Annotated[int, Field(ge=5_000, le=30_000)] | None = None
+    create_response: bool | None = None
+    interrupt_response: bool | None = None
+
+
+class SemanticVad(_Strict):
+    type: Literal["semantic_vad"]
     eagerness: Literal["low", "medium", "high", "auto"] | None = None
     create_response: bool | None = None
     interrupt_response: bool | None = None
+
+
+TurnDetection = Annotated[ServerVad | SemanticVad, Field(discriminator="type")]
 
 
 class InputTranscription(_Strict):
@@ -82,10 +90,11 @@ class NamedFunction(_Strict):
 ToolChoice = Literal["auto", "none", "required"] | NamedFunction
 MaxOutputTokens = Annotated[int, Field(ge=1, le=4096)] | Literal["inf"]
 Modalities = Annotated[list[Literal["text", "audio"]], Field(min_length=1, max_length=1)]
+Include = list[Literal["item.input_audio_transcription.logprobs"]]
 
 
 class SessionUpdate(_Strict):
-    """``session.update``'s ``session``: only the keys present change the session."""
+    """``session.update``'s ``session`` for a realtime session: only the keys present change it."""
 
     type: Literal["realtime"]
     model: str | None = None
@@ -95,10 +104,29 @@ class SessionUpdate(_Strict):
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoice | None = None
     max_output_tokens: MaxOutputTokens | None = None
-    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+    include: Include | None = None
     tracing: Literal["auto"] | dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     parallel_tool_calls: bool | None = None
+
+
+class TranscriptionAudioInput(_Strict):
+    format: AudioFormat | None = None
+    transcription: InputTranscription | None = None
+    noise_reduction: NoiseReduction | None = None
+    turn_detection: TurnDetection | None = None
+
+
+class TranscriptionAudio(_Strict):
+    input: TranscriptionAudioInput | None = None
+
+
+class TranscriptionSessionUpdate(_Strict):
+    """``session.update``'s ``session`` for a transcription session (``?intent=transcription``)."""
+
+    type: Literal["transcription"]
+    audio: TranscriptionAudio | None = None
+    include: Include | None = None
 
 
 class SessionUpdateEvent(_Strict):
@@ -107,21 +135,10 @@ class SessionUpdateEvent(_Strict):
     session: SessionUpdate
 
 
-class ResponseAudio(_Strict):
-    output: AudioOutput | None = None
-
-
-class ResponseParams(_Strict):
-    """``response.create``'s ``response``: this response's settings over the session's."""
-
-    output_modalities: Modalities | None = None
-    instructions: str | None = None
-    audio: ResponseAudio | None = None
-    tools: list[FunctionTool] | None = None
-    tool_choice: ToolChoice | None = None
-    max_output_tokens: MaxOutputTokens | None = None
-    metadata: dict[str, str] | None = None
-    conversation: Literal["auto"] | None = None
+class TranscriptionSessionUpdateEvent(_Strict):
+    type: Literal["session.update"]
+    event_id: str | None = None
+    session: TranscriptionSessionUpdate
 
 
 class InputText(_Strict):
@@ -146,13 +163,16 @@ class OutputAudioContent(_Strict):
     transcript: str | None = None
 
 
+ItemStatus = Literal["completed", "incomplete", "in_progress"]
+
+
 class UserMessage(_Strict):
     type: Literal["message"]
     role: Literal["user"]
     content: list[Annotated[InputText | InputAudioContent, Field(discriminator="type")]]
     id: str | None = None
     object: Literal["realtime.item"] | None = None
-    status: Literal["completed", "incomplete", "in_progress"] | None = None
+    status: ItemStatus | None = None
 
 
 class SystemMessage(_Strict):
@@ -161,7 +181,7 @@ class SystemMessage(_Strict):
     content: list[InputText]
     id: str | None = None
     object: Literal["realtime.item"] | None = None
-    status: Literal["completed", "incomplete", "in_progress"] | None = None
+    status: ItemStatus | None = None
 
 
 class AssistantMessage(_Strict):
@@ -170,19 +190,76 @@ class AssistantMessage(_Strict):
     content: list[OutputText | OutputAudioContent]
     id: str | None = None
     object: Literal["realtime.item"] | None = None
-    status: Literal["completed", "incomplete", "in_progress"] | None = None
+    status: ItemStatus | None = None
 
 
 Message = Annotated[UserMessage | SystemMessage | AssistantMessage, Field(discriminator="role")]
 
 
+class FunctionCallItem(_Strict):
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str
+    id: str | None = None
+    object: Literal["realtime.item"] | None = None
+    status: ItemStatus | None = None
+
+
+class FunctionCallOutputItem(_Strict):
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str
+    id: str | None = None
+    object: Literal["realtime.item"] | None = None
+    status: ItemStatus | None = None
+
+
+class ItemReference(_Strict):
+    type: Literal["item_reference"]
+    id: str
+
+
+Item = Annotated[Message | FunctionCallItem | FunctionCallOutputItem, Field(discriminator="type")]
+ResponseInput = Annotated[
+    Message | FunctionCallItem | FunctionCallOutputItem | ItemReference,
+    Field(discriminator="type"),
+]
+
+
 class ItemCreate(_Strict):
-    """``conversation.item.create``: an item added at the end of the conversation."""
+    """``conversation.item.create``: an item added to the conversation."""
 
     type: Literal["conversation.item.create"]
     event_id: str | None = None
     previous_item_id: str | None = None
-    item: Message
+    item: Item
+
+
+class ItemTruncate(_Strict):
+    type: Literal["conversation.item.truncate"]
+    event_id: str | None = None
+    item_id: str
+    content_index: Annotated[int, Field(ge=0)]
+    audio_end_ms: Annotated[int, Field(ge=0)]
+
+
+class ResponseAudio(_Strict):
+    output: AudioOutput | None = None
+
+
+class ResponseParams(_Strict):
+    """``response.create``'s ``response``: this response's settings over the session's."""
+
+    output_modalities: Modalities | None = None
+    instructions: str | None = None
+    audio: ResponseAudio | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_output_tokens: MaxOutputTokens | None = None
+    metadata: dict[str, str] | None = None
+    conversation: Literal["auto", "none"] | None = None
+    input: list[ResponseInput] | None = None
 
 
 class ResponseCreate(_Strict):

@@ -3,7 +3,8 @@
 The handshake is checked before the upgrade is accepted, and a refusal is an
 ordinary HTTP answer in OpenAI's error shape (``server.websockets``: uvicorn offers
 ASGI's ``websocket.http.response`` extension), never a socket accepted and then
-closed: a refused key is a 401, an unknown model a 404, a missing ``model`` a 400.
+closed: a refused key is a 401, an unknown model a 404, a missing ``model`` a 400
+(a transcription session, ``?intent=transcription``, needs none).
 Every answer to the handshake, accepted or not, carries ``x-request-id``.
 
 Who calls is asked of access as for HTTP: ``Authorization: Bearer <key>``, or, for
@@ -40,6 +41,7 @@ from omnivox.server.websockets import refuse_websocket
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.inputs import InputLimits
 from omnivox.serving.realtime import SESSION_LIMIT_S, RealtimeSession
+from omnivox.serving.realtime.config import SessionType
 from omnivox.serving.runs import MeteredRun
 
 log = logging.getLogger("omnivox.server")
@@ -76,8 +78,18 @@ class RealtimeEndpoint:
         except OmnivoxError as exc:
             await refuse_websocket(scope, receive, send, exc, request_id)
             return
-        model = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("model") or [""])[0]
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        model = (query.get("model") or [""])[0]
+        intent = (query.get("intent") or [""])[0]
         try:
+            if intent == "transcription":
+                model = model or self.catalog.model_id
+            elif intent:
+                raise InvalidRequestError(
+                    f"Invalid value: '{intent}'. Supported values are: 'transcription'.",
+                    param="intent",
+                    code="invalid_value",
+                )
             if not model:
                 raise InvalidRequestError(
                     "Missing required parameter: 'model'.",
@@ -99,7 +111,8 @@ class RealtimeEndpoint:
         if REALTIME_SUBPROTOCOL in offered:
             accept["subprotocol"] = REALTIME_SUBPROTOCOL
         await send(accept)
-        await self._serve(caller, model, receive, send)
+        kind: SessionType = "transcription" if intent == "transcription" else "realtime"
+        await self._serve(caller, model, kind, receive, send)
 
     def _authenticate(self, headers: Headers, offered: list[str]) -> Caller:
         authorization = headers.get("authorization")
@@ -112,7 +125,9 @@ class RealtimeEndpoint:
             self.keyless.check(headers.get("host"), headers.get("origin"))
         return caller
 
-    async def _serve(self, caller: Caller, model: str, receive: Receive, send: Send) -> None:
+    async def _serve(
+        self, caller: Caller, model: str, kind: SessionType, receive: Receive, send: Send
+    ) -> None:
         open_socket = {"open": True}
         sending = asyncio.Lock()
 
@@ -136,7 +151,15 @@ class RealtimeEndpoint:
             if limits := admission.rate_limits():  # a keyed session sees its limits
                 await session.send({"type": "rate_limits.updated", "rate_limits": limits})
 
-        session = RealtimeSession(self.engine, model, self.limits, send_event, meter)
+        session = RealtimeSession(
+            self.engine,
+            model,
+            self.limits,
+            send_event,
+            meter,
+            kind=kind,
+            check_transcription_model=lambda name: self.catalog.get(name, "transcription"),
+        )
         try:
             await session.open()
             try:

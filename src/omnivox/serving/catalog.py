@@ -80,6 +80,7 @@ class ModelCatalog:
         openai_aliases: bool,
         uses: Iterable[Use] = ("chat",),
     ) -> None:
+        self.model_id = model_id
         self.snapshot = f"{model_id}-{snapshot_date}"
         served: frozenset[Use] = frozenset((*uses, "chat"))
         created = int(dt.datetime.fromisoformat(snapshot_date).replace(tzinfo=dt.UTC).timestamp())

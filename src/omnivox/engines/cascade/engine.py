@@ -561,10 +561,12 @@ def _speech_work(
         # waiting for the slot again behind other conversations' steps.
         windows = speaker.windows(unit, cancel)
         steps = windows if slot is None else slot.steps(windows, pace, Stage.SPEECH, cancel)
+        spoken: str | None = unit
         for pieces in steps:
             for pcm in pieces:
                 pace.spoke(len(pcm))
-                yield AudioDelta(pcm)
+                yield AudioDelta(pcm, spoken)
+                spoken = None
         release_free_memory()  # the unit's audio has left: what its synthesis freed
 
 

@@ -1,0 +1,386 @@
+"""One Realtime response: an engine generation, and the server events it becomes.
+
+``Generation`` runs one engine generation as a task: ``prepare`` at once, then
+``generate`` once released, its events waiting in a queue until the response reads
+them. A response the client asked for releases it once the response is admitted; a
+turn the session recognises speculatively (``turns.SpeechPaused``) releases it at
+once, so the answer is being made while the session waits to know whether the turn
+is over, and is thrown away (the task cancelled, the engine stopped) if it is not.
+
+``ResponseWriter`` turns the engine's events into OpenAI's event sequence: output
+items made as they begin (an assistant message at its first words or audio, a
+function call at its first fragment), each with its ``added``, deltas and ``done``
+events, in OpenAI's order, and added to the conversation unless the response is
+out of band (``conversation: "none"``). Audio leaves in the session's output format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from omnivox.engines.base import Engine, GenerationRequest, PreparedGeneration, Turn
+from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
+from omnivox.ids import new_id
+from omnivox.serving.realtime.audio_io import OutputAudio
+from omnivox.serving.realtime.conversation import AudioTrack, Item
+from omnivox.serving.usage import OutputCount, UsageCounter
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+class Generation:
+    def __init__(
+        self,
+        engine: Engine,
+        request: GenerationRequest,
+        check: Callable[[PreparedGeneration], None],
+    ) -> None:
+        self.request = request
+        self._engine = engine
+        self._check = check
+        self._go = asyncio.Event()
+        self._prepared: asyncio.Future[PreparedGeneration] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            prepared = await self._engine.prepare(self.request)
+            self._check(prepared)
+        except Exception as exc:
+            self._prepared.set_exception(exc)
+            return
+        self._prepared.set_result(prepared)
+        await self._go.wait()
+        events = self._engine.generate(prepared)
+        try:
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    self._queue.put_nowait(event)
+        except Exception as exc:
+            self._queue.put_nowait(_Failed(exc))
+            return
+        self._queue.put_nowait(_END)
+
+    async def prepared(self) -> PreparedGeneration:
+        """The prepared generation; raises what ``prepare`` (or the check) raised."""
+        return await asyncio.shield(self._prepared)
+
+    def release(self) -> None:
+        """Let the generation begin (it is prepared first in any case)."""
+        self._go.set()
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        self.release()
+        while True:
+            event = await self._queue.get()
+            if event is _END:
+                return
+            if isinstance(event, _Failed):
+                raise event.error
+            yield event
+
+    async def cancel(self) -> None:
+        """Stop the engine's work; whatever it made is dropped."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self._prepared.done() and not self._prepared.cancelled():
+            self._prepared.exception()  # retrieved: a refusal nobody waited for is no error
+        elif not self._prepared.done():
+            self._prepared.cancel()
+
+
+@dataclass(slots=True)
+class _Message:
+    item: Item
+    output_index: int
+    text: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Call:
+    item: Item
+    output_index: int
+    arguments: list[str] = field(default_factory=list)
+
+
+class ResponseWriter:
+    """The events of one response, from ``response.created`` to its output items' ``done``."""
+
+    def __init__(
+        self,
+        send: Send,
+        shown: dict[str, Any],
+        *,
+        speak: bool,
+        output: OutputAudio,
+        conversation: list[Item] | None,
+        usage: UsageCounter,
+    ) -> None:
+        self._send = send
+        self.shown = shown
+        self.response_id = str(shown["id"])
+        self.speak = speak
+        self._output = output
+        self._conversation = conversation
+        self.usage = usage
+        self._count = OutputCount(usage)
+        self._message: _Message | None = None
+        self._calls: dict[int, _Call] = {}
+        self.items: list[Item] = []  # in output order
+        self.status = "completed"
+        self.details: dict[str, Any] | None = None
+
+    async def created(self) -> None:
+        await self._send(
+            {
+                "type": "response.created",
+                "response": {
+                    **self.shown,
+                    "status": "in_progress",
+                    "status_details": None,
+                    "output": [],
+                    "usage": None,
+                },
+            }
+        )
+
+    @property
+    def generating(self) -> list[Item]:
+        """The items still being written."""
+        open_items = [call.item for call in self._calls.values()]
+        if self._message is not None:
+            open_items.append(self._message.item)
+        return open_items
+
+    async def event(self, event: EngineEvent) -> None:
+        if isinstance(event, TextDelta):
+            message = await self._open_message()
+            self._count.text(len(event.logprobs) or 1)
+            message.text.append(event.text)
+            kind = (
+                "response.output_audio_transcript.delta"
+                if self.speak
+                else ("response.output_text.delta")
+            )
+            await self._send({"type": kind, **self._at(message), "delta": event.text})
+        elif isinstance(event, AudioDelta):
+            message = await self._open_message()
+            self._count.audio(len(event.pcm_s16le))
+            track = message.item.audio
+            assert track is not None
+            if event.spoken:
+                track.units.append((track.n_bytes, event.spoken))
+            track.n_bytes += len(event.pcm_s16le)
+            await self._audio(message, self._output.encode(event.pcm_s16le))
+        elif isinstance(event, ToolCallDelta):
+            call = self._calls.get(event.index)
+            if call is None:
+                call = await self._open_call(event)
+            call.arguments.append(event.arguments)
+            if event.arguments:
+                await self._send(
+                    {
+                        "type": "response.function_call_arguments.delta",
+                        "response_id": self.response_id,
+                        "item_id": call.item.id,
+                        "output_index": call.output_index,
+                        "call_id": call.item.wire["call_id"],
+                        "delta": event.arguments,
+                    }
+                )
+        elif isinstance(event, Finished):
+            self._count.finished(event.completion_text_tokens)
+            if event.prompt_text_tokens is not None:
+                self.usage.prompt_text_tokens = event.prompt_text_tokens
+            if event.reason == "length":
+                self.status = "incomplete"
+                self.details = {"type": "incomplete", "reason": "max_output_tokens"}
+
+    def ended(self, status: str, details: dict[str, Any] | None) -> None:
+        self.status, self.details = status, details
+
+    async def finish(self) -> list[Item]:
+        """Close every item still open (in output order); the response's output items."""
+        if not self.items:
+            await self._open_message()
+        item_status = "completed" if self.status == "completed" else "incomplete"
+        if self._message is not None:
+            await self._close_message(self._message, item_status)
+        for call in sorted(self._calls.values(), key=lambda c: c.output_index):
+            await self._close_call(call, item_status)
+        self._calls.clear()
+        return self.items
+
+    # ---- items -----------------------------------------------------------------------
+
+    def _at(self, message: _Message) -> dict[str, Any]:
+        return {
+            "response_id": self.response_id,
+            "item_id": message.item.id,
+            "output_index": message.output_index,
+            "content_index": 0,
+        }
+
+    async def _added(self, item: Item) -> int:
+        output_index = len(self.items)
+        self.items.append(item)
+        await self._send(
+            {
+                "type": "response.output_item.added",
+                "response_id": self.response_id,
+                "output_index": output_index,
+                "item": item.wire,
+            }
+        )
+        if self._conversation is not None:
+            previous = self._conversation[-1].id if self._conversation else None
+            self._conversation.append(item)
+            await self._send(
+                {"type": "conversation.item.added", "previous_item_id": previous, "item": item.wire}
+            )
+        return output_index
+
+    async def _done(self, item: Item, output_index: int) -> None:
+        await self._send(
+            {
+                "type": "response.output_item.done",
+                "response_id": self.response_id,
+                "output_index": output_index,
+                "item": item.wire,
+            }
+        )
+        if self._conversation is not None and item in self._conversation:
+            at = self._conversation.index(item)
+            previous = self._conversation[at - 1].id if at > 0 else None
+            await self._send(
+                {"type": "conversation.item.done", "previous_item_id": previous, "item": item.wire}
+            )
+
+    async def _open_message(self) -> _Message:
+        if self._message is not None:
+            return self._message
+        item = Item(
+            {
+                "id": new_id("item_"),
+                "object": "realtime.item",
+                "type": "message",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            },
+            audio=AudioTrack() if self.speak else None,
+        )
+        message = _Message(item, await self._added(item))
+        self._message = message
+        part = {"type": "audio", "transcript": ""} if self.speak else {"type": "text", "text": ""}
+        await self._send({"type": "response.content_part.added", **self._at(message), "part": part})
+        return message
+
+    async def _audio(self, message: _Message, data: bytes) -> None:
+        if data:
+            await self._send(
+                {
+                    "type": "response.output_audio.delta",
+                    **self._at(message),
+                    "delta": base64.b64encode(data).decode(),
+                }
+            )
+
+    async def _close_message(self, message: _Message, status: str) -> None:
+        self._message = None
+        said = "".join(message.text)
+        at = self._at(message)
+        if self.speak:
+            await self._audio(message, self._output.flush())
+            await self._send({"type": "response.output_audio.done", **at})
+            await self._send(
+                {"type": "response.output_audio_transcript.done", **at, "transcript": said}
+            )
+            part: dict[str, Any] = {"type": "audio", "transcript": said}
+            content: dict[str, Any] = {"type": "output_audio", "transcript": said}
+        else:
+            await self._send({"type": "response.output_text.done", **at, "text": said})
+            part = {"type": "text", "text": said}
+            content = {"type": "output_text", "text": said}
+        await self._send({"type": "response.content_part.done", **at, "part": part})
+        item = message.item
+        item.wire = {**item.wire, "status": status, "content": [content]}
+        item.parts = (said,)
+        await self._done(item, message.output_index)
+
+    async def _open_call(self, event: ToolCallDelta) -> _Call:
+        if self._message is not None:  # the words before a call end where it begins
+            await self._close_message(self._message, "completed")
+        item = Item(
+            {
+                "id": new_id("item_"),
+                "object": "realtime.item",
+                "type": "function_call",
+                "status": "in_progress",
+                "call_id": event.call_id or new_id("call_"),
+                "name": event.name or "",
+                "arguments": "",
+            }
+        )
+        call = _Call(item, await self._added(item))
+        self._calls[event.index] = call
+        return call
+
+    async def _close_call(self, call: _Call, status: str) -> None:
+        wire = call.item.wire
+        arguments = "".join(call.arguments)
+        await self._send(
+            {
+                "type": "response.function_call_arguments.done",
+                "response_id": self.response_id,
+                "item_id": call.item.id,
+                "output_index": call.output_index,
+                "call_id": wire["call_id"],
+                "name": wire["name"],
+                "arguments": arguments,
+            }
+        )
+        call.item.wire = {**wire, "status": status, "arguments": arguments}
+        await self._done(call.item, call.output_index)
+
+
+def usage_json(usage: UsageCounter) -> dict[str, Any]:
+    input_tokens = usage.prompt_text_tokens + usage.prompt_audio_tokens
+    output_tokens = usage.completion_text_tokens + usage.completion_audio_tokens
+    return {
+        "total_tokens": input_tokens + output_tokens,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "input_token_details": {
+            "text_tokens": usage.prompt_text_tokens,
+            "audio_tokens": usage.prompt_audio_tokens,
+            "image_tokens": 0,
+            "cached_tokens": 0,
+            "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+        },
+        "output_token_details": {
+            "text_tokens": usage.completion_text_tokens,
+            "audio_tokens": usage.completion_audio_tokens,
+        },
+    }
+
+
+def with_instructions(turns: list[Turn], instructions: str) -> tuple[Turn, ...]:
+    return ((Turn("system", (instructions,)),) if instructions else ()) + tuple(turns)
