@@ -562,7 +562,7 @@ class RealtimeSession:
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
                     if isinstance(event, TranscriptSegment) and event.text:
-                        piece = event.text.strip() if not pieces else event.text
+                        piece = event.text if not pieces else " " + event.text
                         pieces.append(piece)
                         await self.send(
                             {
@@ -591,7 +591,7 @@ class RealtimeSession:
                 }
             )
             return
-        transcript = "".join(pieces).strip()
+        transcript = "".join(pieces)
         if item.wire["content"]:
             item.wire["content"][0]["transcript"] = transcript
         if transcription.get("model") in DURATION_BILLED_MODELS:
