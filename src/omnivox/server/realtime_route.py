@@ -158,6 +158,7 @@ class RealtimeEndpoint:
             send_event,
             meter,
             kind=kind,
+            check_model=lambda name: self.catalog.get(name, "realtime"),
             check_transcription_model=lambda name: self.catalog.get(name, "transcription"),
         )
         try:

@@ -52,10 +52,16 @@ ENDPOINTS: dict[Use, str] = {
 }
 OPENAI_AUDIO_MODELS: dict[Use, tuple[str, ...]] = {
     "speech": ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"),
-    "transcription": ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"),
+    "transcription": (
+        "whisper-1",
+        "gpt-4o-transcribe",
+        "gpt-4o-mini-transcribe",
+        "gpt-transcribe",
+    ),
     "realtime": (
         "gpt-realtime",
         "gpt-realtime-mini",
+        "gpt-realtime-2.1",
         "gpt-4o-realtime-preview",
         "gpt-4o-mini-realtime-preview",
     ),

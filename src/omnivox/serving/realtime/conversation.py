@@ -36,6 +36,7 @@ class Item:
     parts: tuple[Part, ...] = ()
     user_audio_s: float = 0.0
     audio: AudioTrack | None = None
+    cut_bytes: int | None = None  # truncated while still being spoken: applied at its end
 
     @property
     def id(self) -> str:
@@ -62,6 +63,20 @@ def turns_of(items: list[Item]) -> list[Turn]:
         else:
             turns.append(Turn(wire["role"], item.parts))
     return turns
+
+
+def truncate(item: Item, cut_bytes: int) -> None:
+    """Cut an assistant message's audio at ``cut_bytes``: its transcript (and what the
+    engine hears of it later) becomes the words heard before that point."""
+    track = item.audio
+    assert track is not None
+    content = item.wire["content"][0]
+    heard = heard_text(content.get("transcript") or "", track, cut_bytes)
+    track.n_bytes = min(track.n_bytes, cut_bytes)
+    track.units = [(start, text) for start, text in track.units if start < track.n_bytes]
+    item.wire = {**item.wire, "content": [{**content, "transcript": heard}]}
+    item.parts = (heard,)
+    item.cut_bytes = None
 
 
 def heard_text(transcript: str, track: AudioTrack, cut_bytes: int) -> str:

@@ -27,7 +27,7 @@ from omnivox.engines.base import Engine, GenerationRequest, PreparedGeneration, 
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
 from omnivox.ids import new_id
 from omnivox.serving.realtime.audio_io import OutputAudio
-from omnivox.serving.realtime.conversation import AudioTrack, Item
+from omnivox.serving.realtime.conversation import AudioTrack, Item, truncate
 from omnivox.serving.usage import OutputCount, UsageCounter
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -323,6 +323,8 @@ class ResponseWriter:
         item = message.item
         item.wire = {**item.wire, "status": status, "content": [content]}
         item.parts = (said,)
+        if item.cut_bytes is not None:  # truncated while it was being spoken
+            truncate(item, item.cut_bytes)
         await self._done(item, message.output_index)
 
     async def _open_call(self, event: ToolCallDelta) -> _Call:

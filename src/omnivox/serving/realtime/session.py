@@ -75,7 +75,8 @@ from omnivox.serving.realtime.config import (
     merged,
     turn_rules,
 )
-from omnivox.serving.realtime.conversation import Item, heard_text, turns_of
+from omnivox.serving.realtime.conversation import Item, turns_of
+from omnivox.serving.realtime.conversation import truncate as truncate_item
 from omnivox.serving.realtime.responses import (
     Generation,
     ResponseWriter,
@@ -160,6 +161,7 @@ class _Plan:
     in_conversation: bool
     request: GenerationRequest
     user_audio_s: float
+    event_id: str | None = None  # the client's response.create, named in its errors
 
 
 @dataclass(slots=True)
@@ -170,7 +172,9 @@ class RealtimeSession:
     send_event: Send
     meter: Meter
     kind: SessionType = "realtime"
-    # Checks an input-transcription model name (a catalog lookup); raises to refuse it.
+    # Check a realtime model name and an input-transcription one (catalog lookups); each
+    # raises to refuse the name.
+    check_model: Callable[[str], object] = lambda name: None
     check_transcription_model: Callable[[str], object] = lambda name: None
     session_id: str = field(default_factory=lambda: new_id("sess_", 24))
     created: int = field(default_factory=lambda: int(time.time()))
@@ -322,10 +326,8 @@ class RealtimeSession:
         )
         given = update.model_dump(exclude_unset=True, mode="json")
         given.pop("type")
-        if given.pop("model", self.model) != self.model:
-            raise InvalidValueError(
-                "The session's model is the one it was opened with.", param="session.model"
-            )
+        if "model" in given:
+            checked_model(self.check_model, given["model"], "session.model")
         config = merged(self.config, given)
         self._check(config, "session")
         old_format = self.config["audio"]["input"]["format"]
@@ -461,6 +463,7 @@ class RealtimeSession:
             )
             await self._add_user_audio(turn.item_id, clip)
             if rules.create_response and self.kind == "realtime":
+                await self._settle_cancelled()
                 if self.response is None:
                     await self._start_response(
                         self._plan(self.config, None, True, None),
@@ -486,6 +489,7 @@ class RealtimeSession:
                 await self._start_response(self._plan(self.config, None, True, None), None)
 
     async def _speculate(self, turn: _UserTurn, end_ms: int) -> None:
+        await self._settle_cancelled()
         if self.response is not None:
             return
         await self._drop_speculation()
@@ -498,6 +502,13 @@ class RealtimeSession:
         generation = self._generation(plan)
         generation.release()
         turn.speculation = _Speculation(end_ms, pcm, clip, self.version, generation)
+
+    async def _settle_cancelled(self) -> None:
+        """Wait for a response being cancelled to end (its ``response.done`` sent)."""
+        response = self.response
+        if response is not None and response.reason is not None and response.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(response.task)
 
     async def _drop_speculation(self) -> None:
         if self.turn is not None and self.turn.speculation is not None:
@@ -719,49 +730,37 @@ class RealtimeSession:
             await self.send({"type": kind, "previous_item_id": previous, "item": item.wire})
 
     async def _truncate(self, event: dict[str, Any]) -> None:
-        truncate = _validated(wire.ItemTruncate, event)
+        request = _validated(wire.ItemTruncate, event)
         item = self._item(event)
         if item.audio is None or item.wire.get("role") != "assistant":
             raise InvalidValueError(
                 "Only an assistant message with audio can be truncated.", param="item_id"
             )
-        if truncate.content_index != 0:
+        if request.content_index != 0:
             raise InvalidValueError(
                 "The item has one content part: content_index must be 0.", param="content_index"
             )
-        response = self.response
-        if (
-            response is not None
-            and response.writer is not None
-            and item in response.writer.generating
-        ):
-            await self._cancel_response(response, "client_cancelled")
-            if response.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(response.task)
-        track = item.audio
-        audio_ms = track.n_bytes / OUTPUT_BYTES_PER_MS
-        if truncate.audio_end_ms > audio_ms:
+        audio_ms = item.audio.n_bytes / OUTPUT_BYTES_PER_MS
+        if request.audio_end_ms > audio_ms:
             raise InvalidValueError(
                 f"Audio content of {audio_ms:.0f}ms is already shorter than "
-                f"{truncate.audio_end_ms}ms",
+                f"{request.audio_end_ms}ms",
                 param="audio_end_ms",
             )
-        content = item.wire["content"][0]
-        heard = heard_text(
-            content.get("transcript") or "", track, truncate.audio_end_ms * OUTPUT_BYTES_PER_MS
-        )
-        track.n_bytes = truncate.audio_end_ms * OUTPUT_BYTES_PER_MS
-        track.units = [(start, text) for start, text in track.units if start < track.n_bytes]
-        item.wire = {**item.wire, "content": [{**content, "transcript": heard}]}
-        item.parts = (heard,)
+        cut_bytes = request.audio_end_ms * OUTPUT_BYTES_PER_MS
+        response = self.response
+        writer = response.writer if response is not None else None
+        if writer is not None and item in writer.generating:
+            item.cut_bytes = cut_bytes  # the answer goes on; the item is cut when it ends
+        else:
+            truncate_item(item, cut_bytes)
         self._changed()
         await self.send(
             {
                 "type": "conversation.item.truncated",
                 "item_id": item.id,
                 "content_index": 0,
-                "audio_end_ms": truncate.audio_end_ms,
+                "audio_end_ms": request.audio_end_ms,
             }
         )
 
@@ -787,7 +786,9 @@ class RealtimeSession:
         inputs = None
         if params.input is not None:
             inputs = [await self._input_item(entry, i) for i, entry in enumerate(params.input)]
-        await self._start_response(self._plan(config, metadata, in_conversation, inputs), None)
+        plan = self._plan(config, metadata, in_conversation, inputs)
+        plan.event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        await self._start_response(plan, None)
 
     async def _input_item(self, entry: Any, i: int) -> Item:
         if isinstance(entry, wire.ItemReference):
@@ -918,7 +919,7 @@ class RealtimeSession:
             await self._response_done(writer, [])
             return
         except OmnivoxError as exc:
-            await self.error(exc)
+            await self.error(exc, plan.event_id)
             return
         response.writer = writer
         try:

@@ -1,0 +1,138 @@
+"""The embedded cascade over ``/v1/realtime``: a spoken question streamed in with server
+VAD is recognised (speculatively, from the first pause), answered in speech, and
+written down when the session asks for input transcription; a spoken interruption
+cancels the answer and is answered itself.
+
+Audio is sent as fast as the socket takes it (turn detection counts the session's
+audio, not the wall clock). Answers are checked for what a listener would notice (the
+right city named), never word for word.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio
+from omnivox.audio.pcm import float_to_s16le
+from omnivox.engines.cascade.engine import CascadeEngine
+from tests.api.test_realtime import Session, realtime_client, types
+from tests.engine.conftest import lend
+from tests.support.live_server import LiveServer
+
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.filterwarnings(
+        "ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"
+    ),
+]
+
+CHUNK_BYTES = OUTPUT_SAMPLE_RATE // 10 * 2  # 100 ms of PCM16
+
+
+def silence(seconds: float) -> bytes:
+    return b"\0\0" * int(seconds * OUTPUT_SAMPLE_RATE)
+
+
+@pytest.fixture(scope="module")
+def server(
+    cascade: CascadeEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    live = lend(cascade, tmp_path_factory.mktemp("realtime-cascade"))
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def session(server: LiveServer) -> Iterator[Session]:
+    with (
+        realtime_client(server.base_url) as client,
+        client.realtime.connect(model="gpt-realtime") as connection,
+    ):
+        yield Session(connection)
+
+
+def pcm_of(espeak: Callable[..., bytes], text: str) -> bytes:
+    return float_to_s16le(decode_audio(espeak(text), sample_rate=OUTPUT_SAMPLE_RATE))
+
+
+def stream(session: Session, pcm: bytes) -> None:
+    for start in range(0, len(pcm), CHUNK_BYTES):
+        chunk = base64.b64encode(pcm[start : start + CHUNK_BYTES]).decode()
+        session.send({"type": "input_audio_buffer.append", "audio": chunk})
+
+
+def transcript_of(events: list[dict[str, Any]]) -> str:
+    return "".join(
+        e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"
+    )
+
+
+def test_a_spoken_question_gets_a_spoken_answer_and_a_transcript(
+    session: Session, espeak: Callable[..., bytes]
+) -> None:
+    session.recv()
+    session.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "instructions": "Answer in one short sentence.",
+                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
+            },
+        }
+    )
+    session.until("session.updated")
+    stream(session, silence(0.5) + pcm_of(espeak, "What is the capital of France?") + silence(1.5))
+    events = session.until("response.done")
+    kinds = types(events)
+    assert kinds.index("input_audio_buffer.speech_started") < kinds.index(
+        "input_audio_buffer.committed"
+    )
+    done = events[-1]["response"]
+    assert done["status"] == "completed"
+    assert "paris" in transcript_of(events).lower()
+    audio = b"".join(
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta"
+    )
+    assert len(audio) > OUTPUT_SAMPLE_RATE  # more than half a second of speech
+    assert done["usage"]["output_token_details"]["audio_tokens"] > 0
+    if "conversation.item.input_audio_transcription.completed" not in kinds:
+        events += session.until("conversation.item.input_audio_transcription.completed")
+    written = next(
+        e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed"
+    )
+    assert "capital" in written["transcript"].lower()
+
+
+def test_a_spoken_interruption_cancels_the_answer_and_is_answered(
+    session: Session, espeak: Callable[..., bytes]
+) -> None:
+    session.recv()
+    session.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Tell me a long story about a dragon."}],
+            },
+        }
+    )
+    session.send({"type": "response.create"})
+    first = session.until("response.output_audio.delta")
+    story = first[-1]["response_id"]
+    stream(session, pcm_of(espeak, "What is the capital of Italy?") + silence(1.5))
+    events = session.until("response.done")
+    while events[-1]["response"]["id"] != story:
+        events += session.until("response.done")
+    assert events[-1]["response"]["status_details"] == {
+        "type": "cancelled",
+        "reason": "turn_detected",
+    }
+    answer = session.until("response.done")
+    assert answer[-1]["response"]["status"] == "completed"
+    assert "rome" in transcript_of(answer).lower()
