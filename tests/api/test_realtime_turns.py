@@ -396,3 +396,39 @@ def test_an_oversized_event_is_refused_and_the_session_goes_on(session: Session)
 
 
 __all__ = ["session"]  # the fixture, shared with test_realtime
+
+
+def test_silence_past_the_idle_timeout_prompts_an_answer(session: Session) -> None:
+    session.recv()
+    update(
+        session,
+        output_modalities=["text"],
+        audio={"input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000}}},
+    )
+    session.send(user_text("hello"))
+    session.send({"type": "response.create"})
+    session.until("response.done")
+    stream(session, silence(4.0))
+    session.send(user_text("not yet"))  # the next event after 4 s of silence: no timeout before
+    assert session.until("conversation.item.done")[0]["type"] == "conversation.item.added"
+    stream(session, silence(2.0))
+    events = session.until("response.done")
+    kinds = types(events)
+    timeout = events[kinds.index("input_audio_buffer.timeout_triggered")]
+    assert timeout["audio_end_ms"] - timeout["audio_start_ms"] >= 5000
+    committed = events[kinds.index("input_audio_buffer.committed")]
+    assert committed["item_id"] == timeout["item_id"]
+    assert events[-1]["response"]["status"] == "completed"
+
+
+def test_semantic_vad_is_accepted_and_shown_whole(session: Session) -> None:
+    session.recv()
+    effective = update(
+        session, audio={"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}
+    )
+    assert effective["audio"]["input"]["turn_detection"] == {
+        "type": "semantic_vad",
+        "eagerness": "high",
+        "create_response": True,
+        "interrupt_response": True,
+    }

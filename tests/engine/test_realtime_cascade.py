@@ -114,6 +114,13 @@ def test_a_spoken_interruption_cancels_the_answer_and_is_answered(
     session.recv()
     session.send(
         {
+            "type": "session.update",
+            "session": {"type": "realtime", "instructions": "Answer the last question briefly."},
+        }
+    )
+    session.until("session.updated")
+    session.send(
+        {
             "type": "conversation.item.create",
             "item": {
                 "type": "message",
@@ -134,5 +141,6 @@ def test_a_spoken_interruption_cancels_the_answer_and_is_answered(
         "reason": "turn_detected",
     }
     answer = session.until("response.done")
-    assert answer[-1]["response"]["status"] == "completed"
-    assert "rome" in transcript_of(answer).lower()
+    said = transcript_of(answer)
+    assert "rome" in said.lower(), said
+    assert answer[-1]["response"]["status"] in ("completed", "incomplete"), said

@@ -239,6 +239,15 @@ class SpeakingEngine(Protocol):
 
 
 @runtime_checkable
+class HearingEngine(Protocol):
+    """An engine that turns the user's audio into words before answering (a cascade)."""
+
+    def heard(self, clip: AudioClip) -> str | None:
+        """The words it recognised in ``clip`` for a prompt, if it has (no work is done)."""
+        ...
+
+
+@runtime_checkable
 class TranscribingEngine(Protocol):
     """An engine that writes down speech (capability "transcription"; translation into
     English when ``translates`` is true)."""

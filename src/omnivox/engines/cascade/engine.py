@@ -291,6 +291,9 @@ class CascadeEngine:
             for voice, s in VOICES.items()
         }
 
+    def heard(self, clip: AudioClip) -> str | None:
+        return self._transcripts.cached(clip) if self._transcripts is not None else None
+
     @property
     def transcripts(self) -> TranscriptBook:
         if self._transcripts is None:

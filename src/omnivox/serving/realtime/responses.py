@@ -81,6 +81,11 @@ class Generation:
         """The prepared generation; raises what ``prepare`` (or the check) raised."""
         return await asyncio.shield(self._prepared)
 
+    async def was_prepared(self) -> bool:
+        """Wait until ``prepare`` has ended, however it ended; whether it succeeded."""
+        await asyncio.wait({self._prepared})
+        return not self._prepared.cancelled() and self._prepared.exception() is None
+
     def release(self) -> None:
         """Let the generation begin (it is prepared first in any case)."""
         self._go.set()

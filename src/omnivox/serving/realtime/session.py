@@ -41,7 +41,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,6 +51,7 @@ from omnivox.engines.base import (
     AudioClip,
     Engine,
     GenerationRequest,
+    HearingEngine,
     PreparedGeneration,
     SamplingParams,
     SpeechOutput,
@@ -59,7 +60,7 @@ from omnivox.engines.base import (
     TranscriptionRequest,
     check_context_window,
 )
-from omnivox.engines.events import TranscriptionFinished, TranscriptSegment
+from omnivox.engines.events import TranscriptionEvent, TranscriptionFinished, TranscriptSegment
 from omnivox.errors import InvalidRequestError, InvalidValueError, OmnivoxError, ServerError
 from omnivox.ids import new_id
 from omnivox.protocol import realtime as wire
@@ -461,7 +462,9 @@ class RealtimeSession:
             clip = (
                 speculation.clip if speculation is not None else await clip_of(pcm, self.input.rate)
             )
-            await self._add_user_audio(turn.item_id, clip)
+            await self._add_user_audio(
+                turn.item_id, clip, speculation.generation if speculation is not None else None
+            )
             if rules.create_response and self.kind == "realtime":
                 await self._settle_cancelled()
                 if self.response is None:
@@ -536,7 +539,11 @@ class RealtimeSession:
         self.input.clear()
         await self._add_user_audio(item_id, await clip_of(pcm, self.input.rate))
 
-    async def _add_user_audio(self, item_id: str, clip: AudioClip) -> None:
+    async def _add_user_audio(
+        self, item_id: str, clip: AudioClip, answer: Generation | None = None
+    ) -> None:
+        """The committed audio as a user item; its transcript written down when the session
+        asks, by ``answer``'s recognition of it when it has one (a cascade)."""
         previous = self._last_item_id()
         await self.send(
             {
@@ -549,7 +556,7 @@ class RealtimeSession:
         await self._add_item(item, previous)
         transcription = self.config["audio"]["input"]["transcription"]
         if transcription is not None and isinstance(self.engine, TranscribingEngine):
-            self._side_task(self._transcribe(item, clip, transcription))
+            self._side_task(self._transcribe(item, clip, transcription, answer))
 
     def _side_task(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -559,7 +566,13 @@ class RealtimeSession:
         self.side_tasks.add(task)
         task.add_done_callback(self.side_tasks.discard)
 
-    async def _transcribe(self, item: Item, clip: AudioClip, transcription: dict[str, Any]) -> None:
+    async def _transcribe(
+        self,
+        item: Item,
+        clip: AudioClip,
+        transcription: dict[str, Any],
+        answer: Generation | None,
+    ) -> None:
         engine = self.engine
         assert isinstance(engine, TranscribingEngine)
         request = TranscriptionRequest(
@@ -569,7 +582,17 @@ class RealtimeSession:
         pieces: list[str] = []
         output_tokens = 0
         try:
-            events = engine.transcribe(request)
+            heard = await _heard(engine, clip, answer)
+            if heard is not None:  # the answer's own recognition: no second pass
+                pieces.append(heard)
+                await self.send(
+                    {
+                        "type": "conversation.item.input_audio_transcription.delta",
+                        **at,
+                        "delta": heard,
+                    }
+                )
+            events = _no_events() if heard is not None else engine.transcribe(request)
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
                     if isinstance(event, TranscriptSegment) and event.text:
@@ -970,6 +993,21 @@ class RealtimeSession:
                 },
             }
         )
+
+
+async def _heard(engine: Engine, clip: AudioClip, answer: Generation | None) -> str | None:
+    """What an engine that recognises speech for its prompts heard in ``clip``, once the
+    answer being prepared on it has recognised it; None when there is no such answer."""
+    if answer is None or not isinstance(engine, HearingEngine):
+        return None
+    if not await answer.was_prepared():  # the answer's refusal is the answer's to report
+        return None
+    return engine.heard(clip)
+
+
+async def _no_events() -> AsyncIterator[TranscriptionEvent]:
+    return
+    yield
 
 
 def _user_audio_wire(item_id: str) -> dict[str, Any]:
