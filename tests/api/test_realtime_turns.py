@@ -432,3 +432,37 @@ def test_semantic_vad_is_accepted_and_shown_whole(session: Session) -> None:
         "create_response": True,
         "interrupt_response": True,
     }
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "session.update", "session": "realtime"},
+        {"type": "session.update", "session": {"type": "realtime", "audio": []}},
+        {"type": "session.update", "session": {"type": "realtime", "tools": [{"type": "x"}]}},
+        {"type": "input_audio_buffer.append", "audio": 5},
+        {"type": "input_audio_buffer.append", "audio": "not base64!"},
+        {"type": "conversation.item.create", "item": None},
+        {"type": "conversation.item.create", "item": {"type": "function_call_output"}},
+        {"type": "conversation.item.truncate", "item_id": 5, "content_index": 0},
+        {"type": "conversation.item.truncate", "item_id": "x", "content_index": -1},
+        {"type": "conversation.item.retrieve"},
+        {"type": "response.create", "response": {"input": [{"type": "item_reference"}]}},
+        {"type": "response.create", "response": {"input": [{"type": "item_reference", "id": "x"}]}},
+        {"type": "response.create", "response": {"conversation": "other"}},
+        {"type": "response.create", "response": {"tool_choice": {"type": "function", "name": "f"}}},
+        {"type": "response.cancel", "response_id": 7},
+        {"type": 42},
+        {"event_id": ["x"]},
+    ],
+)
+def test_a_malformed_event_is_an_error_event_and_the_session_goes_on(
+    session: Session, event: dict[str, Any]
+) -> None:
+    session.recv()
+    session.send(event)
+    error = session.recv()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    session.send(user_text("still here"))
+    assert session.until("conversation.item.done")[-1]["item"]["role"] == "user"

@@ -24,6 +24,9 @@ from omnivox.errors import InvalidValueError, OmnivoxError
 SessionType = Literal["realtime", "transcription"]
 
 DEFAULT_VOICE = "alloy"
+# GA sessions have no temperature; the beta protocol's lowest (its range was 0.6-1.2): the
+# small embedded chat model drifts into nonsense at OpenAI's chat default of 1.0.
+TEMPERATURE = 0.6
 PCM_FORMAT: dict[str, Any] = {"type": "audio/pcm", "rate": OUTPUT_SAMPLE_RATE}
 DEFAULT_TRANSCRIPTION_MODEL = "whisper-1"
 SERVER_VAD_DEFAULTS: dict[str, Any] = {

@@ -68,6 +68,7 @@ from omnivox.protocol.validation import to_openai_error
 from omnivox.serving.inputs import InputLimits, voice_name
 from omnivox.serving.realtime.audio_io import InputAudio, OutputAudio, clip_of
 from omnivox.serving.realtime.config import (
+    TEMPERATURE,
     SessionType,
     check_served,
     checked_model,
@@ -313,7 +314,8 @@ class RealtimeSession:
     # ---- session ------------------------------------------------------------------------
 
     async def _session_update(self, event: dict[str, Any]) -> None:
-        given_type = (event.get("session") or {}).get("type") if isinstance(event, dict) else None
+        session = event.get("session")
+        given_type = session.get("type") if isinstance(session, dict) else None
         if given_type in ("realtime", "transcription") and given_type != self.kind:
             raise InvalidValueError(
                 f"Passing a {given_type} session update event to a {self.kind} session is "
@@ -843,7 +845,10 @@ class RealtimeSession:
         choice = config["tool_choice"]
         request = GenerationRequest(
             turns=with_instructions(turns_of(items), config["instructions"]),
-            sampling=SamplingParams(max_output_tokens=None if max_output == "inf" else max_output),
+            sampling=SamplingParams(
+                temperature=TEMPERATURE,
+                max_output_tokens=None if max_output == "inf" else max_output,
+            ),
             speech=SpeechOutput(voice["id"] if isinstance(voice, dict) else voice)
             if speak
             else None,
