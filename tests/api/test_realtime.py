@@ -57,6 +57,11 @@ class Session:
         self.seen.append(data)
         return data
 
+    def update(self, **fields: Any) -> dict[str, Any]:
+        """``session.update`` of a realtime session; the effective session it answers."""
+        self.send({"type": "session.update", "session": {"type": "realtime", **fields}})
+        return self.until("session.updated")[-1]["session"]
+
     def until(self, kind: str) -> list[dict[str, Any]]:
         """The events received up to and including the first of type ``kind``."""
         events = []

@@ -84,11 +84,6 @@ def tool_session(tool_server: LiveServer) -> Iterator[Session]:
         yield Session(connection)
 
 
-def update(session: Session, **fields: Any) -> dict[str, Any]:
-    session.send({"type": "session.update", "session": {"type": "realtime", **fields}})
-    return session.until("session.updated")[-1]["session"]
-
-
 def answer_text(events: list[dict[str, Any]]) -> str:
     kinds = ("response.output_text.delta", "response.output_audio_transcript.delta")
     return "".join(e["delta"] for e in events if e["type"] in kinds)
@@ -137,8 +132,7 @@ def test_a_pause_shorter_than_the_silence_does_not_end_the_turn(
     session: Session, say: Callable[[str], bytes], fake_server: LiveServer
 ) -> None:
     session.recv()
-    update(
-        session,
+    session.update(
         output_modalities=["text"],
         audio={"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 900}}},
     )
@@ -154,7 +148,7 @@ def test_a_pause_shorter_than_the_silence_does_not_end_the_turn(
 
 def test_speech_during_an_answer_cancels_it(session: Session, say: Callable[[str], bytes]) -> None:
     session.recv()
-    update(session, output_modalities=["text"])
+    session.update(output_modalities=["text"])
     session.send(user_text("slow " + "word " * 40))  # 0.2 s a word
     session.send({"type": "response.create"})
     first = session.until("response.output_text.delta")
@@ -174,7 +168,7 @@ def test_speech_during_an_answer_cancels_it(session: Session, say: Callable[[str
 
 def test_truncate_drops_the_words_that_were_not_heard(session: Session) -> None:
     session.recv()
-    update(session, audio={"input": {"turn_detection": None}})
+    session.update(audio={"input": {"turn_detection": None}})
     session.send(user_text("one two three four five six"))
     session.send({"type": "response.create"})
     events = session.until("response.done")
@@ -227,7 +221,7 @@ def test_a_function_call_round_trip_ends_in_speech(tool_session: Session) -> Non
             "required": ["city"],
         },
     }
-    update(session, tools=[tool], audio={"input": {"turn_detection": None}})
+    session.update(tools=[tool], audio={"input": {"turn_detection": None}})
     session.send(user_text("call get_weather Paris"))
     session.send({"type": "response.create"})
     events = session.until("response.done")
@@ -261,8 +255,7 @@ def test_a_function_call_round_trip_ends_in_speech(tool_session: Session) -> Non
 
 def test_committed_audio_is_transcribed_when_asked(session: Session) -> None:
     session.recv()
-    effective = update(
-        session,
+    effective = session.update(
         audio={"input": {"turn_detection": None, "transcription": {"model": "whisper-1"}}},
     )
     assert effective["audio"]["input"]["transcription"]["model"] == "whisper-1"
@@ -334,8 +327,7 @@ def test_a_transcription_session_writes_down_speech_and_answers_nothing(
 
 def test_g711_audio_in_and_out(session: Session) -> None:
     session.recv()
-    update(
-        session,
+    session.update(
         audio={
             "input": {"format": {"type": "audio/pcmu"}, "turn_detection": None},
             "output": {"format": {"type": "audio/pcma"}},
@@ -400,8 +392,7 @@ __all__ = ["session"]  # the fixture, shared with test_realtime
 
 def test_silence_past_the_idle_timeout_prompts_an_answer(session: Session) -> None:
     session.recv()
-    update(
-        session,
+    session.update(
         output_modalities=["text"],
         audio={"input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000}}},
     )
@@ -423,8 +414,8 @@ def test_silence_past_the_idle_timeout_prompts_an_answer(session: Session) -> No
 
 def test_semantic_vad_is_accepted_and_shown_whole(session: Session) -> None:
     session.recv()
-    effective = update(
-        session, audio={"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}
+    effective = session.update(
+        audio={"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}
     )
     assert effective["audio"]["input"]["turn_detection"] == {
         "type": "semantic_vad",

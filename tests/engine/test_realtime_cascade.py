@@ -75,17 +75,10 @@ def test_a_spoken_question_gets_a_spoken_answer_and_a_transcript(
     session: Session, espeak: Callable[..., bytes]
 ) -> None:
     session.recv()
-    session.send(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "instructions": "Answer in one short sentence.",
-                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
-            },
-        }
+    session.update(
+        instructions="Answer in one short sentence.",
+        audio={"input": {"transcription": {"model": "whisper-1"}}},
     )
-    session.until("session.updated")
     stream(session, silence(0.5) + pcm_of(espeak, "What is the capital of France?") + silence(1.5))
     events = session.until("response.done")
     kinds = types(events)
@@ -112,17 +105,10 @@ def test_a_spoken_interruption_cancels_the_answer_and_is_answered(
     session: Session, espeak: Callable[..., bytes]
 ) -> None:
     session.recv()
-    session.send(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "instructions": "Answer the last question briefly.",
-                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
-            },
-        }
+    session.update(
+        instructions="Answer the last question briefly.",
+        audio={"input": {"transcription": {"model": "whisper-1"}}},
     )
-    session.until("session.updated")
     session.send(
         {
             "type": "conversation.item.create",

@@ -379,21 +379,7 @@ class RealtimeSession:
     # ---- input audio ----------------------------------------------------------------------
 
     async def _append(self, event: dict[str, Any]) -> None:
-        audio = event.get("audio")
-        if not isinstance(audio, str):
-            raise InvalidRequestError(
-                "Missing required parameter: 'audio'.",
-                param="audio",
-                code="missing_required_parameter",
-            )
-        try:
-            raw = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidValueError(
-                "Invalid 'audio': expected base64-encoded audio in the session's input format.",
-                param="audio",
-            ) from None
-        pcm = self.input.decode(raw)
+        pcm = self.input.decode(_base64_audio(_required_str(event, "audio"), "audio"))
         max_bytes = int(self.limits.max_input_audio_s * self.input.rate) * 2
         if len(self.input.buffer) + len(pcm) > max_bytes:
             raise InvalidRequestError(
@@ -714,15 +700,7 @@ class RealtimeSession:
         )
 
     async def _clip(self, audio_b64: str, param: str) -> AudioClip:
-        try:
-            raw = base64.b64decode(audio_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidValueError(
-                f"Invalid '{param}.audio': expected base64-encoded audio in the session's "
-                "input format.",
-                param=param,
-            ) from None
-        pcm = self.input.decode(raw)
+        pcm = self.input.decode(_base64_audio(audio_b64, param))
         if len(pcm) / 2 / self.input.rate > self.limits.max_input_audio_s:
             raise InvalidRequestError(
                 f"Audio content may be at most {self.limits.max_input_audio_s:g} seconds long.",
@@ -733,13 +711,7 @@ class RealtimeSession:
 
     def _item(self, event: dict[str, Any]) -> Item:
         """The conversation's item that ``event["item_id"]`` names (400 when none does)."""
-        item_id = event.get("item_id")
-        if not isinstance(item_id, str):
-            raise InvalidRequestError(
-                "Missing required parameter: 'item_id'.",
-                param="item_id",
-                code="missing_required_parameter",
-            )
+        item_id = _required_str(event, "item_id")
         for item in self.items:
             if item.id == item_id:
                 return item
@@ -1013,6 +985,25 @@ async def _heard(engine: Engine, clip: AudioClip, answer: Generation | None) -> 
 async def _no_events() -> AsyncIterator[TranscriptionEvent]:
     return
     yield
+
+
+def _required_str(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            f"Missing required parameter: '{key}'.", param=key, code="missing_required_parameter"
+        )
+    return value
+
+
+def _base64_audio(data: str, param: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidValueError(
+            f"Invalid '{param}': expected base64-encoded audio in the session's input format.",
+            param=param,
+        ) from None
 
 
 def _user_audio_wire(item_id: str) -> dict[str, Any]:
