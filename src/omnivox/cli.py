@@ -85,6 +85,7 @@ _SERVE_OPTIONS: tuple[tuple[str, str | None], ...] = (
     ("audio_ttl_s", None),
     ("max_body_bytes", None),
     ("max_input_audio_s", None),
+    ("batch_concurrency", None),
     ("strict_parameters", "--lenient"),
     ("require_keys", None),
     ("access_db", None),
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(commands)
     _keys_parser(commands)
     _usage_parser(commands)
+    from omnivox.serving import batch_admin
+
+    batch_admin.add_parser(commands)
     return parser
 
 
@@ -402,6 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tune_malloc()
         with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
             return runner.run(_serve(settings))
+    if args.command == "batches":
+        from omnivox.serving import batch_admin
+
+        return batch_admin.batches_command(settings.data_dir, args)
     from omnivox.access import admin
 
     try:

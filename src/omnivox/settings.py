@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     max_input_audio_s: float = Field(
         default=600.0, gt=0, description="longest input audio, in seconds"
     )
+    batch_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="how many lines of batches (/v1/batches) run at once, only while no "
+        "interactive request is being answered",
+    )
     # what a keyless server trusts, and the connection limits (see docs/security.md)
     cors_origins: list[str] = Field(
         default_factory=list,

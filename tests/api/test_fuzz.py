@@ -54,6 +54,11 @@ ROUTES = [
     ("GET", "/v1/models/{model_id}"),
     ("GET", "/v1/usage"),
     ("GET", "/health"),
+    ("POST", "/v1/files"),
+    ("GET", "/v1/files"),
+    ("GET", "/v1/files/{file_id}"),
+    ("DELETE", "/v1/files/{file_id}"),
+    ("GET", "/v1/files/{file_id}/content"),
 ]
 ERROR_FIELDS = {"message", "type", "param", "code"}
 

@@ -124,6 +124,10 @@ class AccessControl(Protocol):
 
     def authenticate(self, authorization: str | None) -> Caller: ...
 
+    def caller_of(self, key_id: str) -> Caller | None:
+        """The caller a key's id stands for (work done later for it, such as a batch's
+        lines); None when the key is gone or revoked. "" is the caller without a key."""
+
     async def admit(
         self,
         caller: Caller,
@@ -170,6 +174,9 @@ class OpenAccess:
 
     def authenticate(self, authorization: str | None) -> Caller:
         return ANONYMOUS
+
+    def caller_of(self, key_id: str) -> Caller | None:
+        return ANONYMOUS if key_id == "" else None
 
     async def admit(
         self,
@@ -247,6 +254,14 @@ class KeyedAccess:
             "a key (`omnivox keys create`).",
             code="invalid_api_key",
         )
+
+    def caller_of(self, key_id: str) -> Caller | None:
+        if key_id == "":
+            return ANONYMOUS if self.open_without_keys and not self.keys.has_keys() else None
+        for key in self.keys.list():
+            if key.key_id == key_id:
+                return Caller(key) if key.active else None
+        return None
 
     async def admit(
         self,

@@ -26,6 +26,7 @@ shows the app's own Prometheus registry (``metrics``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -53,6 +54,12 @@ from omnivox.protocol.responses import Model, ModelList
 from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, close_run, refused_before_admission
 from omnivox.server.audio_routes import add_audio_routes
+from omnivox.server.batch_routes import (
+    BatchLines,
+    InteractiveLoad,
+    add_batch_routes,
+    batch_store_path,
+)
 from omnivox.server.bodies import (
     INVALID_JSON_MESSAGE,
     OFF_LOOP_BODY_BYTES,
@@ -62,6 +69,7 @@ from omnivox.server.bodies import (
 from omnivox.server.cors import cors
 from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
+from omnivox.server.files_routes import add_file_routes
 from omnivox.server.hosts import KeylessTrust, is_loopback_name
 from omnivox.server.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
 from omnivox.server.metrics import ServerMetrics
@@ -70,6 +78,7 @@ from omnivox.server.openapi import CHAT_PATH, describe_routes
 from omnivox.server.realtime_route import REALTIME_PATH, RealtimeEndpoint
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
+from omnivox.serving.batches import BatchService
 from omnivox.serving.catalog import OWNER, ModelCatalog, served_uses
 from omnivox.serving.chat import ChatService, ServiceOptions
 from omnivox.serving.inputs import InputLimits, output_token_limit
@@ -78,6 +87,8 @@ from omnivox.serving.transcription import TranscriptionService
 from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.settings import Settings
 from omnivox.store.audio import AudioStore
+from omnivox.store.batches import BatchStore
+from omnivox.store.files import FileStore
 
 log = logging.getLogger("omnivox.server")
 
@@ -121,6 +132,16 @@ def create_app(
     metrics = ServerMetrics((entry.model_id for entry in catalog.entries()), engine)
     state: dict[str, bool] = {"ready": False}
     keyless = KeylessTrust(settings.allowed_hosts, settings.cors_origins)
+    files = FileStore(settings.data_dir)
+    load = InteractiveLoad()  # batch lines run only while it is idle
+    batches = BatchService(
+        BatchStore(batch_store_path(settings.data_dir)),
+        files,
+        BatchLines(gate, catalog, service).run,
+        load.wait_idle,
+        known_model=lambda name: catalog.has(name, "chat"),
+        concurrency=settings.batch_concurrency,
+    )
 
     def authenticate(request: Request) -> Caller:
         caller = gate.authenticate(request.headers.get("authorization"))
@@ -135,12 +156,18 @@ def create_app(
                 await engine.start()
             await gate.start()  # rows an earlier process left open are closed before new ones
             state["ready"] = True
+            runner = asyncio.create_task(batches.run())  # unfinished batches resume
             try:
                 yield
             finally:
                 state["ready"] = False
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
                 await engine.close()
                 store.close()
+                files.close()
+                batches.store.close()
                 await gate.close()
 
     app = FastAPI(
@@ -157,6 +184,18 @@ def create_app(
     _add_error_handlers(app)
 
     async def chat_completions(request: Request) -> Response:
+        """An interactive request: batch lines wait until it has been answered."""
+        load.begin()
+        streaming = False
+        try:
+            response = await answer_chat(request)
+            streaming = isinstance(response, EventStreamResponse)
+            return response
+        finally:
+            if not streaming:
+                load.end()
+
+    async def answer_chat(request: Request) -> Response:
         caller = authenticate(request)
         request_id = request.state.request_id
         async with refused_before_admission(
@@ -174,10 +213,15 @@ def create_app(
             response: Response
             if req.streaming:
                 run.events = metrics.timed_outputs(run.events, request.state.started_ns)
+
+                async def stream_ended() -> None:
+                    try:
+                        await close_run(run, run.events)
+                    finally:
+                        load.end()
+
                 response = EventStreamResponse(
-                    sse.render(run),
-                    media_type=sse.SSE_MEDIA_TYPE,
-                    on_end=lambda: close_run(run, run.events),
+                    sse.render(run), media_type=sse.SSE_MEDIA_TYPE, on_end=stream_ended
                 )
             else:
                 async with cancelled_if_client_leaves(request.receive):
@@ -194,6 +238,9 @@ def create_app(
         SpeechService(engine, catalog),
         TranscriptionService(engine, catalog, limits),
     )
+
+    add_file_routes(app, authenticate, files)
+    add_batch_routes(app, authenticate, batches)
 
     @app.get("/v1/usage")
     async def usage(request: Request, since: str | None = None) -> Response:

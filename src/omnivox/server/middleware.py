@@ -5,11 +5,13 @@ and the per-request cost stays in microseconds. Every response, errors
 included, carries ``x-request-id`` and ``openai-processing-ms`` (time until the
 response started, which for a stream is its first byte). A body must arrive
 without a pause longer than ``body_timeout_s`` (408 after); an answer sent
-before its request's body was read closes the connection. A client that left
-(``ClientDisconnected``) gets nothing and is logged at debug level only: leaving
-is the client's right, not the server's error. With ``metrics``, every request is
-counted and timed there once its answer is over (``server/metrics.py``), and a
-response sent without a length counts as a stream while it is sent.
+before its request's body was read closes the connection. An upload to a path of
+``UPLOAD_BODY_LIMITS`` may be as large as that path's own cap where it is above
+``max_body_bytes``. A client that left (``ClientDisconnected``) gets nothing and is
+logged at debug level only: leaving is the client's right, not the server's error.
+With ``metrics``, every request is counted and timed there once its answer is over
+(``server/metrics.py``), and a response sent without a length counts as a stream
+while it is sent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,17 +28,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from omnivox import ids
 from omnivox.errors import OmnivoxError, RequestTimeoutError, RequestTooLargeError, ServerError
 from omnivox.server.disconnect import ClientDisconnected
+from omnivox.server.files_routes import MAX_FILE_BYTES, MAX_UPLOAD_BODY_BYTES
 from omnivox.server.metrics import ServerMetrics
+from omnivox.server.openapi import FILES_PATH
 
 log = logging.getLogger("omnivox.server")
 
 OPENAI_VERSION = b"2020-10-01"
+TOO_LARGE_ADVICE = "Send shorter audio or raise the server's --max-body-bytes."
+# path -> the largest body an upload there may have, and what to say past it
+UPLOAD_BODY_LIMITS: Mapping[str, tuple[int, str]] = {
+    FILES_PATH: (MAX_UPLOAD_BODY_BYTES, f"A file may be at most {MAX_FILE_BYTES} bytes."),
+}
 
 
-def too_large(max_body_bytes: int) -> RequestTooLargeError:
+def too_large(max_body_bytes: int, advice: str = TOO_LARGE_ADVICE) -> RequestTooLargeError:
     return RequestTooLargeError(
-        f"Request body too large: the limit is {max_body_bytes} bytes. Send shorter audio or "
-        "raise the server's --max-body-bytes.",
+        f"Request body too large: the limit is {max_body_bytes} bytes. {advice}",
         param=None,
     )
 
@@ -52,6 +61,12 @@ class OpenAIHeadersMiddleware:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.metrics = metrics
+        self.upload_limits = {
+            path: (n_bytes, advice)
+            for path, (n_bytes, advice) in UPLOAD_BODY_LIMITS.items()
+            if n_bytes > max_body_bytes
+        }
+        self._default_limit = (max_body_bytes, TOO_LARGE_ADVICE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +80,8 @@ class OpenAIHeadersMiddleware:
         status = 0  # the answer's, once it has started
         streamed = False
         metrics = self.metrics
-        guarded = _GuardedReceive(receive, self.max_body_bytes, self.body_timeout_s)
+        max_body_bytes, advice = self.upload_limits.get(scope["path"], self._default_limit)
+        guarded = _GuardedReceive(receive, max_body_bytes, self.body_timeout_s, advice)
         has_body = _has_body(scope)
 
         async def send_with_headers(message: Message) -> None:
@@ -92,8 +108,8 @@ class OpenAIHeadersMiddleware:
 
         try:
             declared = _content_length(scope)
-            if declared is not None and declared > self.max_body_bytes:
-                await _send_error(send_with_headers, too_large(self.max_body_bytes))
+            if declared is not None and declared > max_body_bytes:
+                await _send_error(send_with_headers, too_large(max_body_bytes, advice))
                 return
             try:
                 await self.app(scope, guarded, send_with_headers)
@@ -146,10 +162,13 @@ class _GuardedReceive:
     whole, reads (which then wait for the client to disconnect) are not timed.
     """
 
-    def __init__(self, receive: Receive, max_body_bytes: int, body_timeout_s: float) -> None:
+    def __init__(
+        self, receive: Receive, max_body_bytes: int, body_timeout_s: float, advice: str
+    ) -> None:
         self._receive = receive
         self._max_body_bytes = max_body_bytes
         self._body_timeout_s = body_timeout_s
+        self._advice = advice
         self._n_bytes = 0
         self.body_done = False
 
@@ -168,7 +187,7 @@ class _GuardedReceive:
         if message["type"] == "http.request":
             self._n_bytes += len(message.get("body", b""))
             if self._n_bytes > self._max_body_bytes:
-                raise too_large(self._max_body_bytes)
+                raise too_large(self._max_body_bytes, self._advice)
         return message
 
 

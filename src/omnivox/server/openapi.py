@@ -2,15 +2,16 @@
 
 FastAPI describes the routes it parses itself. The chat route parses its own body
 (see ``app``), so its request schema is added here from the protocol model, with its
-answers: a ``ChatCompletion`` or a stream of Server-Sent Events. FastAPI would also
-promise a 422 for every route with parameters; omnivox answers those mistakes 400 in
-OpenAI's shape, so the document says that instead. Property-based fuzzing reads this
-document (tests/api/test_fuzz.py), so what it says is what gets tested.
+answers: a ``ChatCompletion`` or a stream of Server-Sent Events; so are the audio
+routes and the Files API's (``files_routes``), which parse their own forms and queries.
+FastAPI would also promise a 422 for every route with parameters; omnivox answers those
+mistakes 400 in OpenAI's shape, so the document says that instead. Property-based
+fuzzing reads this document (tests/api/test_fuzz.py), so what it says is what gets tested.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -21,6 +22,15 @@ from omnivox.protocol.audio import (
     CreateTranslationForm,
     Transcription,
 )
+from omnivox.protocol.files import (
+    MAX_EXPIRES_AFTER_S,
+    MAX_LIST_LIMIT,
+    MIN_EXPIRES_AFTER_S,
+    DeleteFileResponse,
+    FilePurpose,
+    ListFilesResponse,
+    OpenAIFile,
+)
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import ChatCompletion
 
@@ -28,6 +38,9 @@ CHAT_PATH = "/v1/chat/completions"
 SPEECH_PATH = "/v1/audio/speech"
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 TRANSLATIONS_PATH = "/v1/audio/translations"
+FILES_PATH = "/v1/files"
+FILE_PATH = "/v1/files/{file_id}"
+FILE_CONTENT_PATH = "/v1/files/{file_id}/content"
 SCHEMAS_REF = "#/components/schemas/{model}"
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -49,7 +62,7 @@ ERROR_STATUSES = {
     "400": "Invalid request",
     "401": "Missing or wrong API key",
     "403": "Not allowed",
-    "404": "Unknown model or URL",
+    "404": "Unknown model, file or URL",
     "408": "The request did not arrive in time",
     "413": "Request body too large",
     "415": "Body not sent as JSON",
@@ -67,6 +80,7 @@ def describe_routes(app: FastAPI) -> None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
             _add_chat_route(document)
             _add_audio_routes(document)
+            _add_file_routes(document)
             _errors_in_openai_shape(document)
             app.openapi_schema = document
         return app.openapi_schema
@@ -180,6 +194,80 @@ def _add_audio_routes(document: dict[str, Any]) -> None:
                 },
             }
         }
+
+
+def _json_answer(document: dict[str, Any], model: Any, description: str) -> dict[str, Any]:
+    content = {"application/json": {"schema": _schema_ref(document, model)}}
+    return {"200": {"description": description, "content": content}}
+
+
+def _add_file_routes(document: dict[str, Any]) -> None:
+    upload = {
+        "type": "object",
+        "required": ["file", "purpose"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "purpose": {"type": "string", "enum": list(get_args(FilePurpose))},
+            "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+            "expires_after[seconds]": {
+                "type": "integer",
+                "minimum": MIN_EXPIRES_AFTER_S,
+                "maximum": MAX_EXPIRES_AFTER_S,
+            },
+        },
+    }
+    listing = [
+        {"name": "purpose", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT},
+        },
+        {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}},
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
+    file_id = [{"name": "file_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    paths = document["paths"]
+    paths[FILES_PATH] = {
+        "post": {
+            "summary": "Upload a file (a batch's requests, as JSON Lines, among others)",
+            "operationId": "createFile",
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": upload}},
+            },
+            "responses": _json_answer(document, OpenAIFile, "The file"),
+        },
+        "get": {
+            "summary": "List the caller's files, newest first unless asked otherwise",
+            "operationId": "listFiles",
+            "parameters": listing,
+            "responses": _json_answer(document, ListFilesResponse, "A page of files"),
+        },
+    }
+    paths[FILE_PATH] = {
+        "get": {
+            "summary": "Retrieve a file's description",
+            "operationId": "retrieveFile",
+            "parameters": file_id,
+            "responses": _json_answer(document, OpenAIFile, "The file"),
+        },
+        "delete": {
+            "summary": "Delete a file",
+            "operationId": "deleteFile",
+            "parameters": file_id,
+            "responses": _json_answer(document, DeleteFileResponse, "The file, deleted"),
+        },
+    }
+    binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    paths[FILE_CONTENT_PATH] = {
+        "get": {
+            "summary": "Download a file's bytes",
+            "operationId": "downloadFile",
+            "parameters": file_id,
+            "responses": {"200": {"description": "The file's bytes", "content": binary}},
+        }
+    }
 
 
 def _errors_in_openai_shape(document: dict[str, Any]) -> None:

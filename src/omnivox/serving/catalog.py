@@ -108,6 +108,10 @@ class ModelCatalog:
         """The snapshot a requested model name answers with."""
         return self.get(name).snapshot
 
+    def has(self, name: str, use: Use = "chat") -> bool:
+        entry = self._entries.get(name)
+        return entry is not None and use in entry.uses
+
     def get(self, name: str, use: Use = "chat") -> CatalogEntry:
         entry = self._entries.get(name)
         if entry is None:

@@ -1,0 +1,195 @@
+"""The routes of ``/v1/batches``, and how a batch's line is put through the API's path.
+
+``POST /v1/batches`` creates a batch from an uploaded ``batch`` file, ``GET`` shows one
+or lists them (newest first, paged by ``after``), ``POST .../cancel`` cancels one; a
+batch is its creator's key's alone (another key gets 404). ``BatchLines.run`` answers
+one line as ``POST /v1/chat/completions`` would answer it for the batch's key: the
+body validated, access asked (a ledger row; a refusal by the key's rate limits waits
+and tries again), the engine's answer folded into one completion; what the API would
+refuse is its status and OpenAI's error body. ``InteractiveLoad`` tells the runner when
+the server answers nobody else: batch lines run only then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from omnivox import ids
+from omnivox.access.gate import AccessControl, Caller
+from omnivox.errors import InvalidRequestError, OmnivoxError, RateLimitError
+from omnivox.protocol.batches import CreateBatchRequest
+from omnivox.protocol.requests import CreateChatCompletionRequest
+from omnivox.protocol.validation import to_openai_error
+from omnivox.server.admission import admitted, refused_before_admission
+from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
+from omnivox.serving import fold
+from omnivox.serving.batches import BatchService, LineAnswer, LineDeferred
+from omnivox.serving.catalog import ModelCatalog
+from omnivox.serving.chat import ChatService
+from omnivox.serving.inputs import output_token_limit
+from omnivox.serving.usage import estimate_prompt_tokens
+from omnivox.store.batches import STORE_FILE
+
+BATCHES_PATH = "/v1/batches"
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+
+
+def batch_store_path(data_dir: Path) -> Path:
+    return data_dir / STORE_FILE
+
+
+class InteractiveLoad:
+    """How many interactive requests the server is answering; waits for none."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        self.active += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        self.active = max(0, self.active - 1)
+        if self.active == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+class BatchLines:
+    """One batch line through the chat path, for the key that created the batch."""
+
+    def __init__(self, gate: AccessControl, catalog: ModelCatalog, service: ChatService) -> None:
+        self.gate = gate
+        self.catalog = catalog
+        self.service = service
+
+    async def run(self, owner: str, body: dict[str, Any]) -> LineAnswer:
+        request_id = ids.request_id()
+        caller = self.gate.caller_of(owner)
+        if caller is None:
+            return _refused(
+                InvalidRequestError(
+                    "The API key that created this batch has been revoked.",
+                    code="invalid_api_key",
+                ),
+                request_id,
+                401,
+            )
+        try:
+            return await self._answer(caller, body, request_id)
+        except RateLimitError as exc:
+            raise LineDeferred(_retry_after_s(exc)) from None
+        except OmnivoxError as exc:
+            return _refused(exc, request_id, exc.status)
+
+    async def _answer(self, caller: Caller, body: dict[str, Any], request_id: str) -> LineAnswer:
+        model = body.get("model") if isinstance(body.get("model"), str) else ""
+        async with refused_before_admission(
+            self.gate, caller, request_id, lambda: str(model), self.catalog.find_snapshot
+        ):
+            try:
+                req = CreateChatCompletionRequest.model_validate(body)
+            except ValidationError as exc:
+                raise to_openai_error(exc, body) from None
+            snapshot = self.catalog.get(req.model).snapshot
+            max_output = output_token_limit(req)[0]
+        estimate = estimate_prompt_tokens(req) if caller.key is not None else 0
+        async with admitted(
+            self.gate, caller, req.model, snapshot, max_output, estimate, request_id
+        ) as admission:
+            run = await self.service.start(req)
+            await admission.charge(run)
+            completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
+        return LineAnswer(200, json.loads(completion.dump()), request_id)
+
+
+def _refused(exc: OmnivoxError, request_id: str, status: int) -> LineAnswer:
+    return LineAnswer(status, exc.body(), request_id)
+
+
+def _retry_after_s(exc: RateLimitError) -> float:
+    try:
+        return float(exc.headers.get("retry-after-ms", "1000")) / 1000
+    except ValueError:
+        return 1.0
+
+
+def add_batch_routes(
+    app: FastAPI,
+    authenticate: Callable[[Request], Caller],
+    batches: BatchService,
+) -> None:
+    def json_answer(body: Any) -> Response:
+        return Response(json.dumps(body), media_type="application/json")
+
+    async def create_batch(request: Request) -> Response:
+        caller = authenticate(request)
+        check_json_media_type(request.headers.get("content-type"))
+        data = await parse_json(await request.body())
+        if not isinstance(data, dict):
+            raise InvalidRequestError(INVALID_JSON_MESSAGE)
+        try:
+            req = CreateBatchRequest.model_validate(data)
+        except ValidationError as exc:
+            raise to_openai_error(exc, data) from None
+        return json_answer(await batches.create(caller.key_id, req))
+
+    async def retrieve_batch(request: Request) -> Response:
+        caller = authenticate(request)
+        batch_id = request.path_params["batch_id"]
+        return json_answer(await batches.retrieve(caller.key_id, batch_id))
+
+    async def cancel_batch(request: Request) -> Response:
+        caller = authenticate(request)
+        batch_id = request.path_params["batch_id"]
+        return json_answer(await batches.cancel(caller.key_id, batch_id))
+
+    async def list_batches(request: Request) -> Response:
+        caller = authenticate(request)
+        after = request.query_params.get("after")
+        raw_limit = request.query_params.get("limit", str(DEFAULT_LIST_LIMIT))
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidRequestError(
+                f"Invalid 'limit': expected an integer from 1 to {MAX_LIST_LIMIT}.",
+                param="limit",
+                code="invalid_value",
+            )
+        data, more = await batches.page(caller.key_id, after, limit)
+        return json_answer(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": more,
+            }
+        )
+
+    app.add_api_route(BATCHES_PATH, create_batch, methods=["POST"], include_in_schema=False)
+    app.add_api_route(BATCHES_PATH, list_batches, methods=["GET"], include_in_schema=False)
+    app.add_api_route(
+        BATCHES_PATH + "/{batch_id}", retrieve_batch, methods=["GET"], include_in_schema=False
+    )
+    app.add_api_route(
+        BATCHES_PATH + "/{batch_id}/cancel",
+        cancel_batch,
+        methods=["POST"],
+        include_in_schema=False,
+    )

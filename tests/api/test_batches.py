@@ -1,0 +1,284 @@
+"""``/v1/batches``: batches of Chat Completions requests, through the official SDK with
+strict response validation, on the fake engine.
+
+A batch runs in the server's background; the tests wait for it by polling its status
+with a deadline (never asserting on how long it took).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import time
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.access.conftest import (
+    FAKE_ENGINE,
+    keyed_client,
+    make_key,
+    serve_process,
+    start_keyed_server,
+)
+from tests.support.fake_engine import word_tone
+from tests.support.live_server import LiveServer
+from tests.support.media import b64
+
+MODEL = "gpt-4o-audio-preview"
+DEADLINE_S = 60
+
+
+def sdk(server: LiveServer, key: str = "sk-test") -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=server.base_url, api_key=key, max_retries=0, _strict_response_validation=True
+    )
+
+
+@pytest.fixture
+def client(fake_server: LiveServer) -> Iterator[openai.OpenAI]:
+    with sdk(fake_server) as client:
+        yield client
+
+
+def line(custom_id: str, body: dict[str, Any], url: str = "/v1/chat/completions") -> str:
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body})
+
+
+def text_body(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def upload(client: openai.OpenAI, lines: list[str]) -> str:
+    data = ("\n".join(lines) + "\n").encode()
+    return client.files.create(file=("batch.jsonl", io.BytesIO(data)), purpose="batch").id
+
+
+def wait_for(
+    client: openai.OpenAI, batch_id: str, done: Callable[[Any], bool] | None = None
+) -> Any:
+    final = {"completed", "failed", "expired", "cancelled"}
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if (done(batch) if done else batch.status in final) or time.monotonic() > deadline:
+            return batch
+        time.sleep(0.05)
+
+
+def jsonl(client: openai.OpenAI, file_id: str | None) -> dict[str, dict[str, Any]]:
+    assert file_id is not None
+    text = client.files.content(file_id).text
+    rows = [json.loads(row) for row in text.splitlines() if row.strip()]
+    return {row["custom_id"]: row for row in rows}
+
+
+def test_a_batch_of_text_and_spoken_requests_completes(client: openai.OpenAI) -> None:
+    spoken = {
+        "model": MODEL,
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_audio",
+                        "input_audio": {"data": b64(_wav(word_tone("hi") * 4)), "format": "wav"},
+                    }
+                ],
+            }
+        ],
+    }
+    lines = [
+        line("first", text_body("hello there")),
+        line("second", text_body("count to 3")),
+        line("spoken", spoken),
+        line("bad", text_body("hello", max_completion_tokens=-1)),
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"job": "nightly"},
+    )
+    assert batch.status == "validating"
+    assert batch.metadata == {"job": "nightly"}
+    batch = wait_for(client, batch.id)
+    assert batch.status == "completed"
+    assert batch.request_counts is not None
+    assert (batch.request_counts.total, batch.request_counts.completed) == (4, 3)
+    assert batch.request_counts.failed == 1
+    assert batch.completed_at is not None and batch.in_progress_at is not None
+    assert batch.usage is not None and batch.usage.output_tokens > 0
+    outputs = jsonl(client, batch.output_file_id)
+    assert set(outputs) == {"first", "second", "spoken"}
+    first = outputs["first"]["response"]
+    assert first["status_code"] == 200
+    assert first["body"]["choices"][0]["message"]["content"] == "You said: hello there"
+    assert outputs["second"]["response"]["body"]["choices"][0]["message"]["content"] == "1 2 3"
+    audio = outputs["spoken"]["response"]["body"]["choices"][0]["message"]["audio"]
+    assert audio["id"].startswith("audio_") and base64.b64decode(audio["data"])
+    errors = jsonl(client, batch.error_file_id)
+    assert set(errors) == {"bad"}
+    refused = errors["bad"]["response"]
+    assert refused["status_code"] == 400
+    assert refused["body"]["error"]["param"] == "max_completion_tokens"
+    assert client.files.retrieve(batch.output_file_id).purpose == "batch_output"
+
+
+def test_a_malformed_file_fails_validation_naming_each_line(client: openai.OpenAI) -> None:
+    lines = [
+        line("ok", text_body("hello")),
+        "{not json",
+        line("wrong-url", text_body("hello"), url="/v1/embeddings"),
+        line("streamed", text_body("hello", stream=True)),
+        line("ok", text_body("again")),
+        json.dumps({"custom_id": "no-method", "url": "/v1/chat/completions", "body": {}}),
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    batch = wait_for(client, batch.id)
+    assert batch.status == "failed"
+    assert batch.errors is not None and batch.errors.data is not None
+    found = {(e.line, e.code) for e in batch.errors.data}
+    assert found == {
+        (2, "invalid_json_line"),
+        (3, "invalid_url"),
+        (4, "streaming_unsupported"),
+        (5, "duplicate_custom_id"),
+        (6, "missing_required_parameter"),
+    }
+    assert batch.failed_at is not None and batch.output_file_id is None
+
+
+def test_a_cancelled_batch_keeps_what_was_answered(client: openai.OpenAI) -> None:
+    lines = [line(f"slow-{i}", text_body("slow " + "word " * 10)) for i in range(8)]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    started = wait_for(
+        client, batch.id, lambda b: b.request_counts is not None and b.request_counts.completed
+    )
+    assert started.status == "in_progress"
+    cancelling = client.batches.cancel(batch.id)
+    assert cancelling.status in ("cancelling", "cancelled")
+    batch = wait_for(client, batch.id)
+    assert batch.status == "cancelled"
+    assert batch.cancelled_at is not None
+    outputs = jsonl(client, batch.output_file_id)
+    errors = jsonl(client, batch.error_file_id)
+    assert 1 <= len(outputs) < 8
+    assert set(outputs) | set(errors) == {f"slow-{i}" for i in range(8)}
+    assert {e["error"]["code"] for e in errors.values()} == {"batch_cancelled"}
+    assert client.batches.cancel(batch.id).status == "cancelled"
+
+
+def test_batches_are_listed_newest_first_and_paged(client: openai.OpenAI) -> None:
+    file_id = upload(client, [line("one", text_body("hi"))])
+    made = [
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id
+        for _ in range(3)
+    ]
+    page = client.batches.list(limit=2)
+    assert page.has_more
+    listed = [b.id for b in client.batches.list(limit=2)]  # the SDK follows ``after``
+    assert listed[:3] == made[::-1]
+    for batch_id in made:
+        wait_for(client, batch_id)
+
+
+def test_a_batch_and_its_files_are_invisible_to_another_key(tmp_path: Path) -> None:
+    owner, other = make_key(tmp_path, "owner"), make_key(tmp_path, "other")
+    server = start_keyed_server(tmp_path)
+    try:
+        with sdk(server, owner) as mine, sdk(server, other) as theirs:
+            file_id = upload(mine, [line("one", text_body("hi"))])
+            with pytest.raises(openai.NotFoundError):
+                theirs.batches.create(
+                    input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+                )
+            batch = mine.batches.create(
+                input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            with pytest.raises(openai.NotFoundError):
+                theirs.batches.retrieve(batch.id)
+            with pytest.raises(openai.NotFoundError):
+                theirs.batches.cancel(batch.id)
+            assert [b.id for b in theirs.batches.list()] == []
+            done = wait_for(mine, batch.id)
+            assert done.status == "completed"
+            with pytest.raises(openai.NotFoundError):
+                theirs.files.content(done.output_file_id or "")
+    finally:
+        server.stop()
+
+
+def test_an_unserved_endpoint_and_a_bad_request_are_400s(client: openai.OpenAI) -> None:
+    file_id = upload(client, [line("one", text_body("hi"))])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+        )
+    assert refused.value.body["param"] == "endpoint"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError):
+        client.batches.create(
+            input_file_id=file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="48h",  # type: ignore[arg-type]
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_nope")
+
+
+def test_a_batch_survives_kill_9_and_runs_every_line_once(tmp_path: Path) -> None:
+    key = make_key(tmp_path, "batch", tier="5")
+    lines = [line(f"line-{i}", text_body(f"slow number {i}")) for i in range(12)]
+    with serve_process(FAKE_ENGINE, tmp_path) as served:
+        client = keyed_client(served.base_url, key)
+        file_id = upload(client, lines)
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        running = wait_for(
+            client,
+            batch.id,
+            lambda b: b.request_counts is not None and b.request_counts.completed >= 2,
+        )
+        assert running.status == "in_progress"
+        os.kill(served.process.pid, signal.SIGKILL)
+        served.process.wait(timeout=10)
+    with serve_process(FAKE_ENGINE, tmp_path) as served:
+        client = keyed_client(served.base_url, key)
+        done = wait_for(client, batch.id)
+        assert done.status == "completed"
+        rows = [
+            json.loads(row)
+            for row in client.files.content(done.output_file_id or "").text.splitlines()
+        ]
+        assert sorted(r["custom_id"] for r in rows) == sorted(f"line-{i}" for i in range(12))
+        assert done.request_counts is not None and done.request_counts.completed == 12
+
+
+def _wav(pcm: bytes) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24_000)
+        w.writeframes(pcm)
+    return out.getvalue()
