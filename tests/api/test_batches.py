@@ -282,3 +282,30 @@ def _wav(pcm: bytes) -> bytes:
         w.setframerate(24_000)
         w.writeframes(pcm)
     return out.getvalue()
+
+
+def test_operators_list_show_and_cancel_batches_from_the_cli(
+    make_server: Callable[..., LiveServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from omnivox.cli import main
+
+    server = make_server(data_dir=tmp_path)
+    with sdk(server) as client:
+        lines = [line(f"slow-{i}", text_body("slow " + "word " * 10)) for i in range(6)]
+        running = client.batches.create(
+            input_file_id=upload(client, lines),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        wait_for(client, running.id, lambda b: b.status == "in_progress")
+        assert main(["batches", "--data-dir", str(tmp_path), "list"]) == 0
+        listed = capsys.readouterr().out
+        assert running.id in listed and "in_progress" in listed
+        assert main(["batches", "--data-dir", str(tmp_path), "cancel", running.id]) == 0
+        assert capsys.readouterr().out.strip() == f"{running.id}: cancelling"
+        assert wait_for(client, running.id).status == "cancelled"
+        assert main(["batches", "--data-dir", str(tmp_path), "show", running.id]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["status"] == "cancelled"
+        assert main(["batches", "--data-dir", str(tmp_path), "cancel", running.id]) == 0
+        assert main(["batches", "--data-dir", str(tmp_path), "show", "batch_nope"]) == 1

@@ -30,6 +30,7 @@ from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, refused_before_admission
 from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
+from omnivox.server.openapi import BATCHES_PATH
 from omnivox.serving import fold
 from omnivox.serving.batches import BatchService, LineAnswer, LineDeferred
 from omnivox.serving.catalog import ModelCatalog
@@ -38,7 +39,6 @@ from omnivox.serving.inputs import output_token_limit
 from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.store.batches import STORE_FILE
 
-BATCHES_PATH = "/v1/batches"
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 

@@ -22,6 +22,7 @@ from omnivox.protocol.audio import (
     CreateTranslationForm,
     Transcription,
 )
+from omnivox.protocol.batches import CreateBatchRequest
 from omnivox.protocol.files import (
     MAX_EXPIRES_AFTER_S,
     MAX_LIST_LIMIT,
@@ -39,6 +40,7 @@ SPEECH_PATH = "/v1/audio/speech"
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 TRANSLATIONS_PATH = "/v1/audio/translations"
 FILES_PATH = "/v1/files"
+BATCHES_PATH = "/v1/batches"
 FILE_PATH = "/v1/files/{file_id}"
 FILE_CONTENT_PATH = "/v1/files/{file_id}/content"
 SCHEMAS_REF = "#/components/schemas/{model}"
@@ -81,6 +83,7 @@ def describe_routes(app: FastAPI) -> None:
             _add_chat_route(document)
             _add_audio_routes(document)
             _add_file_routes(document)
+            _add_batch_routes(document)
             _errors_in_openai_shape(document)
             app.openapi_schema = document
         return app.openapi_schema
@@ -266,6 +269,102 @@ def _add_file_routes(document: dict[str, Any]) -> None:
             "operationId": "downloadFile",
             "parameters": file_id,
             "responses": {"200": {"description": "The file's bytes", "content": binary}},
+        }
+    }
+
+
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "OpenAI's batch object",
+    "required": ["id", "object", "endpoint", "input_file_id", "completion_window", "status"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string", "enum": ["batch"]},
+        "endpoint": {"type": "string"},
+        "input_file_id": {"type": "string"},
+        "completion_window": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": [
+                "validating",
+                "failed",
+                "in_progress",
+                "finalizing",
+                "completed",
+                "expired",
+                "cancelling",
+                "cancelled",
+            ],
+        },
+        "created_at": {"type": "integer"},
+        "request_counts": {"type": "object"},
+    },
+}
+
+
+def _add_batch_routes(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    schemas["Batch"] = BATCH_SCHEMA
+    batch = {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}
+    answer = {"200": {"description": "The batch", "content": batch}}
+    page = {
+        "type": "object",
+        "required": ["object", "data", "has_more"],
+        "properties": {
+            "object": {"type": "string", "enum": ["list"]},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Batch"}},
+            "first_id": {"type": ["string", "null"]},
+            "last_id": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"},
+        },
+    }
+    batch_id = [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    paths = document["paths"]
+    paths[BATCHES_PATH] = {
+        "post": {
+            "summary": "Create a batch of Chat Completions requests from an uploaded file",
+            "operationId": "createBatch",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _schema_ref(document, CreateBatchRequest)}
+                },
+            },
+            "responses": answer,
+        },
+        "get": {
+            "summary": "List the caller's batches, newest first",
+            "operationId": "listBatches",
+            "parameters": [
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page of batches",
+                    "content": {"application/json": {"schema": page}},
+                }
+            },
+        },
+    }
+    paths[BATCHES_PATH + "/{batch_id}"] = {
+        "get": {
+            "summary": "Retrieve a batch",
+            "operationId": "retrieveBatch",
+            "parameters": batch_id,
+            "responses": answer,
+        }
+    }
+    paths[BATCHES_PATH + "/{batch_id}/cancel"] = {
+        "post": {
+            "summary": "Cancel a batch: the lines answered are kept",
+            "operationId": "cancelBatch",
+            "parameters": batch_id,
+            "responses": answer,
         }
     }
 
