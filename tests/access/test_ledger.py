@@ -123,3 +123,43 @@ async def test_the_redis_ledger(redis_url: str) -> None:
 
 async def test_redis_rows_in_progress_and_after_a_crash(redis_url: str) -> None:
     await check_rows_in_progress(RedisLedger(redis_url), lambda: RedisLedger(redis_url))
+
+
+def test_a_ledger_written_before_batches_gains_the_batch_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from omnivox.access.ledger import SCHEMA
+
+    path = tmp_path / "access.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(",\n    batch INTEGER NOT NULL DEFAULT 0", ""))
+    old.execute(
+        "INSERT INTO ledger (request_id, key_id, key_name, model, model_snapshot, model_class, "
+        "created_s, duration_ms, status, prompt_text_tokens, prompt_audio_tokens, "
+        "completion_text_tokens, completion_audio_tokens, cost_usd) "
+        "VALUES ('req_old', 'k', 'n', 'm', 's', 'c', 1.0, 5, 'completed', 1, 0, 1, 0, 0.5)"
+    )
+    old.commit()
+    old.close()
+    ledger = SqliteLedger(path)
+    entry = LedgerEntry("req_new", None, "k", "n", "m", "s", "c", 2.0, 5, "completed", batch=1)
+    ledger.record_now(entry)
+    rows = {e.request_id: e for e in ledger.entries_now()}
+    ledger.close_now()
+    assert (rows["req_old"].batch, rows["req_new"].batch) == (0, 1)
+
+
+def test_a_redis_record_without_the_batch_field_is_not_a_batch_line() -> None:
+    record = {
+        "request_id": "req_old",
+        "completion_id": None,
+        "key_id": "k",
+        "key_name": "n",
+        "model": "m",
+        "model_snapshot": "s",
+        "model_class": "c",
+        "created_s": "1.0",
+        "duration_ms": "5",
+        "status": "completed",
+    }
+    assert LedgerEntry.from_record(record).batch == 0

@@ -309,3 +309,54 @@ def test_operators_list_show_and_cancel_batches_from_the_cli(
         assert shown["status"] == "cancelled"
         assert main(["batches", "--data-dir", str(tmp_path), "cancel", running.id]) == 0
         assert main(["batches", "--data-dir", str(tmp_path), "show", "batch_nope"]) == 1
+
+
+def test_batch_lines_cost_half_outside_the_keys_rate_limits(tmp_path: Path) -> None:
+    from omnivox.access.ledger import SqliteLedger
+
+    key = make_key(tmp_path, "batcher", tier="1", rpm=1)  # one interactive request a minute
+    server = start_keyed_server(tmp_path)
+    try:
+        with sdk(server, key) as client:
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hello there"}]
+            )
+            lines = [line(f"n{i}", text_body("hello there")) for i in range(3)]
+            batch = client.batches.create(
+                input_file_id=upload(client, lines),
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+            )
+            done = wait_for(client, batch.id)
+            assert done.status == "completed"  # the RPM of 1 did not hold the lines back
+            assert done.request_counts is not None and done.request_counts.completed == 3
+    finally:
+        server.stop()
+    ledger = SqliteLedger(tmp_path / "access.sqlite3")
+    rows = [e for e in ledger.entries_now() if e.status == "completed"]
+    ledger.close_now()
+    interactive = [e for e in rows if not e.batch]
+    batched = [e for e in rows if e.batch]
+    assert len(interactive) == 1 and len(batched) == 3
+    assert all(e.cost_usd == pytest.approx(interactive[0].cost_usd / 2) for e in batched)
+
+
+def test_a_batch_past_the_tiers_queue_limit_fails_with_token_limit_exceeded(
+    tmp_path: Path,
+) -> None:
+    key = make_key(tmp_path, "free", tier="free")  # the free tier has no batch queue
+    server = start_keyed_server(tmp_path)
+    try:
+        with sdk(server, key) as client:
+            mini = {**text_body("hello"), "model": "gpt-4o-mini-audio-preview"}
+            batch = client.batches.create(
+                input_file_id=upload(client, [line("one", mini)]),
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+            )
+            done = wait_for(client, batch.id)
+            assert done.status == "failed"
+            assert done.errors is not None and done.errors.data is not None
+            assert [e.code for e in done.errors.data] == ["token_limit_exceeded"]
+    finally:
+        server.stop()

@@ -88,6 +88,9 @@ METER_TYPE = {"rpm": "requests", "rpd": "requests", "tpm": "tokens"}
 NO_TOKENS = (0, 0, 0, 0)
 
 
+BATCH_PRICE_FACTOR = 0.5  # a batch's lines cost half, as OpenAI's do
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     key: ApiKey | None  # None: served without a key
@@ -136,7 +139,15 @@ class AccessControl(Protocol):
         max_output: int | None,
         prompt_estimate: int,
         request_id: str,
-    ) -> Admission: ...
+        batch: bool = False,
+    ) -> Admission:
+        """``batch``: a line of a batch, outside the key's RPM and TPM (its batch queue
+        limit was checked when the batch was made), priced at ``BATCH_PRICE_FACTOR``."""
+        ...
+
+    def batch_queue_limit(self, key_id: str, model: str) -> int | None:
+        """The prompt tokens the key may have enqueued in unfinished batches of ``model``'s
+        class; None: no limit."""
 
     async def refused(
         self, caller: Caller, model: str, snapshot: str, request_id: str, exc: OmnivoxError
@@ -186,8 +197,12 @@ class OpenAccess:
         max_output: int | None,
         prompt_estimate: int,
         request_id: str,
+        batch: bool = False,
     ) -> Admission:
         return _Unmetered()
+
+    def batch_queue_limit(self, key_id: str, model: str) -> int | None:
+        return None
 
     async def refused(
         self, caller: Caller, model: str, snapshot: str, request_id: str, exc: OmnivoxError
@@ -271,6 +286,7 @@ class KeyedAccess:
         max_output: int | None,
         prompt_estimate: int,
         request_id: str,
+        batch: bool = False,
     ) -> Admission:
         await self.start()
         cls = model_class(model)
@@ -279,13 +295,22 @@ class KeyedAccess:
         except OmnivoxError as exc:  # no access to the class (404), an unknown tier (403)
             await self.refused(caller, model, snapshot, request_id, exc)
             raise
-        admission = KeyedAdmission(self, caller, model, snapshot, cls, limits, request_id)
+        admission = KeyedAdmission(
+            self, caller, model, snapshot, cls, None if batch else limits, request_id, batch
+        )
         try:
             await admission.admit(max_output, prompt_estimate)
         except OmnivoxError as exc:  # over a limit, or too large: the row says so
             await admission.refuse(exc)
             raise
         return admission
+
+    def batch_queue_limit(self, key_id: str, model: str) -> int | None:
+        caller = self.caller_of(key_id)
+        if caller is None or caller.key is None:
+            return None
+        limits = self.config.limits_for(caller.key.tier, model_class(model), caller.key.overrides)
+        return 0 if limits is None else limits.batch_queue_tokens
 
     def _limits(self, caller: Caller, model: str, cls: str) -> Limits | None:
         """The caller's limits for the model's class; None when served without a key."""
@@ -340,8 +365,10 @@ class KeyedAdmission:
         model_cls: str,
         limits: Limits | None,
         request_id: str,
+        batch: bool = False,
     ) -> None:
         self.access = access
+        self.batch = batch
         self.caller = caller
         self.model = model
         self.snapshot = snapshot
@@ -482,6 +509,8 @@ class KeyedAdmission:
         tokens = _tokens(run)
         prices = self.access.config.prices[self.model_cls]
         cost_usd = 0.0 if outcome == "failed" else prices.cost_usd(*tokens)
+        if self.batch:
+            cost_usd *= BATCH_PRICE_FACTOR
         record = self._record(outcome, run.completion_id, tokens, cost_usd)
         if self.limits is None:  # nothing to correct: no task pair for the row alone
             corrected, recorded = None, await _outcome_of(record)
@@ -533,6 +562,7 @@ class KeyedAdmission:
             completion_text_tokens=tokens[2],
             completion_audio_tokens=tokens[3],
             cost_usd=cost_usd,
+            batch=int(self.batch),
         )
 
 

@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     prompt_audio_tokens INTEGER NOT NULL,
     completion_text_tokens INTEGER NOT NULL,
     completion_audio_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL
+    cost_usd REAL NOT NULL,
+    batch INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ledger_created ON ledger (created_s);
 CREATE INDEX IF NOT EXISTS ledger_key_created ON ledger (key_id, created_s);
@@ -127,6 +128,7 @@ class LedgerEntry:
     completion_text_tokens: int = 0
     completion_audio_tokens: int = 0
     cost_usd: float = 0.0
+    batch: int = 0  # 1: a line of a batch, priced at BATCH_PRICE_FACTOR
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,7 +156,9 @@ class LedgerEntry:
         values: dict[str, Any] = {}
         for name, kind in kinds.items():
             value = record.get(name)
-            if value is None or kind == "str | None":
+            if value is None and name == "batch":  # a row written before batches
+                values[name] = 0
+            elif value is None or kind == "str | None":
                 values[name] = value
             elif kind == "int":
                 values[name] = int(value)
@@ -252,6 +256,9 @@ class SqliteLedger:
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._synchronous = synchronous
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(ledger)")}
+        if "batch" not in columns:  # a ledger written before batches
+            self._db.execute("ALTER TABLE ledger ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
         self._insert = (
             f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
             f"VALUES ({', '.join('?' * len(LEDGER_FIELDS))})"

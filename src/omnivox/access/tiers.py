@@ -20,6 +20,7 @@ of the same tier and class, so a missing ``rpd`` there means no RPD limit::
     rpm = 3
     rpd = 200
     tpm = 40000
+    batch_queue_tokens = 0            # prompt tokens enqueued in unfinished batches
 
     [tiers.team.gpt-4o-audio]         # new tier names are allowed
     rpm = 60
@@ -60,22 +61,34 @@ class Limits:
     rpm: int | None = None
     rpd: int | None = None
     tpm: int | None = None
+    # The prompt tokens a key may have enqueued in unfinished batches (the Batch API's
+    # "batch queue limit"); None: no limit.
+    batch_queue_tokens: int | None = None
 
     def overridden_by(self, overrides: Limits) -> Limits:
         return Limits(
             rpm=overrides.rpm if overrides.rpm is not None else self.rpm,
             rpd=overrides.rpd if overrides.rpd is not None else self.rpd,
             tpm=overrides.tpm if overrides.tpm is not None else self.tpm,
+            batch_queue_tokens=(
+                overrides.batch_queue_tokens
+                if overrides.batch_queue_tokens is not None
+                else self.batch_queue_tokens
+            ),
         )
 
     @classmethod
     def from_toml(cls, table: dict[str, Any], where: str) -> Limits:
-        unknown = set(table) - {"rpm", "rpd", "tpm"}
+        unknown = set(table) - {"rpm", "rpd", "tpm", "batch_queue_tokens"}
         if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; use rpm, rpd, tpm")
+            raise ValueError(
+                f"{where}: unknown keys {sorted(unknown)}; use rpm, rpd, tpm, batch_queue_tokens"
+            )
         values = {k: whole_number(v, f"{where}.{k}") for k, v in table.items()}
-        if any(v < 1 for v in values.values()):
+        if any(v < 1 for k, v in values.items() if k != "batch_queue_tokens"):
             raise ValueError(f"{where}: limits must be at least 1 (leave a key out for no limit)")
+        if values.get("batch_queue_tokens", 0) < 0:
+            raise ValueError(f"{where}: batch_queue_tokens must be at least 0 (0: no batches)")
         return cls(**values)
 
 
@@ -93,13 +106,23 @@ def _both(mini: Limits, full: Limits | None) -> dict[str, Limits]:
     return table
 
 
+# RPM, RPD, TPM and the batch queue limit, as the model pages give them (the free tier has
+# no batch queue: 0).
 DEFAULT_TIERS: dict[str, dict[str, Limits]] = {
-    "free": _both(Limits(3, 200, 40_000), None),
-    "1": _both(Limits(500, 10_000, 200_000), Limits(500, None, 30_000)),
-    "2": _both(Limits(5_000, None, 2_000_000), Limits(5_000, None, 450_000)),
-    "3": _both(Limits(5_000, None, 4_000_000), Limits(5_000, None, 800_000)),
-    "4": _both(Limits(10_000, None, 10_000_000), Limits(10_000, None, 2_000_000)),
-    "5": _both(Limits(30_000, None, 150_000_000), Limits(10_000, None, 30_000_000)),
+    "free": _both(Limits(3, 200, 40_000, 0), None),
+    "1": _both(Limits(500, 10_000, 200_000, 2_000_000), Limits(500, None, 30_000, 90_000)),
+    "2": _both(Limits(5_000, None, 2_000_000, 20_000_000), Limits(5_000, None, 450_000, 1_350_000)),
+    "3": _both(
+        Limits(5_000, None, 4_000_000, 40_000_000), Limits(5_000, None, 800_000, 50_000_000)
+    ),
+    "4": _both(
+        Limits(10_000, None, 10_000_000, 1_000_000_000),
+        Limits(10_000, None, 2_000_000, 2_000_000),
+    ),
+    "5": _both(
+        Limits(30_000, None, 150_000_000, 15_000_000_000),
+        Limits(10_000, None, 30_000_000, 5_000_000_000),
+    ),
 }
 
 

@@ -48,9 +48,10 @@ async def admitted(
     max_output: int | None,
     prompt_estimate: int,
     request_id: str,
+    batch: bool = False,
 ) -> AsyncIterator[Admission]:
     admission = await gate.admit(  # records its own refusals
-        caller, model, snapshot, max_output, prompt_estimate, request_id
+        caller, model, snapshot, max_output, prompt_estimate, request_id, batch
     )
     try:
         yield admission

@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from omnivox import ids
 from omnivox.access.gate import AccessControl, Caller, OpenAccess
 from omnivox.access.ledger import parse_since_s
+from omnivox.access.tiers import model_class
 from omnivox.engines.base import Engine
 from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
 from omnivox.metrics import subscribed
@@ -140,6 +141,7 @@ def create_app(
         BatchLines(gate, catalog, service).run,
         load.wait_idle,
         known_model=lambda name: catalog.has(name, "chat"),
+        queue=lambda owner, model: (model_class(model), gate.batch_queue_limit(owner, model)),
         concurrency=settings.batch_concurrency,
     )
 

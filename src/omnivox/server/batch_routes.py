@@ -4,8 +4,8 @@
 or lists them (newest first, paged by ``after``), ``POST .../cancel`` cancels one; a
 batch is its creator's key's alone (another key gets 404). ``BatchLines.run`` answers
 one line as ``POST /v1/chat/completions`` would answer it for the batch's key: the
-body validated, access asked (a ledger row; a refusal by the key's rate limits waits
-and tries again), the engine's answer folded into one completion; what the API would
+body validated, access asked (a ledger row marked ``batch``, at half the price,
+outside the key's RPM and TPM), the engine's answer folded into one completion; what the API would
 refuse is its status and OpenAI's error body. ``InteractiveLoad`` tells the runner when
 the server answers nobody else: batch lines run only then.
 """
@@ -108,7 +108,7 @@ class BatchLines:
             max_output = output_token_limit(req)[0]
         estimate = estimate_prompt_tokens(req) if caller.key is not None else 0
         async with admitted(
-            self.gate, caller, req.model, snapshot, max_output, estimate, request_id
+            self.gate, caller, req.model, snapshot, max_output, estimate, request_id, batch=True
         ) as admission:
             run = await self.service.start(req)
             await admission.charge(run)

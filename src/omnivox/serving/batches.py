@@ -12,8 +12,10 @@ server) takes each unfinished batch through OpenAI's statuses:
   ledger), when the server has spare capacity (``spare``: no interactive request is
   being answered), ``concurrency`` at a time. Its result is stored with the line in one
   transaction before it counts, so a server killed at any moment neither loses a line
-  nor runs a finished one again. A line the key's rate limits refuse waits and is
-  tried again; it is never an error.
+  nor runs a finished one again. A line is outside the key's RPM and TPM and costs
+  half (a ``batch`` ledger row); a batch whose estimated prompt tokens would take the
+  key's unfinished batches past its tier's batch queue limit fails validation with
+  ``token_limit_exceeded``, as OpenAI's do.
 - ``finalizing`` -> ``completed``: the output file (lines answered 200) and the error
   file (lines answered with an error, as their status and OpenAI's error body) are
   written with purpose ``batch_output``.
@@ -38,7 +40,9 @@ from pydantic import ValidationError
 from omnivox.errors import InvalidRequestError, InvalidValueError, NotFoundError
 from omnivox.ids import new_id
 from omnivox.protocol.batches import BatchRequestInput, CreateBatchRequest
+from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.validation import to_openai_error
+from omnivox.serving.usage import CHARS_PER_TOKEN, estimate_prompt_tokens
 from omnivox.store.batches import FINAL_STATUSES, BatchStore
 from omnivox.store.files import FileStore
 
@@ -47,6 +51,7 @@ MAX_LINES = 50_000
 DEFAULT_OUTPUT_EXPIRY_S = 30 * 24 * 3600
 SERVED_ENDPOINTS = ("/v1/chat/completions",)
 CANCELLABLE = frozenset({"validating", "in_progress"})
+INTERNAL_FIELDS = frozenset({"output_expires_after", "enqueued"})
 
 log = logging.getLogger("omnivox.serving")
 
@@ -80,6 +85,7 @@ class BatchService:
         spare: Callable[[], Awaitable[None]],
         *,
         known_model: Callable[[str], bool] = lambda name: True,
+        queue: Callable[[str, str], tuple[str, int | None]] = lambda owner, model: (model, None),
         concurrency: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -88,6 +94,7 @@ class BatchService:
         self.run_line = run_line
         self.spare = spare
         self.known_model = known_model
+        self.queue = queue  # (owner, model) -> (the model's class, the owner's queue limit)
         self.concurrency = max(1, concurrency)
         self.clock = clock
         self._wake = asyncio.Event()
@@ -235,8 +242,19 @@ class BatchService:
             )
             await self._save(owner, batch)
             return
+        enqueued = await asyncio.to_thread(_enqueued_tokens, lines, self.queue, owner)
+        refusal = await self._over_queue_limit(owner, batch, enqueued)
+        if refusal is not None:
+            batch.update(
+                status="failed",
+                failed_at=now,
+                errors={"object": "list", "data": [refusal]},
+            )
+            await self._save(owner, batch)
+            return
+        batch["enqueued"] = {cls: tokens for cls, (tokens, _) in enqueued.items()}
         await asyncio.to_thread(self.store.add_lines, batch["id"], lines)
-        models = {str(body.get("model")) for _, _, body in lines}
+        models = {str(request["body"].get("model")) for _, _, request in lines}
         batch.update(
             status="in_progress",
             in_progress_at=now,
@@ -244,6 +262,34 @@ class BatchService:
             request_counts={"total": len(lines), "completed": 0, "failed": 0},
         )
         await self._save(owner, batch)
+
+    async def _over_queue_limit(
+        self, owner: str, batch: dict[str, Any], enqueued: dict[str, tuple[int, int | None]]
+    ) -> dict[str, Any] | None:
+        """The error that fails a batch past the owner's batch queue limit of a class: the
+        prompt tokens of its unfinished batches and of this one, estimated."""
+        if all(limit is None for _, limit in enqueued.values()):
+            return None
+        others = await asyncio.to_thread(self.store.unfinished)
+        for cls, (tokens, limit) in enqueued.items():
+            if limit is None:
+                continue
+            queued = sum(
+                int((other.get("enqueued") or {}).get(cls, 0))
+                for other_owner, other in others
+                if other_owner == owner and other["id"] != batch["id"]
+            )
+            if queued + tokens > limit:
+                return _error(
+                    "token_limit_exceeded",
+                    f"Enqueued token limit reached for {cls}. Limit: {limit:,} enqueued tokens; "
+                    f"this batch is about {tokens:,} and {queued:,} are already enqueued. "
+                    "Please try submitting your batch again once you have fewer tokens "
+                    "enqueued.",
+                    None,
+                    None,
+                )
+        return None
 
     async def _run_lines(self, owner: str, batch: dict[str, Any]) -> None:
         pending = await asyncio.to_thread(self.store.pending, batch["id"])
@@ -457,6 +503,28 @@ def _read_lines(
     return lines, errors
 
 
+def _enqueued_tokens(
+    lines: list[tuple[int, str, dict[str, Any]]],
+    queue: Callable[[str, str], tuple[str, int | None]],
+    owner: str,
+) -> dict[str, tuple[int, int | None]]:
+    """Per model class: the lines' estimated prompt tokens, and the owner's queue limit."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for _, _, request in lines:
+        body = request["body"]
+        cls, limit = queue(owner, str(body["model"]))
+        tokens = _prompt_estimate(body)
+        out[cls] = (out.get(cls, (0, limit))[0] + tokens, limit)
+    return out
+
+
+def _prompt_estimate(body: dict[str, Any]) -> int:
+    try:
+        return estimate_prompt_tokens(CreateChatCompletionRequest.model_validate(body))
+    except ValidationError:  # the line will be refused when it runs; count its text
+        return len(json.dumps(body)) // CHARS_PER_TOKEN
+
+
 def _error(code: str, message: str, param: str | None, line: int | None) -> dict[str, Any]:
     return {"code": code, "message": message, "param": param, "line": line}
 
@@ -477,4 +545,4 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
 
 def _shown(batch: dict[str, Any]) -> dict[str, Any]:
     """The batch as OpenAI shows it (what is kept only for running it left out)."""
-    return {k: v for k, v in batch.items() if k != "output_expires_after"}
+    return {k: v for k, v in batch.items() if k not in INTERNAL_FIELDS}
