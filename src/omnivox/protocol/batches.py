@@ -7,11 +7,11 @@ rather than as a malformed request.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OPENAI_BATCH_ENDPOINTS = (
+BatchEndpoint = Literal[
     "/v1/responses",
     "/v1/chat/completions",
     "/v1/embeddings",
@@ -20,7 +20,8 @@ OPENAI_BATCH_ENDPOINTS = (
     "/v1/images/generations",
     "/v1/images/edits",
     "/v1/videos",
-)
+]
+OPENAI_BATCH_ENDPOINTS: tuple[str, ...] = get_args(BatchEndpoint)
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
@@ -46,16 +47,7 @@ Metadata = Annotated[
 
 class CreateBatchRequest(_Strict):
     input_file_id: str
-    endpoint: Literal[
-        "/v1/responses",
-        "/v1/chat/completions",
-        "/v1/embeddings",
-        "/v1/completions",
-        "/v1/moderations",
-        "/v1/images/generations",
-        "/v1/images/edits",
-        "/v1/videos",
-    ]
+    endpoint: BatchEndpoint
     completion_window: Literal["24h"]
     metadata: Metadata | None = None
     output_expires_after: OutputExpiresAfter | None = None

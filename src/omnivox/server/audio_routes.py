@@ -10,16 +10,12 @@ can be made while the work goes on is streamed; a client that leaves stops it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from omnivox.access.gate import AccessControl, Caller
@@ -35,6 +31,7 @@ from omnivox.server.admission import admitted, close_run, refused_before_admissi
 from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
 from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
+from omnivox.server.forms import file_part, form_fields, read_form
 from omnivox.server.openapi import SPEECH_PATH, TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH
 from omnivox.serving import speech, sse, transcription
 from omnivox.serving.catalog import ModelCatalog
@@ -42,11 +39,8 @@ from omnivox.serving.speech import SpeechService
 from omnivox.serving.transcription import TranscriptionService
 
 MAX_FORM_FIELDS = 64
-MAX_FORM_FILES = 1
 ARRAY_FIELDS = ("timestamp_granularities", "include")
 M = TypeVar("M", bound=BaseModel)
-# A client's malformed form is answered 400; the parser need not also warn in the log.
-logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def add_audio_routes(
@@ -143,55 +137,18 @@ async def _speech_request(request: Request) -> CreateSpeechRequest:
 async def _transcription_form(
     request: Request, task: TranscriptionTask
 ) -> tuple[CreateTranscriptionForm | CreateTranslationForm, bytes]:
-    content_type = request.headers.get("content-type") or ""
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise InvalidRequestError(
-            f"Invalid Content-Type header ({content_type or 'none'}), expected multipart/form-data."
-        )
+    form = await read_form(request, MAX_FORM_FIELDS)
     try:
-        form = await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
-    except ClientDisconnect:
-        raise ClientDisconnected from None
-    except MultiPartException as exc:
-        raise InvalidRequestError(f"Invalid multipart form: {exc.message}") from None
-    except StarletteHTTPException as exc:  # Starlette's own words for a form it could not parse
-        raise InvalidRequestError(f"Invalid multipart form: {exc.detail}") from None
-    try:
-        data = _form_fields(form)
+        data = form_fields(form, ARRAY_FIELDS)
         _remember_model(request, data)
         model: type[CreateTranscriptionForm | CreateTranslationForm] = (
             CreateTranscriptionForm if task == "transcribe" else CreateTranslationForm
         )
         parsed = _validated(model, data)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidRequestError(
-                "Missing required parameter: 'file'.",
-                param="file",
-                code="missing_required_parameter",
-            )
-        audio = await upload.read()
+        audio = await file_part(form).read()
     finally:
         await form.close()
     return parsed, audio
-
-
-def _form_fields(form: FormData) -> dict[str, Any]:
-    """The text parts as a dict: ``name[]`` parts as lists, ``name[key]`` parts as objects."""
-    data: dict[str, Any] = {}
-    for name, value in form.multi_items():
-        if not isinstance(value, str):
-            continue
-        base, _, rest = name.partition("[")
-        if base in ARRAY_FIELDS:
-            data.setdefault(base, []).append(value)
-        elif rest:
-            obj = data.setdefault(base, {})
-            if isinstance(obj, dict):
-                obj[rest.rstrip("]")] = value
-        else:
-            data[name] = value
-    return data
 
 
 def _remember_model(request: Request, data: dict[str, Any]) -> None:

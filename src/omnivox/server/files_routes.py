@@ -26,9 +26,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
-from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
@@ -36,8 +33,8 @@ from omnivox.access.gate import Caller
 from omnivox.errors import InvalidRequestError, NotFoundError, RequestTooLargeError
 from omnivox.protocol.files import CreateFileForm, ListFilesQuery
 from omnivox.protocol.validation import to_openai_error
-from omnivox.server.disconnect import ClientDisconnected
 from omnivox.server.event_stream import EventStreamResponse
+from omnivox.server.forms import file_part, form_fields, read_form
 from omnivox.server.openapi import FILE_CONTENT_PATH, FILE_PATH, FILES_PATH
 from omnivox.store.files import FileStore, StoredFile
 
@@ -50,7 +47,6 @@ BATCH_EXPIRES_AFTER_S = 30 * 24 * 3600
 BATCH_EXTENSION = ".jsonl"
 READ_CHUNK_BYTES = MEBIBYTE
 MAX_FORM_FIELDS = 16
-MAX_FORM_FILES = 1
 CONTENT_MEDIA_TYPE = "application/octet-stream"
 
 
@@ -59,7 +55,7 @@ def add_file_routes(
 ) -> None:
     async def create_file(request: Request) -> Response:
         owner = authenticate(request).key_id
-        form = await _read_form(request)
+        form = await read_form(request, MAX_FORM_FIELDS)
         try:
             fields, upload = _upload_parts(form)
             stored = await asyncio.to_thread(_store_upload, store, owner, fields, upload)
@@ -150,45 +146,14 @@ def _open_content(store: FileStore, owner: str, file_id: str) -> tuple[IO[bytes]
     return file, os.fstat(file.fileno()).st_size
 
 
-async def _read_form(request: Request) -> FormData:
-    content_type = request.headers.get("content-type") or ""
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise InvalidRequestError(
-            f"Invalid Content-Type header ({content_type or 'none'}), expected multipart/form-data."
-        )
-    try:
-        return await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
-    except ClientDisconnect:
-        raise ClientDisconnected from None
-    except MultiPartException as exc:
-        raise InvalidRequestError(f"Invalid multipart form: {exc.message}") from None
-    except StarletteHTTPException as exc:  # Starlette's own words for a form it could not parse
-        raise InvalidRequestError(f"Invalid multipart form: {exc.detail}") from None
-
-
 def _upload_parts(form: FormData) -> tuple[CreateFileForm, UploadFile]:
     """The text parts, validated (``name[key]`` parts as objects), and the ``file`` part."""
-    data: dict[str, Any] = {}
-    for name, value in form.multi_items():
-        if not isinstance(value, str):
-            continue
-        base, _, rest = name.partition("[")
-        if rest:
-            obj = data.setdefault(base, {})
-            if isinstance(obj, dict):
-                obj[rest.removesuffix("]")] = value
-        else:
-            data[name] = value
+    data = form_fields(form)
     try:
         fields = CreateFileForm.model_validate(data)
     except ValidationError as exc:
         raise to_openai_error(exc, data) from None
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidRequestError(
-            "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
-        )
-    return fields, upload
+    return fields, file_part(form)
 
 
 def _store_upload(

@@ -87,20 +87,19 @@ class BatchStore:
     def page(
         self, owner: str, *, after: str | None, limit: int
     ) -> tuple[list[dict[str, Any]], bool]:
-        """The owner's batches, newest first, after the one named ``after``; and whether
-        there are more."""
+        """The owner's batches, newest first (in the order they were made), after the one
+        named ``after``; and whether there are more."""
         with self._lock:
             query = "SELECT batch FROM batches WHERE owner = ?"
             args: list[Any] = [owner]
             if after is not None:
                 row = self._db.execute(
-                    "SELECT created_at FROM batches WHERE batch_id = ? AND owner = ?",
-                    (after, owner),
+                    "SELECT rowid FROM batches WHERE batch_id = ? AND owner = ?", (after, owner)
                 ).fetchone()
                 if row is not None:
-                    query += " AND (created_at < ? OR (created_at = ? AND batch_id < ?))"
-                    args += [row[0], row[0], after]
-            query += " ORDER BY created_at DESC, batch_id DESC LIMIT ?"
+                    query += " AND rowid < ?"
+                    args.append(row[0])
+            query += " ORDER BY rowid DESC LIMIT ?"
             rows = self._db.execute(query, (*args, limit + 1)).fetchall()
         batches = [json.loads(r[0]) for r in rows]
         return batches[:limit], len(batches) > limit
@@ -109,7 +108,7 @@ class BatchStore:
         """(owner, batch) of the newest batches of every owner: for operators."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT owner, batch FROM batches ORDER BY created_at DESC, batch_id DESC LIMIT ?",
+                "SELECT owner, batch FROM batches ORDER BY rowid DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         return [(str(owner), json.loads(batch)) for owner, batch in rows]
@@ -119,8 +118,7 @@ class BatchStore:
         marks = ",".join("?" for _ in FINAL_STATUSES)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT owner, batch FROM batches WHERE status NOT IN ({marks}) "
-                "ORDER BY created_at, batch_id",
+                f"SELECT owner, batch FROM batches WHERE status NOT IN ({marks}) ORDER BY rowid",
                 tuple(FINAL_STATUSES),
             ).fetchall()
         return [(str(owner), json.loads(batch)) for owner, batch in rows]
