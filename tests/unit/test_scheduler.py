@@ -181,6 +181,31 @@ def test_the_slot_goes_to_the_earliest_deadline_then_to_speech_before_text() -> 
     assert granted == ["early speech", "early text", "middle", "late"]
 
 
+def test_background_steps_wait_behind_every_other_step_in_arrival_order() -> None:
+    slot = WatchedSlot()
+    granted: list[str] = []
+
+    def step(name: str, pace: Pace) -> None:
+        with slot.hold(pace, Stage.TEXT) as ok:
+            assert ok
+            granted.append(name)
+
+    with slot.hold(Pace(arrived_s=0.0), Stage.TEXT):
+        threads = []
+        for name, pace in (
+            ("batch 1", Pace(1.0, speaking=False, background=True)),
+            ("batch 2", Pace(2.0, speaking=True, background=True)),
+            ("late interactive", Pace(1e5, speaking=False)),
+        ):
+            thread = threading.Thread(target=step, args=(name, pace), daemon=True)
+            thread.start()
+            threads.append(thread)
+            wait_for_waiters(slot, len(threads))
+    for thread in threads:
+        finish(thread)
+    assert granted == ["late interactive", "batch 1", "batch 2"]
+
+
 def test_a_cancelled_waiter_leaves_without_the_slot_and_blocks_no_one() -> None:
     slot = WatchedSlot()
     cancel = threading.Event()

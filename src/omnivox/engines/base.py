@@ -122,6 +122,9 @@ class GenerationRequest:
     tool_choice: ToolChoice = "none"
     parallel_tool_calls: bool = True
     response_format: ResponseFormat = ResponseFormat()
+    # Work nobody waits on (a batch's line): an engine that shares its compute between
+    # requests gives it to this one only when no other request wants it.
+    background: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ class BatchLines:
         async with admitted(
             self.gate, caller, req.model, snapshot, max_output, estimate, request_id, batch=True
         ) as admission:
-            run = await self.service.start(req)
+            run = await self.service.start(req, background=True)
             await admission.charge(run)
             completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
         return LineAnswer(200, json.loads(completion.dump()), request_id)

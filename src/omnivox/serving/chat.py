@@ -101,10 +101,16 @@ class ChatService:
         self.options = options
         self.system_fingerprint = system_fingerprint
 
-    async def start(self, req: CreateChatCompletionRequest) -> CompletionRun:
+    async def start(
+        self, req: CreateChatCompletionRequest, *, background: bool = False
+    ) -> CompletionRun:
+        """``background``: nobody waits on the answer (a batch's line); it yields the
+        engine's compute to every other request (``GenerationRequest.background``)."""
         model = self.catalog.resolve(req.model)
         check_request_rules(req, self.engine)
         generation, audio_s = await build_generation_request(req, self.store, self.options.limits)
+        if background:
+            generation = replace(generation, background=True)
         prepared = await self.engine.prepare(generation)
         check_context_window(
             self.engine.context_window_tokens,

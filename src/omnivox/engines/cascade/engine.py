@@ -333,7 +333,7 @@ class CascadeEngine:
     # -- prepare ------------------------------------------------------------------
 
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        pace = Pace(speaking=request.speech is not None)
+        pace = Pace(speaking=request.speech is not None, background=request.background)
         if request.speech is not None and isinstance(self.synthesizer, RemoteVoice):
             self.synthesizer.check_available()  # a 503 now, not a spoken answer broken off
         if any(isinstance(part, AudioClip) for turn in request.turns for part in turn.parts):
@@ -408,7 +408,9 @@ class CascadeEngine:
         if not isinstance(payload, CascadePrompt):
             raise ServerError("this generation was not prepared by the cascade engine")
         request = prepared.request
-        pace = payload.pace or Pace(speaking=request.speech is not None)
+        pace = payload.pace or Pace(
+            speaking=request.speech is not None, background=request.background
+        )
         units: queue.SimpleQueue[str | None] | None = None
         bridge: ThreadBridge[Any] = ThreadBridge(name="omnivox-cascade")
         if request.speech is not None:

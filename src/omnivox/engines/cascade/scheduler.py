@@ -7,7 +7,8 @@ goes to the waiting step with the earliest deadline. A conversation's ``Pace``
 sets it: before its first sound, its arrival (within a conversation
 ``Stage.SPEECH`` ranks first); once speaking, the moment its listener would run
 out of audio, less ``SPEECH_MARGIN_S``, so an answer ahead of its listener
-yields to newcomers; a text-only answer is paced at ``TEXT_TOKENS_PER_S``. For
+yields to newcomers; a text-only answer is paced at ``TEXT_TOKENS_PER_S``; background work
+(a batch's line) comes after every other step, in arrival order. For
 ``RESERVE_S`` after a release (``RESERVE_AFTER_LISTEN_S`` after a transcription)
 the slot stays reserved for the conversation that released it, so that a long,
 less urgent step can not slip in between two of its steps. Steps are not
@@ -35,6 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger("omnivox.scheduler")
 
 SPEECH_MARGIN_S = 1.5
+BACKGROUND_DELAY_S = 1e6  # a background step's deadline: later than any other's
 TEXT_TOKENS_PER_S = 20.0
 CANCEL_POLL_S = 0.05
 LOG_WAIT_S = 0.1
@@ -57,9 +59,12 @@ class Stage(enum.IntEnum):
 class Pace:
     """How urgent one conversation's next step is; updated by the threads that serve it."""
 
-    def __init__(self, arrived_s: float | None = None, *, speaking: bool = True) -> None:
+    def __init__(
+        self, arrived_s: float | None = None, *, speaking: bool = True, background: bool = False
+    ) -> None:
         self.arrived_s = time.monotonic() if arrived_s is None else arrived_s
         self.speaking = speaking
+        self.background = background
         self.first_audio_s: float | None = None
         self.audio_s = 0.0
         self.text_tokens = 0
@@ -73,6 +78,8 @@ class Pace:
         self.text_tokens += n_tokens
 
     def deadline_s(self) -> float:
+        if self.background:  # after every other step; among themselves, in arrival order
+            return self.arrived_s + BACKGROUND_DELAY_S
         if self.speaking:
             if self.first_audio_s is None:
                 return self.arrived_s
