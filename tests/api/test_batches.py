@@ -360,3 +360,65 @@ def test_a_batch_past_the_tiers_queue_limit_fails_with_token_limit_exceeded(
             assert [e.code for e in done.errors.data] == ["token_limit_exceeded"]
     finally:
         server.stop()
+
+
+def test_batches_of_the_audio_endpoints(client: openai.OpenAI) -> None:
+    speech = [
+        line(
+            "hi", {"model": "tts-1", "input": "hello there", "voice": "alloy"}, "/v1/audio/speech"
+        ),
+        line(
+            "loud",
+            {"model": "tts-1", "input": "two words", "voice": "alloy", "response_format": "wav"},
+            "/v1/audio/speech",
+        ),
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, speech),
+        endpoint="/v1/audio/speech",  # type: ignore[arg-type]
+        completion_window="24h",
+    )
+    done = wait_for(client, batch.id)
+    assert done.status == "completed", done.errors
+    outputs = jsonl(client, done.output_file_id)
+    wav = outputs["loud"]["response"]["body"]
+    assert (wav["object"], wav["format"], wav["content_type"]) == (
+        "audio.speech",
+        "wav",
+        "audio/wav",
+    )
+    assert base64.b64decode(wav["data"])[:4] == b"RIFF"
+    assert outputs["hi"]["response"]["body"]["format"] == "mp3"
+    two_seconds = _wav(word_tone("a", 2.0))
+    written = [
+        line(
+            "json",
+            {"model": "whisper-1", "file": b64(two_seconds), "filename": "a.wav"},
+            "/v1/audio/transcriptions",
+        ),
+        line(
+            "text",
+            {"model": "whisper-1", "file": b64(two_seconds), "response_format": "text"},
+            "/v1/audio/transcriptions",
+        ),
+        line("no-file", {"model": "whisper-1"}, "/v1/audio/transcriptions"),
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, written),
+        endpoint="/v1/audio/transcriptions",  # type: ignore[arg-type]
+        completion_window="24h",
+    )
+    failed = wait_for(client, batch.id)
+    assert failed.status == "failed"
+    assert failed.errors is not None and failed.errors.data is not None
+    assert [(e.line, e.code) for e in failed.errors.data] == [(3, "missing_required_parameter")]
+    batch = client.batches.create(
+        input_file_id=upload(client, written[:2]),
+        endpoint="/v1/audio/transcriptions",  # type: ignore[arg-type]
+        completion_window="24h",
+    )
+    done = wait_for(client, batch.id)
+    assert done.status == "completed"
+    outputs = jsonl(client, done.output_file_id)
+    assert outputs["json"]["response"]["body"]["text"] == "Second 1. Second 2."
+    assert outputs["text"]["response"]["body"] == {"text": "Second 1. Second 2.\n"}

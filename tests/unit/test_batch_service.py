@@ -26,7 +26,7 @@ class Lines:
         self.stop_after = stop_after
         self.stopped = asyncio.Event()
 
-    async def run(self, owner: str, body: dict[str, Any]) -> LineAnswer:
+    async def run(self, owner: str, endpoint: str, body: dict[str, Any]) -> LineAnswer:
         if self.stop_after is not None and len(self.seen) >= self.stop_after:
             self.stopped.set()
             await asyncio.Event().wait()  # never answers: the service is cancelled here

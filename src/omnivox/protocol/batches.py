@@ -22,6 +22,10 @@ BatchEndpoint = Literal[
     "/v1/videos",
 ]
 OPENAI_BATCH_ENDPOINTS: tuple[str, ...] = get_args(BatchEndpoint)
+# omnivox runs batches of its audio endpoints too; their lines are JSON (see serving.batches)
+AudioBatchEndpoint = Literal[
+    "/v1/audio/speech", "/v1/audio/transcriptions", "/v1/audio/translations"
+]
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
@@ -47,7 +51,7 @@ Metadata = Annotated[
 
 class CreateBatchRequest(_Strict):
     input_file_id: str
-    endpoint: BatchEndpoint
+    endpoint: BatchEndpoint | AudioBatchEndpoint
     completion_window: Literal["24h"]
     metadata: Metadata | None = None
     output_expires_after: OutputExpiresAfter | None = None

@@ -56,6 +56,7 @@ from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, close_run, refused_before_admission
 from omnivox.server.audio_routes import add_audio_routes
 from omnivox.server.batch_routes import (
+    BATCH_USES,
     BatchLines,
     InteractiveLoad,
     add_batch_routes,
@@ -134,13 +135,15 @@ def create_app(
     state: dict[str, bool] = {"ready": False}
     keyless = KeylessTrust(settings.allowed_hosts, settings.cors_origins)
     files = FileStore(settings.data_dir)
+    speaker = SpeechService(engine, catalog)
+    transcriber = TranscriptionService(engine, catalog, limits)
     load = InteractiveLoad()  # batch lines run only while it is idle
     batches = BatchService(
         BatchStore(batch_store_path(settings.data_dir)),
         files,
-        BatchLines(gate, catalog, service).run,
+        BatchLines(gate, catalog, service, speaker, transcriber).run,
         load.wait_idle,
-        known_model=lambda name: catalog.has(name, "chat"),
+        known_model=lambda name, endpoint: catalog.has(name, BATCH_USES[endpoint]),
         queue=lambda owner, model: (model_class(model), gate.batch_queue_limit(owner, model)),
         concurrency=settings.batch_concurrency,
     )
@@ -232,14 +235,7 @@ def create_app(
         response.headers.update(admission.headers)
         return response
 
-    add_audio_routes(
-        app,
-        authenticate,
-        gate,
-        catalog,
-        SpeechService(engine, catalog),
-        TranscriptionService(engine, catalog, limits),
-    )
+    add_audio_routes(app, authenticate, gate, catalog, speaker, transcriber)
 
     add_file_routes(app, authenticate, files)
     add_batch_routes(app, authenticate, batches)

@@ -3,7 +3,8 @@
 ``POST /v1/batches`` creates a batch from an uploaded ``batch`` file, ``GET`` shows one
 or lists them (newest first, paged by ``after``), ``POST .../cancel`` cancels one; a
 batch is its creator's key's alone (another key gets 404). ``BatchLines.run`` answers
-one line as ``POST /v1/chat/completions`` would answer it for the batch's key: the
+one line as ``POST /v1/chat/completions`` (or the audio route of the batch) would
+answer it for the batch's key: the
 body validated, access asked (a ledger row marked ``batch``, at half the price,
 outside the key's RPM and TPM), the engine's answer folded into one completion; what the API would
 refuse is its status and OpenAI's error body. ``InteractiveLoad`` tells the runner when
@@ -13,33 +14,50 @@ the server answers nobody else: batch lines run only then.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from omnivox import ids
 from omnivox.access.gate import AccessControl, Caller
+from omnivox.engines.base import TranscriptionTask
 from omnivox.errors import InvalidRequestError, OmnivoxError, RateLimitError
+from omnivox.protocol.audio import (
+    CreateSpeechRequest,
+    CreateTranscriptionForm,
+    CreateTranslationForm,
+)
 from omnivox.protocol.batches import CreateBatchRequest
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, refused_before_admission
 from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
 from omnivox.server.openapi import BATCHES_PATH
-from omnivox.serving import fold
+from omnivox.serving import fold, speech, transcription
 from omnivox.serving.batches import BatchService, LineAnswer, LineDeferred
-from omnivox.serving.catalog import ModelCatalog
+from omnivox.serving.catalog import ModelCatalog, Use
 from omnivox.serving.chat import ChatService
 from omnivox.serving.inputs import output_token_limit
+from omnivox.serving.speech import SpeechService
+from omnivox.serving.transcription import TranscriptionService
 from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.store.batches import STORE_FILE
 
 DEFAULT_LIST_LIMIT = 20
+# A batch's endpoint -> what its lines' models must serve.
+BATCH_USES: dict[str, Use] = {
+    "/v1/chat/completions": "chat",
+    "/v1/audio/speech": "speech",
+    "/v1/audio/transcriptions": "transcription",
+    "/v1/audio/translations": "transcription",
+}
 MAX_LIST_LIMIT = 100
 
 
@@ -71,12 +89,21 @@ class InteractiveLoad:
 class BatchLines:
     """One batch line through the chat path, for the key that created the batch."""
 
-    def __init__(self, gate: AccessControl, catalog: ModelCatalog, service: ChatService) -> None:
+    def __init__(
+        self,
+        gate: AccessControl,
+        catalog: ModelCatalog,
+        service: ChatService,
+        speaker: SpeechService,
+        transcriber: TranscriptionService,
+    ) -> None:
         self.gate = gate
         self.catalog = catalog
         self.service = service
+        self.speaker = speaker
+        self.transcriber = transcriber
 
-    async def run(self, owner: str, body: dict[str, Any]) -> LineAnswer:
+    async def run(self, owner: str, endpoint: str, body: dict[str, Any]) -> LineAnswer:
         request_id = ids.request_id()
         caller = self.gate.caller_of(owner)
         if caller is None:
@@ -88,22 +115,23 @@ class BatchLines:
                 request_id,
                 401,
             )
+        answer = {
+            "/v1/audio/speech": self._speech,
+            "/v1/audio/transcriptions": self._transcription,
+            "/v1/audio/translations": self._translation,
+        }.get(endpoint, self._answer)
         try:
-            return await self._answer(caller, body, request_id)
+            return await answer(caller, body, request_id)
         except RateLimitError as exc:
             raise LineDeferred(_retry_after_s(exc)) from None
         except OmnivoxError as exc:
             return _refused(exc, request_id, exc.status)
 
     async def _answer(self, caller: Caller, body: dict[str, Any], request_id: str) -> LineAnswer:
-        model = body.get("model") if isinstance(body.get("model"), str) else ""
         async with refused_before_admission(
-            self.gate, caller, request_id, lambda: str(model), self.catalog.find_snapshot
+            self.gate, caller, request_id, lambda: _model_of(body), self.catalog.find_snapshot
         ):
-            try:
-                req = CreateChatCompletionRequest.model_validate(body)
-            except ValidationError as exc:
-                raise to_openai_error(exc, body) from None
+            req = _validated(CreateChatCompletionRequest, body)
             snapshot = self.catalog.get(req.model).snapshot
             max_output = output_token_limit(req)[0]
         estimate = estimate_prompt_tokens(req) if caller.key is not None else 0
@@ -114,6 +142,89 @@ class BatchLines:
             await admission.charge(run)
             completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
         return LineAnswer(200, json.loads(completion.dump()), request_id)
+
+    async def _speech(self, caller: Caller, body: dict[str, Any], request_id: str) -> LineAnswer:
+        async with refused_before_admission(
+            self.gate, caller, request_id, lambda: _model_of(body), self.catalog.find_snapshot
+        ):
+            req = _validated(CreateSpeechRequest, body)
+            snapshot = self.catalog.get(req.model, "speech").snapshot
+        estimate = speech.estimate_speech_tokens(req) if caller.key is not None else 0
+        async with admitted(
+            self.gate, caller, req.model, snapshot, None, estimate, request_id, batch=True
+        ) as admission:
+            run = await self.speaker.start(req)
+            await admission.charge(run)
+            audio = b"".join([chunk async for chunk in run.chunks])
+        answer = {
+            "object": "audio.speech",
+            "model": req.model,
+            "format": req.response_format,
+            "content_type": run.media_type,
+            "data": base64.b64encode(audio).decode("ascii"),
+        }
+        return LineAnswer(200, answer, request_id)
+
+    async def _transcription(
+        self, caller: Caller, body: dict[str, Any], request_id: str
+    ) -> LineAnswer:
+        return await self._written_down(caller, body, request_id, "transcribe")
+
+    async def _translation(
+        self, caller: Caller, body: dict[str, Any], request_id: str
+    ) -> LineAnswer:
+        return await self._written_down(caller, body, request_id, "translate")
+
+    async def _written_down(
+        self, caller: Caller, body: dict[str, Any], request_id: str, task: TranscriptionTask
+    ) -> LineAnswer:
+        async with refused_before_admission(
+            self.gate, caller, request_id, lambda: _model_of(body), self.catalog.find_snapshot
+        ):
+            fields = {k: v for k, v in body.items() if k not in ("file", "filename")}
+            form_model: type[CreateTranscriptionForm | CreateTranslationForm] = (
+                CreateTranscriptionForm if task == "transcribe" else CreateTranslationForm
+            )
+            form = _validated(form_model, fields)
+            try:
+                audio = base64.b64decode(str(body.get("file", "")), validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidRequestError(
+                    "Invalid 'file': expected the audio file, base64-encoded.",
+                    param="file",
+                    code="invalid_value",
+                ) from None
+            snapshot = self.catalog.get(form.model, "transcription").snapshot
+        estimate = transcription.estimate_transcription_tokens(len(audio))
+        async with admitted(
+            self.gate,
+            caller,
+            form.model,
+            snapshot,
+            None,
+            estimate if caller.key else 0,
+            request_id,
+            batch=True,
+        ) as admission:
+            run = await self.transcriber.start(form, audio, task)
+            await admission.charge(run)
+            text = await transcription.render(run)
+        is_json = run.media_type.startswith("application/json")
+        return LineAnswer(200, json.loads(text) if is_json else {"text": text}, request_id)
+
+
+def _model_of(body: dict[str, Any]) -> str:
+    return body["model"] if isinstance(body.get("model"), str) else ""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise to_openai_error(exc, data) from None
 
 
 def _refused(exc: OmnivoxError, request_id: str, status: int) -> LineAnswer:

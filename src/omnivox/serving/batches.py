@@ -1,4 +1,12 @@
-"""The Batch API: batches of Chat Completions requests, run on spare capacity.
+"""The Batch API: batches of Chat Completions (and audio) requests, run on spare capacity.
+
+Besides ``/v1/chat/completions``, a batch may be of ``/v1/audio/speech`` (a line's body is
+the route's JSON; its answer's body is ``{"object": "audio.speech", "model", "format",
+"content_type", "data"}`` with the audio base64-encoded) or ``/v1/audio/transcriptions``
+and ``/translations`` (a line's body is the form's fields as JSON with ``file`` the audio
+base64-encoded and ``filename`` optional; its answer's body is the route's JSON, or
+``{"text": ...}`` for the text formats). OpenAI's Batch API has no audio endpoints;
+these line formats are omnivox's.
 
 ``BatchService`` creates, shows, lists and cancels batches, and ``run`` (one task per
 server) takes each unfinished batch through OpenAI's statuses:
@@ -42,6 +50,7 @@ from omnivox.ids import new_id
 from omnivox.protocol.batches import BatchRequestInput, CreateBatchRequest
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.validation import to_openai_error
+from omnivox.serving.transcription import estimate_transcription_tokens
 from omnivox.serving.usage import CHARS_PER_TOKEN, estimate_prompt_tokens
 from omnivox.store.batches import FINAL_STATUSES, BatchStore
 from omnivox.store.files import FileStore
@@ -49,7 +58,13 @@ from omnivox.store.files import FileStore
 COMPLETION_WINDOW_S = 24 * 3600
 MAX_LINES = 50_000
 DEFAULT_OUTPUT_EXPIRY_S = 30 * 24 * 3600
-SERVED_ENDPOINTS = ("/v1/chat/completions",)
+SERVED_ENDPOINTS = (
+    "/v1/chat/completions",
+    "/v1/audio/speech",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+)
+TRANSCRIBING_ENDPOINTS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 CANCELLABLE = frozenset({"validating", "in_progress"})
 INTERNAL_FIELDS = frozenset({"output_expires_after", "enqueued"})
 
@@ -73,7 +88,7 @@ class LineDeferred(Exception):
         self.retry_after_s = retry_after_s
 
 
-RunLine = Callable[[str, dict[str, Any]], Awaitable[LineAnswer]]  # owner, request body
+RunLine = Callable[[str, str, dict[str, Any]], Awaitable[LineAnswer]]  # owner, endpoint, body
 
 
 class BatchService:
@@ -84,7 +99,7 @@ class BatchService:
         run_line: RunLine,
         spare: Callable[[], Awaitable[None]],
         *,
-        known_model: Callable[[str], bool] = lambda name: True,
+        known_model: Callable[[str, str], bool] = lambda name, endpoint: True,
         queue: Callable[[str, str], tuple[str, int | None]] = lambda owner, model: (model, None),
         concurrency: int = 1,
         clock: Callable[[], float] = time.time,
@@ -328,7 +343,7 @@ class BatchService:
         while True:
             await self.spare()
             try:
-                answer = await self.run_line(owner, request["body"])
+                answer = await self.run_line(owner, batch["endpoint"], request["body"])
                 break
             except LineDeferred as deferred:
                 await asyncio.sleep(min(60.0, max(0.05, deferred.retry_after_s)))
@@ -353,8 +368,8 @@ class BatchService:
         input_tokens = output_tokens = 0
         for r in done:
             usage = (r.result or {}).get("response", {}).get("body", {}).get("usage") or {}
-            input_tokens += int(usage.get("prompt_tokens") or 0)
-            output_tokens += int(usage.get("completion_tokens") or 0)
+            input_tokens += int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+            output_tokens += int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
         batch["request_counts"] = {
             "total": len(results),
             "completed": sum(1 for r in done if not r.failed),
@@ -410,7 +425,7 @@ class BatchService:
 
 
 def _read_lines(
-    data: bytes | None, endpoint: str, known_model: Callable[[str], bool]
+    data: bytes | None, endpoint: str, known_model: Callable[[str, str], bool]
 ) -> tuple[list[tuple[int, str, dict[str, Any]]], list[dict[str, Any]]]:
     """The input file's request lines, or the errors that fail it (each with its line)."""
     if data is None:
@@ -460,12 +475,17 @@ def _read_lines(
                     n,
                 )
             )
-        elif entry.body.get("stream") is True:
+        elif entry.body.get("stream") is True or entry.body.get("stream_format") == "sse":
+            param = "body.stream" if entry.body.get("stream") is True else "body.stream_format"
+            errors.append(
+                _error("streaming_unsupported", "Streaming is not supported in batches.", param, n)
+            )
+        elif endpoint in TRANSCRIBING_ENDPOINTS and not isinstance(entry.body.get("file"), str):
             errors.append(
                 _error(
-                    "streaming_unsupported",
-                    "Streaming is not supported in batches.",
-                    "body.stream",
+                    "missing_required_parameter",
+                    "Missing required parameter: 'body.file' (the audio file, base64-encoded).",
+                    "body.file",
                     n,
                 )
             )
@@ -478,7 +498,7 @@ def _read_lines(
                     n,
                 )
             )
-        elif not known_model(entry.body["model"]):
+        elif not known_model(entry.body["model"], endpoint):
             errors.append(
                 _error(
                     "model_not_found",
@@ -513,7 +533,7 @@ def _enqueued_tokens(
     for _, _, request in lines:
         body = request["body"]
         cls, limit = queue(owner, str(body["model"]))
-        tokens = _prompt_estimate(body)
+        tokens = _prompt_estimate(body) if "messages" in body else _audio_estimate(body)
         out[cls] = (out.get(cls, (0, limit))[0] + tokens, limit)
     return out
 
@@ -523,6 +543,13 @@ def _prompt_estimate(body: dict[str, Any]) -> int:
         return estimate_prompt_tokens(CreateChatCompletionRequest.model_validate(body))
     except ValidationError:  # the line will be refused when it runs; count its text
         return len(json.dumps(body)) // CHARS_PER_TOKEN
+
+
+def _audio_estimate(body: dict[str, Any]) -> int:
+    """A speech line: its text's tokens; a transcription line: its audio's, by its size."""
+    if isinstance(body.get("file"), str):
+        return estimate_transcription_tokens(len(body["file"]) * 3 // 4)
+    return len(str(body.get("input", ""))) // CHARS_PER_TOKEN + 1
 
 
 def _error(code: str, message: str, param: str | None, line: int | None) -> dict[str, Any]:
