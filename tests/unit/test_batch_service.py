@@ -78,6 +78,19 @@ async def run_until(svc: BatchService, done: asyncio.Event) -> None:
         await asyncio.gather(runner, return_exceptions=True)
 
 
+async def run_until_status(svc: BatchService, batch_id: str, status: str) -> None:
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while (await svc.retrieve(OWNER, batch_id))["status"] != status:
+            await asyncio.sleep(0.01)
+        done.set()
+
+    watcher = asyncio.create_task(watch())
+    await run_until(svc, done)
+    await watcher
+
+
 async def test_a_resumed_batch_runs_each_line_once(tmp_path: Path) -> None:
     clock = [time.time()]
     first = Lines(stop_after=2)
@@ -87,16 +100,7 @@ async def test_a_resumed_batch_runs_each_line_once(tmp_path: Path) -> None:
     assert first.seen == ["line 0", "line 1"]
     second = Lines()
     svc2 = service(tmp_path, second, clock)
-    done = asyncio.Event()
-
-    async def watch() -> None:
-        while (await svc2.retrieve(OWNER, created["id"]))["status"] != "completed":
-            await asyncio.sleep(0.01)
-        done.set()
-
-    watcher = asyncio.create_task(watch())
-    await run_until(svc2, done)
-    await watcher
+    await run_until_status(svc2, created["id"], "completed")
     assert second.seen == ["line 2", "line 3", "line 4"]
     batch = await svc2.retrieve(OWNER, created["id"])
     assert batch["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
@@ -111,16 +115,7 @@ async def test_a_batch_whose_window_passed_while_down_expires_at_start(tmp_path:
     await run_until(svc, first.stopped)
     clock[0] += COMPLETION_WINDOW_S + 1  # the server was down past the window
     svc2 = service(tmp_path, Lines(), clock)
-    done = asyncio.Event()
-
-    async def watch() -> None:
-        while (await svc2.retrieve(OWNER, created["id"]))["status"] != "expired":
-            await asyncio.sleep(0.01)
-        done.set()
-
-    watcher = asyncio.create_task(watch())
-    await run_until(svc2, done)
-    await watcher
+    await run_until_status(svc2, created["id"], "expired")
     batch = await svc2.retrieve(OWNER, created["id"])
     assert batch["expired_at"] is not None
     output = svc2.files.content(OWNER, batch["output_file_id"]) or b""
