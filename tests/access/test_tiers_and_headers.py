@@ -56,26 +56,27 @@ def test_headers_report_the_tighter_of_rpm_and_rpd() -> None:
 
 
 def test_default_tiers_are_the_model_pages_tables() -> None:
-    assert DEFAULT_TIERS["free"] == {MINI: Limits(3, 200, 40_000)}  # no gpt-4o-audio on free
+    """RPM, RPD, TPM and the batch queue limit (enqueued prompt tokens)."""
+    assert DEFAULT_TIERS["free"] == {MINI: Limits(3, 200, 40_000, 0)}  # no gpt-4o-audio on free
     assert DEFAULT_TIERS["1"] == {
-        MINI: Limits(500, 10_000, 200_000),
-        FULL: Limits(500, None, 30_000),
+        MINI: Limits(500, 10_000, 200_000, 2_000_000),
+        FULL: Limits(500, None, 30_000, 90_000),
     }
     assert DEFAULT_TIERS["2"] == {
-        MINI: Limits(5_000, None, 2_000_000),
-        FULL: Limits(5_000, None, 450_000),
+        MINI: Limits(5_000, None, 2_000_000, 20_000_000),
+        FULL: Limits(5_000, None, 450_000, 1_350_000),
     }
     assert DEFAULT_TIERS["3"] == {
-        MINI: Limits(5_000, None, 4_000_000),
-        FULL: Limits(5_000, None, 800_000),
+        MINI: Limits(5_000, None, 4_000_000, 40_000_000),
+        FULL: Limits(5_000, None, 800_000, 50_000_000),
     }
     assert DEFAULT_TIERS["4"] == {
-        MINI: Limits(10_000, None, 10_000_000),
-        FULL: Limits(10_000, None, 2_000_000),
+        MINI: Limits(10_000, None, 10_000_000, 1_000_000_000),
+        FULL: Limits(10_000, None, 2_000_000, 2_000_000),
     }
     assert DEFAULT_TIERS["5"] == {
-        MINI: Limits(30_000, None, 150_000_000),
-        FULL: Limits(10_000, None, 30_000_000),
+        MINI: Limits(30_000, None, 150_000_000, 15_000_000_000),
+        FULL: Limits(10_000, None, 30_000_000, 5_000_000_000),
     }
 
 
@@ -125,7 +126,7 @@ audio_output_usd_per_1m = 4
     config = load_access_config(path)
     assert config.default_output_tokens == 300
     assert config.limits_for("free", FULL, Limits()) == Limits(2, None, 1000)
-    assert config.limits_for("free", MINI, Limits()) == Limits(3, 200, 40_000)  # untouched
+    assert config.limits_for("free", MINI, Limits()) == Limits(3, 200, 40_000, 0)  # untouched
     assert config.limits_for("team", MINI, Limits(tpm=50)) == Limits(7, None, 50)
     assert config.limits_for("team", FULL, Limits()) is None
     assert config.prices[MINI].cost_usd(1_000_000, 0, 0, 1_000_000) == pytest.approx(5.0)
