@@ -35,6 +35,7 @@ server) takes each unfinished batch through OpenAI's statuses:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -67,6 +68,7 @@ SERVED_ENDPOINTS = (
 TRANSCRIBING_ENDPOINTS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 CANCELLABLE = frozenset({"validating", "in_progress"})
 INTERNAL_FIELDS = frozenset({"output_expires_after", "enqueued"})
+RETRY_AFTER_FAILURE_S = 30.0  # a batch that could not advance is tried again after this
 
 log = logging.getLogger("omnivox.serving")
 
@@ -203,14 +205,19 @@ class BatchService:
         while True:
             self._wake.clear()
             work = await asyncio.to_thread(self.store.unfinished)
+            stuck = False
             for owner, batch in work:
                 try:
                     await self._advance(owner, batch)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # a bug: this batch waits; the others go on
+                except Exception:  # a bug, a full disk: this batch waits; the others go on
                     log.exception("batch %s could not advance", batch["id"])
-            if not work or all(b["status"] in FINAL_STATUSES for _, b in work):
+                    stuck = True
+            if stuck:  # try again later, or at the next change
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_AFTER_FAILURE_S)
+            elif not work or all(b["status"] in FINAL_STATUSES for _, b in work):
                 await self._wake.wait()
 
     async def _advance(self, owner: str, batch: dict[str, Any]) -> None:
