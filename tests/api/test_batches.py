@@ -422,3 +422,17 @@ def test_batches_of_the_audio_endpoints(client: openai.OpenAI) -> None:
     outputs = jsonl(client, done.output_file_id)
     assert outputs["json"]["response"]["body"]["text"] == "Second 1. Second 2."
     assert outputs["text"]["response"]["body"] == {"text": "Second 1. Second 2.\n"}
+
+
+def test_a_line_nested_past_the_parsers_depth_fails_validation(client: openai.OpenAI) -> None:
+    deep = '{"custom_id":"d","method":"POST","url":"/v1/chat/completions","body":'
+    deep += "[" * 10_000 + "]" * 10_000 + "}"
+    batch = client.batches.create(
+        input_file_id=upload(client, [deep]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = wait_for(client, batch.id)
+    assert done.status == "failed"
+    assert done.errors is not None and done.errors.data is not None
+    assert [(e.line, e.code) for e in done.errors.data] == [(1, "invalid_json_line")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -457,3 +458,33 @@ def test_a_malformed_event_is_an_error_event_and_the_session_goes_on(
     assert error["error"]["type"] == "invalid_request_error"
     session.send(user_text("still here"))
     assert session.until("conversation.item.done")[-1]["item"]["role"] == "user"
+
+
+def test_a_cancel_right_after_create_ends_that_response_and_the_next_one_runs(
+    session: Session,
+) -> None:
+    session.recv()
+    session.update(output_modalities=["text"])
+    session.send(user_text("hello"))
+    session.send({"type": "response.create"})
+    session.send({"type": "response.cancel"})
+    done = session.until("response.done")[-1]["response"]
+    assert done["status"] == "cancelled"
+    assert done["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+    session.send({"type": "response.create"})
+    assert session.until("response.done")[-1]["response"]["status"] == "completed"
+
+
+def test_an_event_nested_past_the_parsers_depth_is_an_error_not_a_dropped_socket(
+    fake_server: LiveServer,
+) -> None:
+    import websockets.sync.client
+
+    url = fake_server.base_url.replace("http", "ws", 1) + "/realtime?model=gpt-realtime"
+    with websockets.sync.client.connect(url) as ws:
+        assert json.loads(ws.recv())["type"] == "session.created"
+        ws.send('{"type":"session.update","session":' + "[" * 5000 + "]" * 5000 + "}")
+        error = json.loads(ws.recv())
+        assert (error["type"], error["error"]["code"]) == ("error", "invalid_json")
+        ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+        assert json.loads(ws.recv())["type"] == "input_audio_buffer.cleared"

@@ -456,7 +456,7 @@ def _read_lines(
     for n, text in numbered:
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             errors.append(_error("invalid_json_line", "This line is not valid JSON.", None, n))
             continue
         if not isinstance(value, dict):

@@ -134,6 +134,7 @@ class _Response:
     task: asyncio.Task[None] | None = None
     reason: str | None = None  # why it was cancelled: "client_cancelled", "turn_detected"
     writer: ResponseWriter | None = None
+    started: bool = False  # its task runs: cancelling it now reaches its handlers
 
 
 @dataclass(slots=True)
@@ -252,7 +253,7 @@ class RealtimeSession:
             return
         try:
             event = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             await self.error(
                 InvalidRequestError(
                     "We could not parse the JSON body of your event.", code="invalid_json"
@@ -337,8 +338,11 @@ class RealtimeSession:
         old_turns = self.config["audio"]["input"]["turn_detection"]
         self.config = config
         if config["audio"]["input"]["format"] != old_format:
+            dropped = bool(self.input.buffer) or self.turn is not None
             await self._forget_turn()
             self.input.set_format(config["audio"]["input"]["format"])
+            if dropped:  # the buffered audio was in the old format: the client is told
+                await self.send({"type": "input_audio_buffer.cleared"})
         if config["audio"]["input"]["turn_detection"] != old_turns:
             await self._forget_turn()
             self._configure_turns()
@@ -853,7 +857,11 @@ class RealtimeSession:
     async def _response_cancel(self, event: dict[str, Any]) -> None:
         response = self.response
         wanted = event.get("response_id")
-        if response is None or (wanted is not None and wanted != response.response_id):
+        if (
+            response is None
+            or response.reason is not None  # already being cancelled
+            or (wanted is not None and wanted != response.response_id)
+        ):
             raise InvalidRequestError(
                 "Cancellation failed: no active response found.",
                 code="response_cancel_not_active",
@@ -861,11 +869,15 @@ class RealtimeSession:
         await self._cancel_response(response, "client_cancelled")
 
     async def _cancel_response(self, response: _Response, reason: str) -> None:
+        """A task not started yet sees ``reason`` when it starts (a task cancelled before its
+        first step would never run its handlers, and its response would never end)."""
         if response.reason is None and response.task is not None:
             response.reason = reason
-            response.task.cancel()
+            if response.started:
+                response.task.cancel()
 
     async def _respond(self, response: _Response, plan: _Plan, generation: Generation) -> None:
+        response.started = True
         try:
             await self._run_response(response, plan, generation)
         except asyncio.CancelledError:
@@ -906,6 +918,8 @@ class RealtimeSession:
         )
         run = MeteredRun(response.response_id, usage)
         try:
+            if response.reason is not None:  # cancelled before it started
+                raise asyncio.CancelledError
             prepared = await generation.prepared()
             usage.prompt_text_tokens = prepared.prompt_text_tokens
             max_tokens = plan.request.sampling.max_output_tokens
