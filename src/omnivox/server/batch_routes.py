@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from omnivox import ids
 from omnivox.access.gate import AccessControl, Caller
 from omnivox.engines.base import TranscriptionTask
-from omnivox.errors import InvalidRequestError, OmnivoxError, RateLimitError
+from omnivox.errors import InvalidRequestError, OmnivoxError
 from omnivox.protocol.audio import (
     CreateSpeechRequest,
     CreateTranscriptionForm,
@@ -41,7 +41,7 @@ from omnivox.server.admission import admitted, refused_before_admission
 from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
 from omnivox.server.openapi import BATCHES_PATH
 from omnivox.serving import fold, speech, transcription
-from omnivox.serving.batches import BatchService, LineAnswer, LineDeferred
+from omnivox.serving.batches import BatchService, LineAnswer
 from omnivox.serving.catalog import ModelCatalog, Use
 from omnivox.serving.chat import ChatService
 from omnivox.serving.inputs import output_token_limit
@@ -122,8 +122,6 @@ class BatchLines:
         }.get(endpoint, self._answer)
         try:
             return await answer(caller, body, request_id)
-        except RateLimitError as exc:
-            raise LineDeferred(_retry_after_s(exc)) from None
         except OmnivoxError as exc:
             return _refused(exc, request_id, exc.status)
 
@@ -229,13 +227,6 @@ def _validated(model: type[M], data: dict[str, Any]) -> M:
 
 def _refused(exc: OmnivoxError, request_id: str, status: int) -> LineAnswer:
     return LineAnswer(status, exc.body(), request_id)
-
-
-def _retry_after_s(exc: RateLimitError) -> float:
-    try:
-        return float(exc.headers.get("retry-after-ms", "1000")) / 1000
-    except ValueError:
-        return 1.0
 
 
 def add_batch_routes(

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omnivox.serving.batches import CANCELLABLE
 from omnivox.store.batches import FINAL_STATUSES, STORE_FILE, BatchStore
 
 WATCH_POLL_S = 0.5
-CANCELLABLE = frozenset({"validating", "in_progress"})
 
 
 def store_path(data_dir: Path) -> Path:

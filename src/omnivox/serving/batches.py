@@ -82,14 +82,6 @@ class LineAnswer:
     request_id: str
 
 
-class LineDeferred(Exception):
-    """The line can not run now (the key's rate limits): try again after ``retry_after_s``."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"retry after {retry_after_s:.1f} s")
-        self.retry_after_s = retry_after_s
-
-
 RunLine = Callable[[str, str, dict[str, Any]], Awaitable[LineAnswer]]  # owner, endpoint, body
 
 
@@ -347,13 +339,8 @@ class BatchService:
     async def _run_line(
         self, owner: str, batch: dict[str, Any], line: int, custom_id: str, request: dict[str, Any]
     ) -> None:
-        while True:
-            await self.spare()
-            try:
-                answer = await self.run_line(owner, batch["endpoint"], request["body"])
-                break
-            except LineDeferred as deferred:
-                await asyncio.sleep(min(60.0, max(0.05, deferred.retry_after_s)))
+        await self.spare()
+        answer = await self.run_line(owner, batch["endpoint"], request["body"])
         result = {
             "id": _line_id(batch["id"], line),
             "custom_id": custom_id,
@@ -366,17 +353,22 @@ class BatchService:
         }
         failed = answer.status_code != 200
         await asyncio.to_thread(self.store.record, batch["id"], line, result, failed)
-        await self._count(owner, batch)
+        counts = batch["request_counts"]
+        counts["failed" if failed else "completed"] += 1
+        input_tokens, output_tokens = _tokens_of(result)
+        usage = batch["usage"]
+        batch["usage"] = _usage(
+            usage["input_tokens"] + input_tokens, usage["output_tokens"] + output_tokens
+        )
+        await self._save(owner, batch)
 
     async def _count(self, owner: str, batch: dict[str, Any]) -> None:
         """The batch's counts and usage, from its recorded lines, saved with it."""
         results = await asyncio.to_thread(self.store.results, batch["id"])
         done = [r for r in results if r.result is not None]
-        input_tokens = output_tokens = 0
-        for r in done:
-            usage = (r.result or {}).get("response", {}).get("body", {}).get("usage") or {}
-            input_tokens += int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-            output_tokens += int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+        tokens = [_tokens_of(r.result) for r in done if r.result is not None]
+        input_tokens = sum(t[0] for t in tokens)
+        output_tokens = sum(t[1] for t in tokens)
         batch["request_counts"] = {
             "total": len(results),
             "completed": sum(1 for r in done if not r.failed),
@@ -550,6 +542,15 @@ def _prompt_estimate(body: dict[str, Any]) -> int:
         return estimate_prompt_tokens(CreateChatCompletionRequest.model_validate(body))
     except ValidationError:  # the line will be refused when it runs; count its text
         return len(json.dumps(body)) // CHARS_PER_TOKEN
+
+
+def _tokens_of(result: dict[str, Any]) -> tuple[int, int]:
+    """A line's answer's input and output tokens (chat's or the audio endpoints' names)."""
+    usage = (result.get("response") or {}).get("body", {}).get("usage") or {}
+    return (
+        int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+        int(usage.get("completion_tokens") or usage.get("output_tokens") or 0),
+    )
 
 
 def _audio_estimate(body: dict[str, Any]) -> int:

@@ -113,10 +113,6 @@ def merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def is_pcm(fmt: Any) -> bool:
-    return isinstance(fmt, dict) and fmt.get("type") == "audio/pcm"
-
-
 @dataclass(frozen=True, slots=True)
 class TurnRules:
     """Turn detection as the detector runs it (ms of the session's input audio)."""

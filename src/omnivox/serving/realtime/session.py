@@ -73,7 +73,6 @@ from omnivox.serving.realtime.config import (
     check_served,
     checked_model,
     default_config,
-    is_pcm,
     merged,
     turn_rules,
 )
@@ -574,17 +573,8 @@ class RealtimeSession:
         pieces: list[str] = []
         output_tokens = 0
         try:
-            heard = await _heard(engine, clip, answer)
-            if heard is not None:  # the answer's own recognition: no second pass
-                pieces.append(heard)
-                await self.send(
-                    {
-                        "type": "conversation.item.input_audio_transcription.delta",
-                        **at,
-                        "delta": heard,
-                    }
-                )
-            events = _no_events() if heard is not None else engine.transcribe(request)
+            heard = await _heard(engine, clip, answer)  # the answer's own recognition
+            events = _heard_as_events(heard) if heard is not None else engine.transcribe(request)
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
                     if isinstance(event, TranscriptSegment) and event.text:
@@ -996,9 +986,9 @@ async def _heard(engine: Engine, clip: AudioClip, answer: Generation | None) -> 
     return engine.heard(clip)
 
 
-async def _no_events() -> AsyncIterator[TranscriptionEvent]:
-    return
-    yield
+async def _heard_as_events(text: str) -> AsyncIterator[TranscriptionEvent]:
+    """A transcript already made, as the one segment a recogniser would have yielded."""
+    yield TranscriptSegment(0, 0, 0.0, 0.0, text, (), 0.0, 0.0, 0.0, 0.0)
 
 
 def _required_str(event: dict[str, Any], key: str) -> str:
@@ -1050,4 +1040,4 @@ def _validated(model: type[M], event: dict[str, Any]) -> M:
         raise to_openai_error(exc, event) from None
 
 
-__all__ = ["SESSION_LIMIT_S", "RealtimeSession", "is_pcm"]
+__all__ = ["SESSION_LIMIT_S", "RealtimeSession"]
