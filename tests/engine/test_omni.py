@@ -183,7 +183,8 @@ def test_ids_past_the_tokenizer_are_never_drawn(server: LiveServer) -> None:
         messages=[spoken_question()],
         max_completion_tokens=5,
         temperature=1.0,
-        logit_bias={"380": 100, "383": 100},  # past the tokenizer, pushed to the top
+        # past the tokenizer, pushed to the top; the answer may not end before its 5 tokens
+        logit_bias={"380": 100, "383": 100, **{str(i): -100 for i in END_TOKEN_IDS}},
         logprobs=True,
     )
     choice = completion.choices[0]
