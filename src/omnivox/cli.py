@@ -85,6 +85,7 @@ _SERVE_OPTIONS: tuple[tuple[str, str | None], ...] = (
     ("audio_ttl_s", None),
     ("max_body_bytes", None),
     ("max_input_audio_s", None),
+    ("response_ttl_s", None),
     ("batch_concurrency", None),
     ("strict_parameters", "--lenient"),
     ("require_keys", None),

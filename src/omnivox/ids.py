@@ -2,8 +2,9 @@
 
 ``chatcmpl-`` + 29 alphanumerics, ``audio_`` + 32 hex, ``call_`` + 24
 alphanumerics, ``req_`` + 32 hex, ``fp_`` + 10 hex; the Realtime API's ids are a
-prefix (``event_``, ``sess_``, ``item_``, ``resp_``...) + 21 alphanumerics. Random,
-from ``secrets``.
+prefix (``event_``, ``sess_``, ``item_``, ``resp_``...) + 21 alphanumerics; the
+Responses API's a prefix (``resp_``, ``msg_``, ``fc_``) + 48 hex. Random, from
+``secrets``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def tool_call_id() -> str:
 def new_id(prefix: str, n_chars: int = 21) -> str:
     """A Realtime id: ``prefix`` + ``n_chars`` alphanumerics."""
     return prefix + _alphanumeric(n_chars)
+
+
+def hex_id(prefix: str) -> str:
+    """A Responses API id: ``prefix`` + 48 hex."""
+    return prefix + secrets.token_hex(24)
 
 
 def request_id() -> str:

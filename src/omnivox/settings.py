@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     max_input_audio_s: float = Field(
         default=600.0, gt=0, description="longest input audio, in seconds"
     )
+    response_ttl_s: int = Field(
+        default=30 * 24 * 3600,
+        ge=1,
+        description="how long stored responses (/v1/responses with store) are kept, in "
+        "seconds (OpenAI keeps them 30 days)",
+    )
     batch_concurrency: int = Field(
         default=1,
         ge=1,

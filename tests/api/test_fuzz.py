@@ -37,13 +37,15 @@ CHAT = "/v1/chat/completions"
 SPEECH = "/v1/audio/speech"
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 TRANSLATIONS = "/v1/audio/translations"
-METERED = (CHAT, SPEECH, TRANSCRIPTIONS, TRANSLATIONS)  # each leaves a ledger row
+RESPONSES = "/v1/responses"
+METERED = (CHAT, SPEECH, TRANSCRIPTIONS, TRANSLATIONS, RESPONSES)  # each leaves a ledger row
 # Model names that take a request past the 404, into its own rules.
 SERVED_MODELS = {
     CHAT: ["gpt-4o-audio-preview", "omnivox-audio"],
     SPEECH: ["tts-1", "omnivox-audio"],
     TRANSCRIPTIONS: ["whisper-1", "omnivox-audio"],
     TRANSLATIONS: ["whisper-1", "omnivox-audio"],
+    RESPONSES: ["gpt-4o-audio-preview", "gpt-5.6-luna"],
 }
 ROUTES = [
     ("POST", CHAT),
@@ -63,6 +65,11 @@ ROUTES = [
     ("GET", "/v1/batches"),
     ("GET", "/v1/batches/{batch_id}"),
     ("POST", "/v1/batches/{batch_id}/cancel"),
+    ("POST", RESPONSES),
+    ("GET", "/v1/responses/{response_id}"),
+    ("DELETE", "/v1/responses/{response_id}"),
+    ("POST", "/v1/responses/{response_id}/cancel"),
+    ("GET", "/v1/responses/{response_id}/input_items"),
 ]
 ERROR_FIELDS = {"message", "type", "param", "code"}
 
@@ -142,7 +149,7 @@ def test_no_route_answers_5xx_or_an_error_outside_openai_shape(
     )
 
     @settings(
-        max_examples=EXAMPLES if path == CHAT else max(10, EXAMPLES // 5),
+        max_examples=EXAMPLES if path in (CHAT, RESPONSES) else max(10, EXAMPLES // 5),
         deadline=None,
         suppress_health_check=list(HealthCheck),
         derandomize=True,  # the same requests on every run: a failure here reproduces

@@ -68,6 +68,25 @@ def tagged_union(key: str, *models: type[WireModel], strings: Any = None) -> Any
     ]
 
 
+def checked_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    """OpenAI's metadata rules: at most 16 pairs, keys of at most 64 characters."""
+    if value is None:
+        return value
+    if len(value) > MAX_METADATA_PAIRS:
+        raise ValueError(
+            f"object_above_max_properties:Expected an object with at most "
+            f"{MAX_METADATA_PAIRS} properties, but got an object with {len(value)} "
+            "properties instead."
+        )
+    long_keys = [k for k in value if len(k) > 64]
+    if long_keys:
+        raise ValueError(
+            f"string_above_max_length:Expected a key with maximum length 64, but got a "
+            f"key with length {len(long_keys[0])} instead."
+        )
+    return value
+
+
 # ---- content parts ---------------------------------------------------------------------------
 
 
@@ -402,24 +421,7 @@ class CreateChatCompletionRequest(WireModel):
     prompt_cache_retention: str | None = None
     safety_identifier: str | None = None
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > MAX_METADATA_PAIRS:
-            raise ValueError(
-                f"object_above_max_properties:Expected an object with at most "
-                f"{MAX_METADATA_PAIRS} properties, but got an object with {len(value)} "
-                "properties instead."
-            )
-        long_keys = [k for k in value if len(k) > 64]
-        if long_keys:
-            raise ValueError(
-                f"string_above_max_length:Expected a key with maximum length 64, but got a "
-                f"key with length {len(long_keys[0])} instead."
-            )
-        return value
+    _metadata_size = field_validator("metadata")(classmethod(lambda cls, v: checked_metadata(v)))
 
     @property
     def wants_audio(self) -> bool:

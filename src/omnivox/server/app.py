@@ -78,12 +78,14 @@ from omnivox.server.metrics import ServerMetrics
 from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.server.openapi import CHAT_PATH, describe_routes
 from omnivox.server.realtime_route import REALTIME_PATH, RealtimeEndpoint
+from omnivox.server.responses_routes import add_responses_routes
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
 from omnivox.serving.batches import BatchService
 from omnivox.serving.catalog import OWNER, ModelCatalog, served_uses
 from omnivox.serving.chat import ChatService, ServiceOptions
 from omnivox.serving.inputs import InputLimits, output_token_limit
+from omnivox.serving.responses_api import ResponsesService
 from omnivox.serving.speech import SpeechService
 from omnivox.serving.transcription import TranscriptionService
 from omnivox.serving.usage import estimate_prompt_tokens
@@ -91,6 +93,7 @@ from omnivox.settings import Settings
 from omnivox.store.audio import AudioStore
 from omnivox.store.batches import BatchStore
 from omnivox.store.files import FileStore
+from omnivox.store.responses import ResponseStore
 
 log = logging.getLogger("omnivox.server")
 
@@ -135,6 +138,7 @@ def create_app(
     state: dict[str, bool] = {"ready": False}
     keyless = KeylessTrust(settings.allowed_hosts, settings.cors_origins)
     files = FileStore(settings.data_dir)
+    responses_store = ResponseStore(settings.data_dir)
     speaker = SpeechService(engine, catalog)
     transcriber = TranscriptionService(engine, catalog, limits)
     load = InteractiveLoad()  # batch lines run only while it is idle
@@ -172,6 +176,7 @@ def create_app(
                 await engine.close()
                 store.close()
                 files.close()
+                responses_store.close()
                 batches.store.close()
                 await gate.close()
 
@@ -239,6 +244,15 @@ def create_app(
 
     add_file_routes(app, authenticate, files)
     add_batch_routes(app, authenticate, batches)
+    add_responses_routes(
+        app,
+        authenticate,
+        gate,
+        catalog,
+        ResponsesService(service, responses_store, settings.response_ttl_s),
+        load,
+        strict_parameters=settings.strict_parameters,
+    )
 
     @app.get("/v1/usage")
     async def usage(request: Request, since: str | None = None) -> Response:

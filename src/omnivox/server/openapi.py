@@ -34,6 +34,7 @@ from omnivox.protocol.files import (
 )
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import ChatCompletion
+from omnivox.protocol.responses_api import CreateResponseRequest, ListInputItemsQuery
 
 CHAT_PATH = "/v1/chat/completions"
 SPEECH_PATH = "/v1/audio/speech"
@@ -41,6 +42,7 @@ TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 TRANSLATIONS_PATH = "/v1/audio/translations"
 FILES_PATH = "/v1/files"
 BATCHES_PATH = "/v1/batches"
+RESPONSES_PATH = "/v1/responses"
 FILE_PATH = "/v1/files/{file_id}"
 FILE_CONTENT_PATH = "/v1/files/{file_id}/content"
 SCHEMAS_REF = "#/components/schemas/{model}"
@@ -84,6 +86,7 @@ def describe_routes(app: FastAPI) -> None:
             _add_audio_routes(document)
             _add_file_routes(document)
             _add_batch_routes(document)
+            _add_responses_routes(document)
             _errors_in_openai_shape(document)
             app.openapi_schema = document
         return app.openapi_schema
@@ -367,6 +370,39 @@ def _add_batch_routes(document: dict[str, Any]) -> None:
             "responses": answer,
         }
     }
+
+
+def _add_responses_routes(document: dict[str, Any]) -> None:
+    """The create route's body and the input items' query (their handlers read the
+    request themselves); the rest FastAPI documents from the handlers."""
+    response = {"type": "object", "required": ["id", "object", "status", "output"]}
+    paths = document["paths"]
+    paths[RESPONSES_PATH]["post"].update(
+        {
+            "summary": "Create a response (OpenAI's Responses API), streamed with stream: true",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _schema_ref(document, CreateResponseRequest)}
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The response, or with stream: true its events",
+                    "content": {
+                        "application/json": {"schema": response},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                }
+            },
+        }
+    )
+    query = ListInputItemsQuery.model_json_schema()["properties"]
+    listing = paths[RESPONSES_PATH + "/{response_id}/input_items"]["get"]
+    listing["parameters"] = [
+        *listing.get("parameters", []),
+        *({"name": name, "in": "query", "schema": schema} for name, schema in query.items()),
+    ]
 
 
 def _errors_in_openai_shape(document: dict[str, Any]) -> None:

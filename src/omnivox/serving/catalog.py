@@ -43,14 +43,18 @@ OPENAI_SNAPSHOTS: dict[str, tuple[str, ...]] = {
 OPENAI_ALIASES = tuple(OPENAI_SNAPSHOTS)
 OWNER = "omnivox"
 
-Use = Literal["chat", "speech", "transcription", "realtime"]
+Use = Literal["chat", "responses", "speech", "transcription", "realtime"]
 ENDPOINTS: dict[Use, str] = {
     "chat": "/v1/chat/completions",
+    "responses": "/v1/responses",
     "speech": "/v1/audio/speech",
     "transcription": "/v1/audio/transcriptions and /v1/audio/translations",
     "realtime": "/v1/realtime",
 }
 OPENAI_AUDIO_MODELS: dict[Use, tuple[str, ...]] = {
+    # OpenAI's text models that agent frameworks name by default (the OpenAI Agents
+    # SDK: gpt-5.6-luna), answered on /v1/responses by the served model
+    "responses": ("gpt-5.6-luna", "gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini"),
     "speech": ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"),
     "transcription": (
         "whisper-1",
@@ -66,6 +70,9 @@ OPENAI_AUDIO_MODELS: dict[Use, tuple[str, ...]] = {
         "gpt-4o-mini-realtime-preview",
     ),
 }
+
+
+CONVERSING: frozenset[Use] = frozenset({"chat", "responses"})  # what every chat name serves
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,7 @@ class ModelCatalog:
     ) -> None:
         self.model_id = model_id
         self.snapshot = f"{model_id}-{snapshot_date}"
-        served: frozenset[Use] = frozenset((*uses, "chat"))
+        served: frozenset[Use] = frozenset((*uses, "chat", "responses"))
         created = int(dt.datetime.fromisoformat(snapshot_date).replace(tzinfo=dt.UTC).timestamp())
         self._entries = {
             model_id: CatalogEntry(model_id, created, self.snapshot, served),
@@ -96,9 +103,9 @@ class ModelCatalog:
         }
         if openai_aliases:
             for alias, snapshots in OPENAI_SNAPSHOTS.items():
-                self._entries[alias] = CatalogEntry(alias, created, snapshots[0])
+                self._entries[alias] = CatalogEntry(alias, created, snapshots[0], CONVERSING)
                 for dated in snapshots:
-                    self._entries[dated] = CatalogEntry(dated, _created(dated), dated)
+                    self._entries[dated] = CatalogEntry(dated, _created(dated), dated, CONVERSING)
             for use, names in OPENAI_AUDIO_MODELS.items():
                 if use in served:
                     for name in names:
@@ -135,9 +142,9 @@ class ModelCatalog:
 
 
 def served_uses(engine: Engine) -> tuple[Use, ...]:
-    """What the engine serves: chat and realtime always; speech and transcription by its
-    capabilities."""
-    uses: list[Use] = ["chat", "realtime"]
+    """What the engine serves: chat, responses and realtime always; speech and
+    transcription by its capabilities."""
+    uses: list[Use] = ["chat", "responses", "realtime"]
     if "text_to_speech" in engine.capabilities:
         uses.append("speech")
     if "transcription" in engine.capabilities:

@@ -1,0 +1,209 @@
+"""``/v1/responses``: OpenAI's Responses API, answered through the chat path.
+
+``POST /v1/responses`` is admitted, metered and charged as a chat completion (the
+same keys, limits and ledger; the ledger's row is named by the response id) and
+counts as interactive load, so batch lines wait for it. Streamed, it is OpenAI's
+event stream (``event: <type>`` and ``data: <event>`` per event, no ``[DONE]``); a
+client that leaves cancels the generation. Stored responses are read, listed and
+deleted per key: another key's response is answered as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
+
+from omnivox.access.gate import AccessControl, Caller
+from omnivox.errors import InvalidRequestError, NotFoundError
+from omnivox.protocol.responses_api import (
+    KNOWN_PARAMETERS,
+    CreateResponseRequest,
+    ListInputItemsQuery,
+)
+from omnivox.protocol.validation import to_openai_error
+from omnivox.server.admission import admitted, close_run, refused_before_admission
+from omnivox.server.batch_routes import InteractiveLoad
+from omnivox.server.bodies import (
+    INVALID_JSON_MESSAGE,
+    OFF_LOOP_BODY_BYTES,
+    check_json_media_type,
+    parse_json,
+)
+from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
+from omnivox.server.event_stream import EventStreamResponse
+from omnivox.serving import sse
+from omnivox.serving.catalog import ModelCatalog
+from omnivox.serving.inputs import output_token_limit
+from omnivox.serving.responses_api import ResponseRun, ResponsesService
+from omnivox.serving.usage import estimate_prompt_tokens
+
+RESPONSES_PATH = "/v1/responses"
+SSE_MEDIA_TYPE = "text/event-stream"
+
+
+def add_responses_routes(
+    app: FastAPI,
+    authenticate: Callable[[Request], Caller],
+    gate: AccessControl,
+    catalog: ModelCatalog,
+    service: ResponsesService,
+    load: InteractiveLoad,
+    *,
+    strict_parameters: bool,
+) -> None:
+
+    @app.post(RESPONSES_PATH)
+    async def create_response(request: Request) -> Response:
+        load.begin()
+        streaming = False
+        try:
+            response = await _answer(request)
+            streaming = isinstance(response, EventStreamResponse)
+            return response
+        finally:
+            if not streaming:
+                load.end()
+
+    async def _answer(request: Request) -> Response:
+        caller = authenticate(request)
+        request_id = request.state.request_id
+        async with refused_before_admission(
+            gate,
+            caller,
+            request_id,
+            lambda: getattr(request.state, "model", ""),
+            catalog.find_snapshot,
+        ):
+            req = await _parse(request, strict_parameters)
+            plan = await service.plan(req, caller.key_id)
+            max_output = output_token_limit(plan.chat)[0]
+        estimate = estimate_prompt_tokens(plan.chat) if caller.key is not None else 0
+        async with admitted(
+            gate, caller, req.model, plan.snapshot, max_output, estimate, request_id
+        ) as admission:
+            run = await service.start(plan)
+            await admission.charge(run.chat)
+            response: Response
+            if req.streaming:
+
+                async def stream_ended() -> None:
+                    try:
+                        await close_run(run.chat, run.events)
+                    finally:
+                        load.end()
+
+                response = EventStreamResponse(
+                    sse.coalesce(_events(run)), media_type=SSE_MEDIA_TYPE, on_end=stream_ended
+                )
+            else:
+                async with cancelled_if_client_leaves(request.receive):
+                    async for _event in run.events:
+                        pass
+                response = _json(run.response)
+        response.headers.update(admission.headers)
+        return response
+
+    @app.get(RESPONSES_PATH + "/{response_id}")
+    async def retrieve_response(request: Request, response_id: str) -> Response:
+        owner = authenticate(request).key_id
+        stored = await asyncio.to_thread(service.store.get, owner, response_id)
+        if stored is None:
+            raise _not_found(response_id)
+        return _json(stored.body)
+
+    @app.delete(RESPONSES_PATH + "/{response_id}")
+    async def delete_response(request: Request, response_id: str) -> Response:
+        owner = authenticate(request).key_id
+        if not await asyncio.to_thread(service.store.delete, owner, response_id):
+            raise _not_found(response_id)
+        return _json({"id": response_id, "object": "response", "deleted": True})
+
+    @app.post(RESPONSES_PATH + "/{response_id}/cancel")
+    async def cancel_response(request: Request, response_id: str) -> Response:
+        owner = authenticate(request).key_id
+        if await asyncio.to_thread(service.store.get, owner, response_id) is None:
+            raise _not_found(response_id)
+        raise InvalidRequestError(
+            "Only responses created with background=true can be cancelled; this server "
+            "does not run background responses.",
+            param="response_id",
+        )
+
+    @app.get(RESPONSES_PATH + "/{response_id}/input_items")
+    async def list_input_items(request: Request, response_id: str) -> Response:
+        owner = authenticate(request).key_id
+        query = _validated_query(dict(request.query_params))
+        stored = await asyncio.to_thread(service.store.get, owner, response_id)
+        if stored is None:
+            raise _not_found(response_id)
+        items = stored.input_items if query.order == "asc" else stored.input_items[::-1]
+        if query.after is not None:
+            positions = [i for i, item in enumerate(items) if item.get("id") == query.after]
+            if not positions:
+                raise NotFoundError(
+                    f"No input item with id '{query.after}' in response '{response_id}'.",
+                    param="after",
+                )
+            items = items[positions[0] + 1 :]
+        page = items[: query.limit]
+        return _json(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else "",
+                "last_id": page[-1]["id"] if page else "",
+                "has_more": len(items) > query.limit,
+            }
+        )
+
+
+async def _parse(request: Request, strict: bool) -> CreateResponseRequest:
+    check_json_media_type(request.headers.get("content-type"))
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected from None
+    data: Any = await parse_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequestError(INVALID_JSON_MESSAGE)
+    if isinstance(data.get("model"), str):
+        request.state.model = data["model"]
+    if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
+        data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
+    if len(raw) > OFF_LOOP_BODY_BYTES:
+        return await asyncio.to_thread(_validate, data)
+    return _validate(data)
+
+
+def _validate(data: dict[str, Any]) -> CreateResponseRequest:
+    try:
+        return CreateResponseRequest.model_validate(data)
+    except ValidationError as exc:
+        raise to_openai_error(exc, data) from None
+
+
+async def _events(run: ResponseRun) -> AsyncIterator[bytes]:
+    async for event in run.events:
+        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def _validated_query(data: dict[str, str]) -> ListInputItemsQuery:
+    try:
+        return ListInputItemsQuery.model_validate(data)
+    except ValidationError as exc:
+        raise to_openai_error(exc, data) from None
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body), media_type="application/json")
+
+
+def _not_found(response_id: str) -> NotFoundError:
+    return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
