@@ -34,9 +34,16 @@ $(VENV)/sdk-v1/.openai-$(SDK_V1): | $(BIN)/python
 	$(BIN)/pip install --quiet --no-warn-conflicts --target $(VENV)/sdk-v1 'openai==$(SDK_V1)'
 	touch $@
 
+# JavaScript clients the tests drive (the Vercel AI SDK, the OpenAI Node SDK), pinned by
+# tests/node/package-lock.json.
+NODE_TESTS := tests/node
+$(NODE_TESTS)/node_modules/.installed: $(NODE_TESTS)/package-lock.json
+	cd $(NODE_TESTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 setup: $(VENV)/.installed
 
-setup-test: $(VENV)/.installed-test $(VENV)/sdk-v1/.openai-$(SDK_V1) system-deps
+setup-test: $(VENV)/.installed-test $(VENV)/sdk-v1/.openai-$(SDK_V1) $(NODE_TESTS)/node_modules/.installed system-deps
 
 # ffmpeg decodes test audio independently of omnivox; espeak-ng speaks test questions in
 # a voice other than the server's; redis-server backs the shared rate-limit tests.
@@ -59,4 +66,4 @@ bench: setup-test
 	$(BIN)/python -m bench.api_overhead
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_TESTS)/node_modules .pytest_cache .mypy_cache .ruff_cache

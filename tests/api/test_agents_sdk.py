@@ -1,7 +1,9 @@
 """OpenAI's Agents SDK (``openai-agents[voice]``, import ``agents``) against omnivox.
 
-Two of its ways to hold a spoken conversation, each pointed at a server on loopback
-with nothing but a URL and a key:
+Its default text agent (``Agent`` on ``OpenAIResponsesModel``: ``/v1/responses``, the
+SDK's default model name and model settings) calling a function tool, and two of its
+ways to hold a spoken conversation, each pointed at a server on loopback with nothing
+but a URL and a key:
 
 - ``agents.realtime``: a ``RealtimeAgent`` run by ``RealtimeRunner`` over
   ``/v1/realtime`` (GA). Its transport parses every server event with the openai
@@ -36,7 +38,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from agents import Agent, OpenAIChatCompletionsModel, function_tool, set_tracing_disabled
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    OpenAIProvider,
+    RunConfig,
+    Runner,
+    function_tool,
+    set_tracing_disabled,
+)
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSessionModelSettings
 from agents.voice import (
     AudioInput,
@@ -203,3 +213,29 @@ async def test_a_voice_pipeline_turn_from_speech_to_speech(
     assert bytes(spoken) == b"".join(tones(answer) for answer in answers)
     assert lifecycle[0] == "turn_started"
     assert lifecycle[-2:] == ["turn_ended", "session_ended"]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_streamed"])
+async def test_an_agent_on_the_default_responses_model_calls_its_tool_to_the_end(
+    make_server: Callable[..., LiveServer], streamed: bool
+) -> None:
+    """The SDK's default model (``OpenAIResponsesModel`` over ``/v1/responses``, its
+    default model name and settings) with only the client's URL and key given."""
+    server = make_server(FakeEngine(tools=True))
+    client = AsyncOpenAI(base_url=server.base_url, api_key="unused-on-loopback")
+    agent = Agent(name="Forecaster", instructions="Answer with the tool.", tools=[get_weather])
+    config = RunConfig(model_provider=OpenAIProvider(openai_client=client))
+    async with asyncio.timeout(HANG_GUARD_S):
+        if streamed:
+            result: Any = Runner.run_streamed(agent, "call Paris", run_config=config)
+            kinds = [event.type async for event in result.stream_events()]
+            assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+        else:
+            result = await Runner.run(agent, "call Paris", run_config=config)
+    calls = [item for item in result.new_items if item.type == "tool_call_item"]
+    outputs = [item for item in result.new_items if item.type == "tool_call_output_item"]
+    assert len(calls) == 1 and json.loads(calls[0].raw_item.arguments) == {"city": "call Paris"}
+    assert [o.output for o in outputs] == [FORECAST]
+    assert result.final_output == f"The tool said: {FORECAST}"
+    assert [r.response_id[:5] for r in result.raw_responses] == ["resp_", "resp_"]
+    await client.close()
