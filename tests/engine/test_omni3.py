@@ -135,6 +135,22 @@ def test_a_spoken_question_gets_a_spoken_answer(server: LiveServer) -> None:
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
+def test_the_responses_api_answers_a_spoken_question_in_words(server: LiveServer) -> None:
+    text, audio = spoken_question()["content"]  # the chat tests' question, as Responses parts
+    parts = [{"type": "input_text", "text": text["text"]}, audio]
+    response = sdk_client(server.base_url).responses.create(
+        model=MODEL,
+        input=[{"role": "user", "content": parts}],
+        temperature=0,
+        max_output_tokens=16,
+    )
+    assert response.status in ("completed", "incomplete")
+    assert response.output and response.output[0].type == "message"
+    usage = response.usage
+    assert usage is not None and 1 <= usage.output_tokens <= 16
+    assert usage.input_tokens > math.ceil(INPUT_S * 10)  # the clip's tokens and the text's
+
+
 def test_the_stream_carries_the_same_answer_in_chunks(server: LiveServer) -> None:
     one_shot = ask(server, fmt="pcm16").choices[0].message.audio
     assert one_shot is not None
