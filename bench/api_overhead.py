@@ -60,6 +60,17 @@ AUDIO_BODY = {
     "modalities": ["text", "audio"],
     "audio": {"voice": "alloy", "format": "pcm16"},
 }
+TEXT_STREAM_BODY = {**TEXT_BODY, "stream": True}
+RESPONSES_BODY = {"model": "gpt-4o-audio-preview", "input": "hello there", "stream": True}
+CHAT_PATH = "/chat/completions"
+RESPONSES_PATH = "/responses"
+# (name, path, body, spoken): the kinds of request timed, each against the same engine work
+KINDS = (
+    ("text", CHAT_PATH, TEXT_BODY, False),
+    ("audio_stream", CHAT_PATH, AUDIO_BODY, True),
+    ("text_stream", CHAT_PATH, TEXT_STREAM_BODY, False),
+    ("responses_stream", RESPONSES_PATH, RESPONSES_BODY, False),
+)
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -122,9 +133,9 @@ class Client:
     (almost all) the server's.
     """
 
-    def __init__(self, base_url: str, body: dict[str, Any]) -> None:
+    def __init__(self, base_url: str, path: str, body: dict[str, Any]) -> None:
         url = urlsplit(base_url)
-        self.path = url.path + "/chat/completions"
+        self.path = url.path + path
         self.payload = json.dumps(body).encode()
         self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
         self.times_ms(WARM_UP_REQUESTS)
@@ -145,12 +156,12 @@ class Client:
         self.connection.close()
 
 
-def recorded_response(base_url: str, body: dict[str, Any]) -> bytes:
+def recorded_response(base_url: str, path: str, body: dict[str, Any]) -> bytes:
     """The server's raw HTTP response to ``body``, as a keep-alive response."""
     url = urlsplit(base_url)
     payload = json.dumps(body).encode()
     head = (
-        f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"POST {url.path}{path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
         "Connection: close\r\n\r\n"
     )
@@ -216,7 +227,7 @@ def _children(name: str) -> list[int]:
 
 
 def measure(
-    base_url: str, body: dict[str, Any], speak: bool, n: int, rounds: int
+    base_url: str, path: str, body: dict[str, Any], speak: bool, n: int, rounds: int
 ) -> dict[str, Any]:
     """Engine, server and floor timed in alternation, ``rounds`` times.
 
@@ -229,8 +240,8 @@ def measure(
     engine.times_ms(WARM_UP_REQUESTS)
     pooled: dict[str, list[float]] = {"engine": [], "request": [], "client_floor": []}
     overheads, beyond = [], []
-    with replayer(recorded_response(base_url, body)) as floor_url:
-        server, floor = Client(base_url, body), Client(floor_url, body)
+    with replayer(recorded_response(base_url, path, body)) as floor_url:
+        server, floor = Client(base_url, path, body), Client(floor_url, path, body)
         server_cpu = 0.0
         for _ in range(rounds):
             e = engine.times_ms(per_round)
@@ -308,8 +319,8 @@ def main() -> None:
             ["--engine", "bench.fixed_engine:create", "--log-level", "warning"], Path(data_dir)
         ) as base_url,
     ):
-        for name, body, speak in (("text", TEXT_BODY, False), ("audio_stream", AUDIO_BODY, True)):
-            results[name] = measure(base_url, body, speak, args.requests, args.rounds)
+        for name, path, body, speak in KINDS:
+            results[name] = measure(base_url, path, body, speak, args.requests, args.rounds)
         results["trivial_requests_per_s"] = wrk_requests_per_s(base_url)
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -325,8 +336,8 @@ def main() -> None:
         "server CPU",
         "CPU overhead",
     )
-    print(f"{'request':<14}" + "".join(f"{c:>14}" for c in columns))
-    for name in ("text", "audio_stream"):
+    print(f"{'request':<17}" + "".join(f"{c:>14}" for c in columns))
+    for name, *_ in KINDS:
         r = results[name]
         values = (
             r["engine"]["p50_ms"],
@@ -339,7 +350,11 @@ def main() -> None:
             r["server_cpu_ms"],
             r["server_cpu_beyond_engine_ms"],
         )
-        print(f"{name:<14}" + "".join(f"{v:>12.2f}ms" for v in values))
+        print(f"{name:<17}" + "".join(f"{v:>12.2f}ms" for v in values))
+    gap = results["responses_stream"]["overhead_p50_ms"] - results["text_stream"]["overhead_p50_ms"]
+    results["responses_minus_chat_stream_overhead_ms"] = round(gap, 3)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"streamed Responses overhead - streamed chat overhead: {gap:+.3f} ms (goal <= 0.5)")
     print(f"trivial requests/s (wrk, 16 connections): {results['trivial_requests_per_s']}")
     print(f"wrote {out}")
 

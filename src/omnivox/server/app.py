@@ -6,11 +6,11 @@ internal errors), and the headers middleware. HTTP only: requests are parsed
 into protocol models and handed to ``serving``; nothing here knows about models
 or audio.
 
-``POST /v1/chat/completions`` is the one route on the hot path: it is answered
-by a thin ASGI dispatcher in front of FastAPI (the headers middleware around the
-handler, nothing else): FastAPI's and Starlette's own layers (error and
-exception middlewares, body limit, exit stack, routing) would only add work
-that this route does not need to every request. The handler raises only ``OmnivoxError``
+``POST /v1/chat/completions`` and ``POST /v1/responses`` are the routes on the hot
+path: they are answered by a thin ASGI dispatcher in front of FastAPI (the headers
+middleware around the handler, nothing else): FastAPI's and Starlette's own layers
+(error and exception middlewares, body limit, exit stack, routing) would only add
+work that these routes do not need to every request. A handler raises only ``OmnivoxError``
 for the client; the headers middleware turns it, or anything unexpected, into
 OpenAI's error shape, as FastAPI's handlers do for every other route. The
 same handler stays registered in FastAPI too, so a path the dispatcher does not
@@ -78,7 +78,7 @@ from omnivox.server.metrics import ServerMetrics
 from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.server.openapi import CHAT_PATH, describe_routes
 from omnivox.server.realtime_route import REALTIME_PATH, RealtimeEndpoint
-from omnivox.server.responses_routes import add_responses_routes
+from omnivox.server.responses_routes import RESPONSES_PATH, add_responses_routes
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
 from omnivox.serving.batches import BatchService
@@ -244,7 +244,7 @@ def create_app(
 
     add_file_routes(app, authenticate, files)
     add_batch_routes(app, authenticate, batches)
-    add_responses_routes(
+    create_response = add_responses_routes(
         app,
         authenticate,
         gate,
@@ -313,11 +313,13 @@ def create_app(
         metrics=metrics,
     )
     realtime = RealtimeEndpoint(gate, keyless, catalog, engine, limits)
-    return OmnivoxApp(app, chat_completions, settings, metrics, realtime=realtime)
+    fast_routes = {CHAT_PATH: chat_completions, RESPONSES_PATH: create_response}
+    return OmnivoxApp(app, fast_routes, settings, metrics, realtime=realtime)
 
 
 class OmnivoxApp:
-    """``POST /v1/chat/completions`` straight to its handler; everything else to FastAPI.
+    """``POST /v1/chat/completions`` and ``POST /v1/responses`` straight to their
+    handlers (``fast_routes``); everything else to FastAPI.
 
     With ``cors_origins`` set, Starlette's CORS middleware sits in front of both:
     preflights are answered and allowed origins can read answers and OpenAI's
@@ -329,7 +331,7 @@ class OmnivoxApp:
     def __init__(
         self,
         api: FastAPI,
-        chat: Callable[[Request], Awaitable[Response]],
+        fast_routes: dict[str, Callable[[Request], Awaitable[Response]]],
         settings: Settings,
         metrics: ServerMetrics | None = None,
         *,
@@ -338,10 +340,12 @@ class OmnivoxApp:
         self.api = api
         self.metrics = metrics
         self._realtime = realtime
-        self._chat = chat
-        self._chat_app: ASGIApp = OpenAIHeadersMiddleware(
-            self._serve_chat, settings.max_body_bytes, settings.body_timeout_s, metrics
-        )
+        self._fast: dict[str, ASGIApp] = {
+            path: OpenAIHeadersMiddleware(
+                _served_by(handler), settings.max_body_bytes, settings.body_timeout_s, metrics
+            )
+            for path, handler in fast_routes.items()
+        }
         self._entry: ASGIApp = self._dispatch
         if settings.cors_origins:
             self._entry = cors(self._dispatch, settings.cors_origins)
@@ -350,8 +354,8 @@ class OmnivoxApp:
         await self._entry(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
-            await self._chat_app(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self._fast:
+            await self._fast[scope["path"]](scope, receive, send)
         elif scope["type"] == "websocket":
             if scope["path"] == REALTIME_PATH and self._realtime is not None:
                 await self._realtime(scope, receive, send)
@@ -360,9 +364,13 @@ class OmnivoxApp:
         else:
             await self.api(scope, receive, send)
 
-    async def _serve_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._chat(Request(scope, receive, send))
+
+def _served_by(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await handler(Request(scope, receive, send))
         await response(scope, receive, send)
+
+    return serve
 
 
 async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompletionRequest:

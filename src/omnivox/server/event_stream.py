@@ -6,8 +6,8 @@ stream runs in the request's own task and one plain asyncio task waits for
 ``http.disconnect``; when it comes, the request task is cancelled, so the engine's
 generation is cancelled with it, exactly as before.
 
-The chunk that ends with ``data: [DONE]`` is the stream's last by the SSE rules,
-so it leaves with the end of the chunked body in one write, not two.
+The chunk that ends the stream (for chat ``data: [DONE]``; ``is_last`` tells others
+theirs) leaves with the end of the chunked body in one write, not two.
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ class EventStreamResponse(StreamingResponse):
         content: AsyncIterator[bytes],
         media_type: str,
         on_end: Callable[[], Awaitable[None]] | None = None,
+        is_last: Callable[[bytes], bool] = lambda body: body.endswith(DONE),
     ) -> None:
         """``on_end`` is awaited once the response is over, however it ended, shielded
-        from cancellation (a stream never started has nothing else to close it)."""
+        from cancellation (a stream never started has nothing else to close it).
+        ``is_last(chunk)``: nothing follows this chunk (nothing is sent after it)."""
         super().__init__(content, media_type=media_type)
         self._on_end = on_end
+        self._is_last = is_last
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -73,7 +76,7 @@ class EventStreamResponse(StreamingResponse):
         ended = False
         async for chunk in self.body_iterator:
             body = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
-            ended = body.endswith(DONE)  # nothing follows [DONE]: the body ends with it
+            ended = self._is_last(body)  # nothing follows: the body ends with it
             await send({"type": "http.response.body", "body": body, "more_body": not ended})
         if not ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -11,13 +11,13 @@ deleted per key: another key's response is answered as one that does not exist.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.requests import ClientDisconnect
 
 from omnivox.access.gate import AccessControl, Caller
@@ -46,6 +46,11 @@ from omnivox.serving.usage import estimate_prompt_tokens
 
 RESPONSES_PATH = "/v1/responses"
 SSE_MEDIA_TYPE = "text/event-stream"
+FINAL_EVENTS = (
+    b"event: response.completed",
+    b"event: response.incomplete",
+    b"event: response.failed",
+)
 
 
 def add_responses_routes(
@@ -57,7 +62,9 @@ def add_responses_routes(
     load: InteractiveLoad,
     *,
     strict_parameters: bool,
-) -> None:
+) -> Callable[[Request], Awaitable[Response]]:
+    """Registers the routes; returns the create handler, which the app also answers
+    in front of FastAPI (``app.OmnivoxApp``)."""
 
     @app.post(RESPONSES_PATH)
     async def create_response(request: Request) -> Response:
@@ -100,7 +107,10 @@ def add_responses_routes(
                         load.end()
 
                 response = EventStreamResponse(
-                    sse.coalesce(_events(run)), media_type=SSE_MEDIA_TYPE, on_end=stream_ended
+                    sse.coalesce(_events(run)),
+                    media_type=SSE_MEDIA_TYPE,
+                    on_end=stream_ended,
+                    is_last=_ends_response,
                 )
             else:
                 async with cancelled_if_client_leaves(request.receive):
@@ -163,6 +173,8 @@ def add_responses_routes(
             }
         )
 
+    return create_response
+
 
 async def _parse(request: Request, strict: bool) -> CreateResponseRequest:
     check_json_media_type(request.headers.get("content-type"))
@@ -191,7 +203,13 @@ def _validate(data: dict[str, Any]) -> CreateResponseRequest:
 
 async def _events(run: ResponseRun) -> AsyncIterator[bytes]:
     async for event in run.events:
-        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+        yield b"event: %s\ndata: %s\n\n" % (event["type"].encode(), to_json(event))
+
+
+def _ends_response(chunk: bytes) -> bool:
+    """Whether ``chunk`` ends with the response's last event (completed, incomplete or
+    failed: nothing follows any of them)."""
+    return chunk[chunk.rfind(b"\nevent: ") + 1 :].startswith(FINAL_EVENTS)
 
 
 def _validated_query(data: dict[str, str]) -> ListInputItemsQuery:
@@ -202,7 +220,7 @@ def _validated_query(data: dict[str, str]) -> ListInputItemsQuery:
 
 
 def _json(body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body), media_type="application/json")
+    return Response(to_json(body), media_type="application/json")
 
 
 def _not_found(response_id: str) -> NotFoundError:

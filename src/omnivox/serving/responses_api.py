@@ -129,23 +129,21 @@ class ResponsesService:
             raise
         except Exception as exc:
             ending = list(writer.failed(exc))
-            await self._keep(plan, run.response)
+            self._keep(plan, run.response)
             for event in ending:
                 yield event
             return
         ending = list(writer.finished())
-        await self._keep(plan, run.response)  # retrievable once it is told
+        self._keep(plan, run.response)  # retrievable once it is told
         for event in ending:
             yield event
 
-    async def _keep(self, plan: ResponsePlan, response: Json) -> None:
-        if not plan.req.stored:
-            return
-        expires_at = int(time.time()) + self.retention_s
-        previous = plan.req.previous_response_id
-        await asyncio.to_thread(
-            self.store.put, plan.owner, response, plan.given, previous, expires_at
-        )
+    def _keep(self, plan: ResponsePlan, response: Json) -> None:
+        """Queue a stored response: found by every read from now on (``ResponseStore``)."""
+        if plan.req.stored:
+            expires_at = int(time.time()) + self.retention_s
+            previous = plan.req.previous_response_id
+            self.store.put(plan.owner, response, plan.given, previous, expires_at)
 
 
 def _drop_oldest(history: list[Json]) -> list[Json]:
