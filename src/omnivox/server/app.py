@@ -40,7 +40,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnivox import ids
@@ -62,14 +61,9 @@ from omnivox.server.batch_routes import (
     add_batch_routes,
     batch_store_path,
 )
-from omnivox.server.bodies import (
-    INVALID_JSON_MESSAGE,
-    OFF_LOOP_BODY_BYTES,
-    check_json_media_type,
-    parse_json,
-)
+from omnivox.server.bodies import OFF_LOOP_BODY_BYTES, read_json_object
 from omnivox.server.cors import cors
-from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
+from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
 from omnivox.server.files_routes import add_file_routes
 from omnivox.server.hosts import KeylessTrust, is_loopback_name
@@ -195,15 +189,7 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         """An interactive request: batch lines wait until it has been answered."""
-        load.begin()
-        streaming = False
-        try:
-            response = await answer_chat(request)
-            streaming = isinstance(response, EventStreamResponse)
-            return response
-        finally:
-            if not streaming:
-                load.end()
+        return await load.serve(answer_chat, request)
 
     async def answer_chat(request: Request) -> Response:
         caller = authenticate(request)
@@ -225,10 +211,7 @@ def create_app(
                 run.events = metrics.timed_outputs(run.events, request.state.started_ns)
 
                 async def stream_ended() -> None:
-                    try:
-                        await close_run(run, run.events)
-                    finally:
-                        load.end()
+                    await close_run(run, run.events)
 
                 response = EventStreamResponse(
                     sse.render(run), media_type=sse.SSE_MEDIA_TYPE, on_end=stream_ended
@@ -374,16 +357,7 @@ def _served_by(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
 
 
 async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompletionRequest:
-    check_json_media_type(request.headers.get("content-type"))
-    try:
-        raw = await request.body()
-    except ClientDisconnect:  # the upload was abandoned: nobody to answer
-        raise ClientDisconnected from None
-    data: Any = await parse_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidRequestError(INVALID_JSON_MESSAGE)
-    if isinstance(data.get("model"), str):  # whose limits an invalid request's headers show
-        request.state.model = data["model"]
+    raw, data = await read_json_object(request)
     if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
         data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
     if len(raw) > OFF_LOOP_BODY_BYTES:

@@ -16,11 +16,9 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect
 
 from omnivox.access.gate import AccessControl, Caller
 from omnivox.engines.base import TranscriptionTask
-from omnivox.errors import InvalidRequestError
 from omnivox.protocol.audio import (
     CreateSpeechRequest,
     CreateTranscriptionForm,
@@ -28,8 +26,8 @@ from omnivox.protocol.audio import (
 )
 from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, close_run, refused_before_admission
-from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
-from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
+from omnivox.server.bodies import read_json_object
+from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
 from omnivox.server.forms import file_part, form_fields, read_form
 from omnivox.server.openapi import SPEECH_PATH, TRANSCRIPTIONS_PATH, TRANSLATIONS_PATH
@@ -122,15 +120,7 @@ def _named_model(request: Request) -> str:
 
 
 async def _speech_request(request: Request) -> CreateSpeechRequest:
-    check_json_media_type(request.headers.get("content-type"))
-    try:
-        raw = await request.body()
-    except ClientDisconnect:
-        raise ClientDisconnected from None
-    data: Any = await parse_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidRequestError(INVALID_JSON_MESSAGE)
-    _remember_model(request, data)
+    _, data = await read_json_object(request)
     return _validated(CreateSpeechRequest, data)
 
 

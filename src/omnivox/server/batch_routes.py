@@ -17,7 +17,7 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, refused_before_admission
 from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
+from omnivox.server.event_stream import EventStreamResponse
 from omnivox.server.openapi import BATCHES_PATH
 from omnivox.serving import fold, speech, transcription
 from omnivox.serving.batches import BatchService, LineAnswer
@@ -84,6 +85,23 @@ class InteractiveLoad:
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+    async def serve(
+        self, answer: Callable[[Request], Awaitable[Response]], request: Request
+    ) -> Response:
+        """``answer(request)`` counted as interactive until its response is over (for a
+        stream: until the stream ends)."""
+        self.begin()
+        try:
+            response = await answer(request)
+        except BaseException:
+            self.end()
+            raise
+        if isinstance(response, EventStreamResponse):
+            response.also_on_end(self.end)
+        else:
+            self.end()
+        return response
 
 
 class BatchLines:

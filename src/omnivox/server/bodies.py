@@ -20,7 +20,10 @@ import json
 import re
 from typing import Any
 
+from starlette.requests import ClientDisconnect, Request
+
 from omnivox.errors import InvalidRequestError, UnsupportedMediaTypeError
+from omnivox.server.disconnect import ClientDisconnected
 
 INVALID_JSON_MESSAGE = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
@@ -44,6 +47,23 @@ def check_json_media_type(content_type: str | None) -> None:
         f"Unsupported Content-Type: {shown}. The request body must be JSON, sent with the "
         "header 'Content-Type: application/json'."
     )
+
+
+async def read_json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
+    """The body (raw, and parsed) of a request that must be one JSON object. The model
+    it names, if any, is kept in ``request.state.model``: whose limits the headers of an
+    answer show, even one that refuses the body."""
+    check_json_media_type(request.headers.get("content-type"))
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # the upload was abandoned: nobody to answer
+        raise ClientDisconnected from None
+    data: Any = await parse_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequestError(INVALID_JSON_MESSAGE)
+    if isinstance(data.get("model"), str):
+        request.state.model = data["model"]
+    return raw, data
 
 
 async def parse_json(raw: bytes) -> Any:

@@ -34,15 +34,23 @@ class EventStreamResponse(StreamingResponse):
         from cancellation (a stream never started has nothing else to close it).
         ``is_last(chunk)``: nothing follows this chunk (nothing is sent after it)."""
         super().__init__(content, media_type=media_type)
-        self._on_end = on_end
+        self._on_end = [on_end] if on_end is not None else []
         self._is_last = is_last
+
+    def also_on_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` too once the response is over, after ``on_end``."""
+
+        async def call() -> None:
+            callback()
+
+        self._on_end.append(call)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._respond(scope, receive, send)
         finally:
-            if self._on_end is not None:
-                await asyncio.shield(self._on_end())
+            for on_end in self._on_end:
+                await asyncio.shield(on_end())
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_task = asyncio.current_task()

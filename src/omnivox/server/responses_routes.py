@@ -18,7 +18,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from pydantic_core import to_json
-from starlette.requests import ClientDisconnect
 
 from omnivox.access.gate import AccessControl, Caller
 from omnivox.errors import InvalidRequestError, NotFoundError
@@ -30,13 +29,8 @@ from omnivox.protocol.responses_api import (
 from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, close_run, refused_before_admission
 from omnivox.server.batch_routes import InteractiveLoad
-from omnivox.server.bodies import (
-    INVALID_JSON_MESSAGE,
-    OFF_LOOP_BODY_BYTES,
-    check_json_media_type,
-    parse_json,
-)
-from omnivox.server.disconnect import ClientDisconnected, cancelled_if_client_leaves
+from omnivox.server.bodies import OFF_LOOP_BODY_BYTES, read_json_object
+from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
 from omnivox.serving import sse
 from omnivox.serving.catalog import ModelCatalog
@@ -68,15 +62,7 @@ def add_responses_routes(
 
     @app.post(RESPONSES_PATH)
     async def create_response(request: Request) -> Response:
-        load.begin()
-        streaming = False
-        try:
-            response = await _answer(request)
-            streaming = isinstance(response, EventStreamResponse)
-            return response
-        finally:
-            if not streaming:
-                load.end()
+        return await load.serve(_answer, request)
 
     async def _answer(request: Request) -> Response:
         caller = authenticate(request)
@@ -101,10 +87,7 @@ def add_responses_routes(
             if req.streaming:
 
                 async def stream_ended() -> None:
-                    try:
-                        await close_run(run.chat, run.events)
-                    finally:
-                        load.end()
+                    await close_run(run.chat, run.events)
 
                 response = EventStreamResponse(
                     sse.coalesce(_events(run)),
@@ -177,16 +160,7 @@ def add_responses_routes(
 
 
 async def _parse(request: Request, strict: bool) -> CreateResponseRequest:
-    check_json_media_type(request.headers.get("content-type"))
-    try:
-        raw = await request.body()
-    except ClientDisconnect:
-        raise ClientDisconnected from None
-    data: Any = await parse_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidRequestError(INVALID_JSON_MESSAGE)
-    if isinstance(data.get("model"), str):
-        request.state.model = data["model"]
+    raw, data = await read_json_object(request)
     if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
         data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
     if len(raw) > OFF_LOOP_BODY_BYTES:
