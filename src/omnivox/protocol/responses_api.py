@@ -50,6 +50,21 @@ class LooseModel(WireModel):
     model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
 
 
+def picked_union(pick: Any, allowed: str, **branches: Any) -> Any:
+    """A union whose branch ``pick(data)`` names (a key of ``branches``); a value it
+    names none for is one ``invalid_union_member`` error listing ``allowed``."""
+    tagged = tuple(Annotated[branch, Tag(name)] for name, branch in branches.items())
+    return Annotated[
+        Union[tagged],  # noqa: UP007
+        Discriminator(
+            pick,
+            custom_error_type="invalid_union_member",
+            custom_error_message="invalid union member",
+            custom_error_context=_HashableDict(key="type", allowed=allowed),  # type: ignore[arg-type]
+        ),
+    ]
+
+
 # ---- content parts -----------------------------------------------------------------------------
 
 
@@ -153,22 +168,14 @@ def _item_kind(data: Any) -> str | None:
 if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
     InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | OtherItem
 else:
-    InputItem = Annotated[
-        Union[  # noqa: UP007
-            Annotated[MessageItem, Tag("message")],
-            Annotated[FunctionCallItem, Tag("function_call")],
-            Annotated[FunctionCallOutputItem, Tag("function_call_output")],
-            Annotated[OtherItem, Tag("other")],
-        ],
-        Discriminator(
-            _item_kind,
-            custom_error_type="invalid_union_member",
-            custom_error_message="invalid union member",
-            custom_error_context=_HashableDict(
-                key="type", allowed="message,function_call,function_call_output"
-            ),
-        ),
-    ]
+    InputItem = picked_union(
+        _item_kind,
+        "message,function_call,function_call_output",
+        message=MessageItem,
+        function_call=FunctionCallItem,
+        function_call_output=FunctionCallOutputItem,
+        other=OtherItem,
+    )
 
 
 # ---- tools, formats, options -------------------------------------------------------------------
@@ -197,17 +204,7 @@ def _tool_kind(data: Any) -> str | None:
 if TYPE_CHECKING:
     Tool = FunctionTool | OtherTool
 else:
-    Tool = Annotated[
-        Union[  # noqa: UP007
-            Annotated[FunctionTool, Tag("function")], Annotated[OtherTool, Tag("other")]
-        ],
-        Discriminator(
-            _tool_kind,
-            custom_error_type="invalid_union_member",
-            custom_error_message="invalid union member",
-            custom_error_context=_HashableDict(key="type", allowed="function"),
-        ),
-    ]
+    Tool = picked_union(_tool_kind, "function", function=FunctionTool, other=OtherTool)
 
 
 class NamedFunctionChoice(WireModel):
@@ -236,20 +233,14 @@ def _choice_kind(data: Any) -> str | None:
 if TYPE_CHECKING:
     ToolChoice = Literal["none", "auto", "required"] | NamedFunctionChoice | AllowedTools
 else:
-    ToolChoice = Annotated[
-        Union[  # noqa: UP007
-            Annotated[Literal["none", "auto", "required"], Tag("mode")],
-            Annotated[NamedFunctionChoice, Tag("function")],
-            Annotated[AllowedTools, Tag("allowed_tools")],
-            Annotated[OtherToolChoice, Tag("other")],
-        ],
-        Discriminator(
-            _choice_kind,
-            custom_error_type="invalid_union_member",
-            custom_error_message="invalid union member",
-            custom_error_context=_HashableDict(key="type", allowed="function,allowed_tools"),
-        ),
-    ]
+    ToolChoice = picked_union(
+        _choice_kind,
+        "function,allowed_tools",
+        mode=Literal["none", "auto", "required"],
+        function=NamedFunctionChoice,
+        allowed_tools=AllowedTools,
+        other=OtherToolChoice,
+    )
 
 
 class FormatText(WireModel):
