@@ -147,6 +147,19 @@ def test_session_created_first_then_update_answers_the_effective_session(
             "session.audio.input.noise_reduction",
         ),
         ({"instructions": "x"}, "missing_required_parameter", "session.type"),
+        (
+            {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": True}}},
+            },
+            "invalid_type",
+            "session.audio.input.turn_detection.threshold",
+        ),
+        (
+            {"type": "realtime", "audio": {"output": {"speed": "1.0"}}},
+            "invalid_type",
+            "session.audio.output.speed",
+        ),
     ],
 )
 def test_a_refused_session_update_is_an_error_event_and_changes_nothing(
@@ -285,6 +298,20 @@ def test_cancel_stops_the_response(session: Session, fake_server: LiveServer) ->
     error = session.recv()
     assert error["error"]["code"] == "response_cancel_not_active"
     assert error["error"]["event_id"] == "evt_2"
+
+
+def test_response_metadata_past_openais_limits_is_an_error(session: Session) -> None:
+    session.recv()
+    too_many = {f"k{i}": "v" for i in range(17)}
+    for metadata, code in ((too_many, "object_above_max_properties"), ({"k": "v" * 513}, None)):
+        session.send({"type": "response.create", "response": {"metadata": metadata}})
+        error = session.recv()
+        assert error["type"] == "error" and error["error"]["param"].startswith("response.metadata")
+        if code is not None:
+            assert error["error"]["code"] == code
+    session.send({"type": "response.create", "response": {"metadata": {"k": "v"}}})
+    done = session.until("response.done")[-1]
+    assert done["response"]["metadata"] == {"k": "v"}
 
 
 def test_an_unknown_event_is_an_error_and_the_session_goes_on(session: Session) -> None:

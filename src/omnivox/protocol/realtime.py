@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from omnivox.protocol.requests import checked_metadata
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AudioFormat(_Strict):
@@ -257,7 +259,9 @@ class ResponseParams(_Strict):
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoice | None = None
     max_output_tokens: MaxOutputTokens | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = None
+
+    _metadata_size = field_validator("metadata")(classmethod(lambda cls, v: checked_metadata(v)))
     conversation: Literal["auto", "none"] | None = None
     input: list[ResponseInput] | None = None
 
