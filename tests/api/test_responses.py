@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,6 +324,8 @@ def test_retrieve_list_input_items_and_delete(client: openai.OpenAI) -> None:
     rest = client.responses.input_items.list(response.id, limit=10, after=page.last_id)
     assert [i.content[0].text for i in rest.data] == ["question 2", "question 1", "question 0"]
     assert not rest.has_more
+    with pytest.raises(openai.BadRequestError):  # only background responses stream again
+        client.responses.retrieve(response.id, stream=True)
     client.responses.delete(response.id)
     for call in (client.responses.retrieve, client.responses.input_items.list):
         with pytest.raises(openai.NotFoundError):
@@ -400,6 +403,86 @@ def test_truncation_auto_drops_the_oldest_turns_disabled_refuses(client: openai.
         ({"text": {"format": {"type": "json_object"}}}, 400, "input", None),
         ({"previous_response_id": "resp_nope"}, 404, "previous_response_id", None),
         ({"top_logprobs": 2}, 400, "top_logprobs", "invalid_value"),
+        ({"input": {}}, 400, "input", "invalid_type"),
+        (
+            {"input": [{"role": "assistant", "content": [{"type": "input_text", "text": "x"}]}]},
+            400,
+            "input[0].content[0].type",
+            "invalid_value",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "a", "id": "m1"},
+                    {"role": "user", "content": "b", "id": "m1"},
+                ]
+            },
+            400,
+            "input",
+            None,
+        ),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "call_x", "output": "42"}]},
+            400,
+            "input",
+            None,
+        ),
+        (
+            {"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}]},
+            400,
+            "input",
+            None,
+        ),
+        (
+            {
+                "input": [
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c1",
+                        "output": [
+                            {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
+                        ],
+                    },
+                ]
+            },
+            400,
+            "input[1].output[0].type",
+            "unsupported_value",
+        ),
+        (
+            {
+                "instructions": "be brief",
+                "input": [
+                    {"role": "user", "content": "first"},
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "input_audio",
+                                "input_audio": {"data": "@@@", "format": "wav"},
+                            }
+                        ],
+                    },
+                ],
+            },
+            400,
+            "input[1].content[0].input_audio.data",
+            None,
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function"}],
+                },
+            },
+            400,
+            "tool_choice.tools[0].name",
+            None,
+        ),
     ],
 )
 def test_bad_requests_are_refused_in_openais_shape(
@@ -437,10 +520,19 @@ def test_a_failure_after_the_first_byte_fails_the_response(server: LiveServer) -
     assert events[0][0] == "response.created"
     name, data = events[-1]
     assert name == "response.failed"
+    assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
     assert data["response"]["status"] == "failed"
     assert data["response"]["error"]["code"] == "server_error"
     stored = httpx.get(f"{server.base_url}/responses/{data['response']['id']}", timeout=10)
     assert stored.json()["status"] == "failed"
+    [message] = stored.json()["output"]  # what was said before the failure is kept
+    assert message["status"] == "incomplete" and message["content"][0]["text"] == "You"
+
+
+def test_a_failure_of_an_unstreamed_response_is_a_server_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.responses.create(model=MODEL, input="fail after one word")
+    assert caught.value.response.json()["error"]["type"] == "server_error"
 
 
 def test_a_client_that_leaves_cancels_the_generation(tmp_path: Path) -> None:
@@ -490,3 +582,58 @@ def test_responses_are_each_keys_own_and_charged_to_it(tmp_path: Path) -> None:
     assert response.usage is not None
     assert rows[0].completion_text_tokens == response.usage.output_tokens
     assert rows[0].cost_usd > 0
+
+
+def test_the_texts_of_errors_name_the_responses_parameters(server: LiveServer) -> None:
+    body = {"model": MODEL, "input": "x", "max_output_tokens": 10**9}
+    error = httpx.post(server.base_url + "/responses", json=body, timeout=10).json()["error"]
+    assert error["param"] == "max_output_tokens" and "max_completion_tokens" not in error["message"]
+    body = {"model": MODEL, "input": "x", "text": {"format": {"type": "json_object"}}}
+    error = httpx.post(server.base_url + "/responses", json=body, timeout=10).json()["error"]
+    assert "'input'" in error["message"] and "'text.format'" in error["message"]
+    assert "messages" not in error["message"] and "response_format" not in error["message"]
+
+
+def test_a_tool_without_parameters_is_called_with_none(client: openai.OpenAI) -> None:
+    clock = {"type": "function", "name": "get_time", "description": "The time now"}
+    response = client.responses.create(
+        model=MODEL, input="what time is it", tools=[clock], tool_choice="required"
+    )
+    [call] = response.output
+    assert call.type == "function_call" and json.loads(call.arguments) == {}
+
+
+class CountingEngine(FakeEngine):
+    def __init__(self) -> None:
+        super().__init__(tools=True)
+        self.prepared = 0
+
+    async def prepare(self, request: Any) -> Any:
+        self.prepared += 1
+        return await super().prepare(request)
+
+
+def test_truncation_cuts_a_long_conversation_in_few_preparations(tmp_path: Path) -> None:
+    engine = CountingEngine()
+    server = start_server(engine, tmp_path)
+    try:
+        client = sdk_client(server.base_url)
+        previous = None
+        for turn in range(40):  # 40 turns of ~14 tokens: the last ones past the window
+            response = client.responses.create(
+                model=MODEL,
+                input=f"turn {turn} " + "word " * 4,
+                previous_response_id=previous,
+                truncation="auto",
+            )
+            previous = response.id
+        engine.prepared = 0
+        last = client.responses.create(
+            model=MODEL, input="the end", previous_response_id=previous, truncation="auto"
+        )
+        assert last.output_text == "You said: the end"
+        assert last.usage is not None and last.usage.input_tokens < CONTEXT_WINDOW_TOKENS
+        # the whole conversation once, then a bisection over its 41 turns
+        assert 2 <= engine.prepared <= 2 + math.ceil(math.log2(42))
+    finally:
+        server.stop()

@@ -9,6 +9,7 @@ labels, so the path is rebuilt by walking the original request data.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,9 @@ _TYPE_NAMES = {
 }
 
 
+_TYPE_LABEL = re.compile(r"^(str|int|float|bool|none|[a-z-]+\[.*\])$")
+
+
 def param_path(data: Any, loc: Sequence[int | str]) -> str:
     """``("messages", 0, "user", "content")`` -> ``messages[0].content``, skipping union labels."""
     path = ""
@@ -45,7 +49,12 @@ def param_path(data: Any, loc: Sequence[int | str]) -> str:
         elif isinstance(element, str) and isinstance(current, dict) and element in current:
             path += f".{element}" if path else element
             current = current[element]
-        elif last and isinstance(element, str) and isinstance(current, dict):
+        elif (
+            last
+            and isinstance(element, str)
+            and isinstance(current, dict)
+            and not _TYPE_LABEL.match(element)  # pydantic's name of a union branch
+        ):
             path += f".{element}" if path else element  # a missing or unknown key
     return path
 

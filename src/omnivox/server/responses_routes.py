@@ -36,7 +36,6 @@ from omnivox.serving import sse
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.inputs import output_token_limit
 from omnivox.serving.responses_api import ResponseRun, ResponsesService
-from omnivox.serving.usage import estimate_prompt_tokens
 
 RESPONSES_PATH = "/v1/responses"
 SSE_MEDIA_TYPE = "text/event-stream"
@@ -76,12 +75,12 @@ def add_responses_routes(
         ):
             req = await _parse(request, strict_parameters)
             plan = await service.plan(req, caller.key_id)
-            max_output = output_token_limit(plan.chat)[0]
-        estimate = estimate_prompt_tokens(plan.chat) if caller.key is not None else 0
+            max_output = output_token_limit(plan.chat.request)[0]
+        estimate = service.prompt_estimate(plan) if caller.key is not None else 0
         async with admitted(
             gate, caller, req.model, plan.snapshot, max_output, estimate, request_id
         ) as admission:
-            run = await service.start(plan)
+            run = await service.start(plan, streaming=req.streaming)
             await admission.charge(run.chat)
             response: Response
             if req.streaming:
@@ -106,6 +105,13 @@ def add_responses_routes(
     @app.get(RESPONSES_PATH + "/{response_id}")
     async def retrieve_response(request: Request, response_id: str) -> Response:
         owner = authenticate(request).key_id
+        if request.query_params.get("stream", "false").lower() != "false":
+            raise InvalidRequestError(
+                "A stored response is retrieved whole: only background responses can be "
+                "streamed again, and this server runs none.",
+                param="stream",
+                code="unsupported_value",
+            )
         stored = await asyncio.to_thread(service.store.get, owner, response_id)
         if stored is None:
             raise _not_found(response_id)

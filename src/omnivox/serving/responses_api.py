@@ -20,24 +20,33 @@ effort "none" is accepted (the models do not reason), any other is a 400;
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from omnivox import ids
-from omnivox.errors import ContextLengthExceededError, InvalidRequestError, NotFoundError
+from omnivox.errors import (
+    ContextLengthExceededError,
+    InvalidRequestError,
+    NotFoundError,
+    OmnivoxError,
+)
 from omnivox.protocol import responses_api as wire
-from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.serving.chat import ChatService, CompletionRun
 from omnivox.serving.responses_input import (
+    ChatForm,
     Json,
     chat_request,
+    check_conversation,
     check_served,
     input_items,
-    responses_error,
 )
 from omnivox.serving.responses_output import ResponseWriter, response_object
+from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.store.responses import ResponseStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,7 +60,7 @@ class ResponsePlan:
     chat_model: str
     history: list[Json]
     given: list[Json]
-    chat: CreateChatCompletionRequest
+    chat: ChatForm
 
 
 @dataclass
@@ -89,35 +98,66 @@ class ResponsesService:
                     code="previous_response_not_found",
                 )
             history = found
-        chat = chat_request(req, chat_model, history + given)
+        check_conversation(history, given)
+        chat = chat_request(req, chat_model, history, given)
         return ResponsePlan(req, owner, entry.snapshot, chat_model, history, given, chat)
 
-    async def start(self, plan: ResponsePlan) -> ResponseRun:
-        """The engine's preparation and the context check; raises in OpenAI's shape."""
+    def prompt_estimate(self, plan: ResponsePlan) -> int:
+        """The prompt tokens admission reserves: at most a context's worth when the
+        conversation is cut to fit."""
+        estimate = estimate_prompt_tokens(plan.chat.request)
+        if plan.req.truncation == "auto":
+            estimate = min(estimate, self.chat.engine.context_window_tokens)
+        return estimate
+
+    async def start(self, plan: ResponsePlan, *, streaming: bool) -> ResponseRun:
+        """The engine's preparation and the context check; raises in OpenAI's shape.
+        ``streaming``: a failure once the events have begun fails the response (its
+        last event); otherwise it is raised, as chat's is."""
         run = await self._start_chat(plan)
         response_id = ids.hex_id("resp_")
         run.completion_id = response_id  # the ledger's row names the response
         response = response_object(plan.req, response_id, plan.snapshot, run.created)
         result = ResponseRun(response, run)
-        result.events = self._events(plan, result)
+        result.events = self._events(plan, result, streaming)
         return result
 
     async def _start_chat(self, plan: ResponsePlan) -> CompletionRun:
-        """With ``truncation: "auto"``, the oldest items of the conversation are dropped
-        (a call with its output) until it fits the context."""
-        chat, history = plan.chat, plan.history
-        while True:
+        """With ``truncation: "auto"``, a conversation past the context loses its oldest
+        turns: the fewest that make it fit, found by bisection (each try is one
+        preparation, so a conversation of n turns costs about log2(n) of them)."""
+        try:
+            return await self.chat.start(plan.chat.request)
+        except ContextLengthExceededError as exc:
+            if plan.req.truncation != "auto" or not plan.history:
+                raise plan.chat.error(exc) from None
+            too_long = exc
+        except InvalidRequestError as exc:
+            raise plan.chat.error(exc) from None
+        cuts = turn_starts(plan.history)
+        fitted: CompletionRun | None = None
+        low, high = 0, len(cuts) - 1  # the first cut that fits lies in [low, high]
+        while low <= high:
+            middle = (low + high) // 2
+            form = chat_request(plan.req, plan.chat_model, plan.history[cuts[middle] :], plan.given)
             try:
-                return await self.chat.start(chat)
+                run = await self.chat.start(form.request)
             except ContextLengthExceededError as exc:
-                if plan.req.truncation != "auto" or not history:
-                    raise responses_error(exc) from None
-                history = _drop_oldest(history)
-                chat = chat_request(plan.req, plan.chat_model, history + plan.given)
+                too_long = exc
+                low = middle + 1
+                continue
             except InvalidRequestError as exc:
-                raise responses_error(exc) from None
+                raise form.error(exc) from None
+            if fitted is not None:
+                await fitted.events.aclose()  # type: ignore[attr-defined]  # never begun
+            fitted, high = run, middle - 1
+        if fitted is None:
+            raise plan.chat.error(too_long) from None
+        return fitted
 
-    async def _events(self, plan: ResponsePlan, run: ResponseRun) -> AsyncIterator[Json]:
+    async def _events(
+        self, plan: ResponsePlan, run: ResponseRun, streaming: bool
+    ) -> AsyncIterator[Json]:
         writer = ResponseWriter(run.response, plan.req.wants_logprobs)
         for event in writer.started():
             yield event
@@ -125,9 +165,11 @@ class ResponsesService:
             async for output in run.chat.events:
                 for event in writer.write(output):
                     yield event
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
+            if not streaming:
+                raise
+            if not isinstance(exc, OmnivoxError):
+                log.exception("a response failed after its stream had started")
             ending = list(writer.failed(exc))
             self._keep(plan, run.response)
             for event in ending:
@@ -146,18 +188,21 @@ class ResponsesService:
             self.store.put(plan.owner, response, plan.given, previous, expires_at)
 
 
-def _drop_oldest(history: list[Json]) -> list[Json]:
-    """``history`` without its first item, and without the outputs of any call dropped."""
-    dropped = history[0]
-    rest = history[1:]
-    if dropped["type"] == "function_call":
-        rest = [
-            item
-            for item in rest
-            if not (
-                item["type"] == "function_call_output" and item["call_id"] == dropped["call_id"]
-            )
-        ]
-    while rest and rest[0]["type"] == "function_call_output":  # its call is gone
-        rest = rest[1:]
-    return rest
+def turn_starts(history: list[Json]) -> list[int]:
+    """Where a conversation may begin once its oldest items are dropped: after the first,
+    at a user message that no later function call output reaches back past, or nowhere
+    (``len(history)``: all of it dropped), in order."""
+    calls = {
+        item["call_id"]: i for i, item in enumerate(history) if item["type"] == "function_call"
+    }
+    reached_back = [0] * (len(history) + 1)  # +1 where an output's call lies before, -1 after it
+    for j, item in enumerate(history):
+        if item["type"] == "function_call_output" and item["call_id"] in calls:
+            reached_back[calls[item["call_id"]] + 1] += 1
+            reached_back[j + 1] -= 1
+    starts, open_pairs = [], 0
+    for c, item in enumerate(history):
+        open_pairs += reached_back[c]
+        if c > 0 and open_pairs == 0 and item["type"] == "message" and item["role"] == "user":
+            starts.append(c)
+    return [*starts, len(history)]

@@ -14,6 +14,8 @@ Responses one (``messages`` -> ``input``, ``response_format`` -> ``text.format``
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,11 +36,20 @@ RESPONSES_PARAMS = (
     ("response_format.json_schema.", "text.format."),
     ("response_format", "text.format"),
     ("max_completion_tokens", "max_output_tokens"),
+    ("tool_choice.allowed_tools.", "tool_choice."),
     ("tool_choice.function.", "tool_choice."),
-    ("messages", "input"),
 )
-
-FUNCTION_FIELD = re.compile(r"^(tools\[\d+\])\.function\.")
+# ... and in an error's words
+CHAT_WORDS = (
+    ("'response_format'", "'text.format'"),
+    ("max_completion_tokens", "max_output_tokens"),
+    ("'messages'", "'input'"),
+    ("your messages", "your input"),
+    ("length of the messages", "length of the input"),
+)
+CHAT_MESSAGE = re.compile(r"^messages(?:\.?\[(\d+)\](.*))?")
+FUNCTION_FIELD = re.compile(r"(tools\[\d+\])\.function\.")
+NO_PARAMETERS = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
 
 Json = dict[str, Any]
 
@@ -122,7 +133,7 @@ def input_items(req: wire.CreateResponseRequest) -> list[Json]:
             output: str | list[Json] = (
                 item.output
                 if isinstance(item.output, str)
-                else [_part(p, f"input[{i}].output[{j}]") for j, p in enumerate(item.output)]
+                else [_output_part(p, f"input[{i}].output[{j}]") for j, p in enumerate(item.output)]
             )
             items.append(
                 {
@@ -141,6 +152,18 @@ def input_items(req: wire.CreateResponseRequest) -> list[Json]:
                 code="unsupported_value",
             )
     return items
+
+
+def _output_part(part: Any, param: str) -> Json:
+    """A part of a function call's output: text, which is what the model reads of it."""
+    if isinstance(part, wire.InputTextPart):
+        return {"type": "input_text", "text": part.text}
+    raise InvalidRequestError(
+        f"Unsupported value: '{part.type}'. A function call's output is given to this "
+        "model as text: 'input_text' parts, or a string.",
+        param=f"{param}.type",
+        code="unsupported_value",
+    )
 
 
 def _message(role: str, content: list[Json], item_id: str | None = None) -> Json:
@@ -162,10 +185,9 @@ def _message_item(item: wire.MessageItem, i: int) -> Json:
     for j, part in enumerate(parts):
         allowed = _ALLOWED_PARTS["assistant" if item.role == "assistant" else item.role]
         if part["type"] not in allowed:
-            listed = ", ".join(f"'{t}'" for t in allowed)
+            listed = " and ".join(f"'{t}'" for t in allowed)
             raise InvalidRequestError(
-                f"Invalid value: '{part['type']}'. Supported values for a message of role "
-                f"'{item.role}' are: {listed}.",
+                f"Invalid value: '{part['type']}'. Supported values are: {listed}.",
                 param=f"input[{i}].content[{j}].type",
                 code="invalid_value",
             )
@@ -176,7 +198,7 @@ _ALLOWED_PARTS = {
     "user": ("input_text", "input_audio"),
     "system": ("input_text",),
     "developer": ("input_text",),
-    "assistant": ("output_text", "input_text", "refusal"),
+    "assistant": ("output_text", "refusal"),
 }
 
 
@@ -208,14 +230,17 @@ def _part(part: Any, param: str) -> Json:
     )
 
 
-def chat_messages(items: list[Json]) -> list[Json]:
-    """Items (stored or given) as chat messages: consecutive function calls join the
-    assistant message before them as its tool calls."""
+def chat_messages(items: list[Json]) -> tuple[list[Json], list[int]]:
+    """Items (stored or given) as chat messages, and for each message the index of the
+    item it comes from: consecutive function calls join the assistant message before
+    them as its tool calls."""
     messages: list[Json] = []
-    for item in items:
+    sources: list[int] = []
+    for index, item in enumerate(items):
         kind = item["type"]
         if kind == "message":
             messages.append(_chat_message(item))
+            sources.append(index)
         elif kind == "function_call":
             call = {
                 "id": item["call_id"],
@@ -223,16 +248,48 @@ def chat_messages(items: list[Json]) -> list[Json]:
                 "function": {"name": item["name"], "arguments": item["arguments"]},
             }
             last = messages[-1] if messages else None
-            if last is None or last["role"] != "assistant" or "audio" in last:
+            if last is None or last["role"] != "assistant":
                 last = {"role": "assistant", "content": None}
                 messages.append(last)
+                sources.append(index)
             last.setdefault("tool_calls", []).append(call)
         elif kind == "function_call_output":
             output = item["output"]
             if not isinstance(output, str):
-                output = "".join(p.get("text", "") for p in output)
+                output = "".join(p["text"] for p in output)
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
-    return messages
+            sources.append(index)
+    return messages, sources
+
+
+def check_conversation(history: list[Json], given: list[Json]) -> None:
+    """OpenAI's rules for the conversation a request makes: no item twice, every
+    function call's output after its call, every call answered by its output."""
+    seen: set[str] = set()
+    for item in history + given:
+        if item["id"] in seen:
+            raise InvalidRequestError(
+                f"Duplicate item found with id {item['id']}. Remove duplicate items from "
+                "your input and try again.",
+                param="input",
+            )
+        seen.add(item["id"])
+    calls: dict[str, bool] = {}  # call id -> answered
+    for item in history + given:
+        if item["type"] == "function_call":
+            calls[item["call_id"]] = False
+        elif item["type"] == "function_call_output":
+            if item["call_id"] not in calls:
+                raise InvalidRequestError(
+                    f"No tool call found for function call output with call_id {item['call_id']}.",
+                    param="input",
+                )
+            calls[item["call_id"]] = True
+    unanswered = [call_id for call_id, answered in calls.items() if not answered]
+    if unanswered:
+        raise InvalidRequestError(
+            f"No tool output found for function call {unanswered[0]}.", param="input"
+        )
 
 
 def _chat_message(item: Json) -> Json:
@@ -255,17 +312,37 @@ def _chat_message(item: Json) -> Json:
     return {"role": "user", "content": content}
 
 
+@dataclass(frozen=True)
+class ChatForm:
+    """A Responses request as chat: the request, and where each chat message came from
+    (the index in ``input`` of the item it was made from; None for the instructions and
+    the stored conversation), to name the Responses parameter in chat's errors."""
+
+    request: CreateChatCompletionRequest
+    sources: tuple[int | None, ...]
+
+    def error(self, exc: OmnivoxError) -> OmnivoxError:
+        return responses_error(exc, self.sources)
+
+
 def chat_request(
-    req: wire.CreateResponseRequest, model: str, conversation: list[Json]
-) -> CreateChatCompletionRequest:
-    """The chat completion request that answers ``req`` over ``conversation``."""
+    req: wire.CreateResponseRequest, model: str, history: list[Json], given: list[Json]
+) -> ChatForm:
+    """The chat completion request that answers ``req`` over ``history`` + ``given``."""
     messages: list[Json] = []
     if req.instructions:
         messages.append({"role": "system", "content": req.instructions})
     verbosity = req.text.verbosity if req.text else None
     if verbosity in VERBOSITY_INSTRUCTIONS:
         messages.append({"role": "system", "content": VERBOSITY_INSTRUCTIONS[verbosity]})
-    messages += chat_messages(conversation)
+    conversation, made_from = chat_messages(history + given)
+    given_at = len(history) if isinstance(req.input, list) else None  # a string: "input"
+    sources: list[int | None] = [None] * len(messages)
+    sources += [
+        index - given_at if given_at is not None and index >= given_at else None
+        for index in made_from
+    ]
+    messages += conversation
     body: Json = {
         "model": model,
         "messages": messages,
@@ -299,16 +376,16 @@ def chat_request(
         body["top_logprobs"] = req.top_logprobs
     body = {k: v for k, v in body.items() if v is not None}
     try:
-        return CreateChatCompletionRequest.model_validate(body)
+        return ChatForm(CreateChatCompletionRequest.model_validate(body), tuple(sources))
     except ValidationError as exc:
-        raise responses_error(to_openai_error(exc, body)) from None
+        raise responses_error(to_openai_error(exc, body), sources) from None
 
 
 def _function(tool: wire.FunctionTool) -> Json:
     function: Json = {"name": tool.name, "strict": tool.strict is not False}
     if tool.description is not None:
         function["description"] = tool.description
-    function["parameters"] = tool.parameters if tool.parameters is not None else {}
+    function["parameters"] = tool.parameters if tool.parameters is not None else NO_PARAMETERS
     return function
 
 
@@ -326,17 +403,26 @@ def _chat_tool_choice(choice: Any) -> Any:
     return {"type": "allowed_tools", "allowed_tools": {"mode": choice.mode, "tools": tools}}
 
 
-def responses_error(exc: OmnivoxError) -> OmnivoxError:
-    """``exc`` (raised by chat's checks) with the Responses API's parameter names."""
+def responses_error(exc: OmnivoxError, sources: Sequence[int | None] = ()) -> OmnivoxError:
+    """``exc`` (raised by chat's checks) in the Responses API's words: its parameter
+    renamed (``messages[k]...`` to the ``input[i]...`` that message came from, by
+    ``sources``), and chat's names in its message too."""
     param = exc.param
-    if param and FUNCTION_FIELD.match(param):  # tools[i].function.x -> tools[i].x
-        exc.param = FUNCTION_FIELD.sub(r"\1.", param)
-    elif param:
-        for chat_name, name in RESPONSES_PARAMS:
-            if param.startswith(chat_name):
-                exc.param = name + param[len(chat_name) :]
-                exc.message = exc.message.replace(f"'{chat_name}", f"'{name}")
-                if chat_name == "messages":
-                    exc.param = "input"
-                break
+    if param:
+        renamed = param
+        if (message := CHAT_MESSAGE.match(param)) is not None:
+            k = int(message[1]) if message[1] is not None else len(sources)
+            source = sources[k] if k < len(sources) else None
+            rest = (message[2] or "").replace(".[", "[")
+            renamed = "input" if source is None else f"input[{source}]{rest}"
+        else:
+            for chat_name, name in RESPONSES_PARAMS:
+                if param.startswith(chat_name):
+                    renamed = name + param[len(chat_name) :]
+                    break
+        renamed = FUNCTION_FIELD.sub(r"\1.", renamed)  # tools[i].function.x -> tools[i].x
+        exc.message = exc.message.replace(param, renamed)
+        exc.param = renamed
+    for chat_words, words in CHAT_WORDS:
+        exc.message = exc.message.replace(chat_words, words)
     return exc

@@ -164,8 +164,14 @@ class ResponseWriter:
             yield self.event("response.completed", response=response)
 
     def failed(self, exc: BaseException) -> Iterator[Json]:
-        """After the first byte: the response fails, with OpenAI's error in it."""
+        """After the first byte: the response fails, with OpenAI's error in it and the
+        output made until then (its open item ``incomplete``)."""
         error = exc if isinstance(exc, OmnivoxError) else ServerError()
+        self._cut = True
+        sequence = self._sequence
+        for _ in self._close():  # the open item is kept in the response, unannounced
+            pass
+        self._sequence = sequence
         self.response["status"] = "failed"
         self.response["error"] = {"code": error.code or "server_error", "message": error.message}
         yield self.event("response.failed", response=self.response)
