@@ -28,12 +28,16 @@ from tests.access.conftest import (
     serve_process,
     start_keyed_server,
 )
-from tests.support.fake_engine import word_tone
-from tests.support.live_server import LiveServer
+from tests.support.fake_engine import FakeEngine, word_tone
+from tests.support.live_server import LiveServer, start_server
 from tests.support.media import b64
 
 MODEL = "gpt-4o-audio-preview"
 DEADLINE_S = 60
+
+
+SPEECH = "/v1/audio/speech"
+HEARD = "/v1/audio/transcriptions"
 
 
 def sdk(server: LiveServer, key: str = "sk-test") -> openai.OpenAI:
@@ -436,3 +440,44 @@ def test_a_line_nested_past_the_parsers_depth_fails_validation(client: openai.Op
     assert done.status == "failed"
     assert done.errors is not None and done.errors.data is not None
     assert [(e.line, e.code) for e in done.errors.data] == [(1, "invalid_json_line")]
+
+
+class RecordingEngine(FakeEngine):
+    """The fake engine, keeping every reading and transcription it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[Any] = []
+
+    def speak(self, request: Any) -> Any:
+        self.asked.append(request)
+        return super().speak(request)
+
+    def transcribe(self, request: Any) -> Any:
+        self.asked.append(request)
+        return super().transcribe(request)
+
+
+def test_audio_batch_lines_yield_to_everyone_else(tmp_path: Path) -> None:
+    engine = RecordingEngine()
+    server = start_server(engine, tmp_path)
+    try:
+        with sdk(server) as client:
+            client.audio.speech.create(model="tts-1", input="now", voice="alloy")
+            assert [r.background for r in engine.asked] == [False]  # a person waits on it
+            lines = [
+                line("said", {"model": "tts-1", "input": "later", "voice": "alloy"}, SPEECH),
+                line(
+                    "heard", {"model": "whisper-1", "file": b64(_wav(word_tone("a", 1.0)))}, HEARD
+                ),
+            ]
+            for one, url in zip(lines, (SPEECH, HEARD), strict=True):
+                batch = client.batches.create(
+                    input_file_id=upload(client, [one]),
+                    endpoint=url,  # type: ignore[arg-type]
+                    completion_window="24h",
+                )
+                assert wait_for(client, batch.id).status == "completed"
+        assert [r.background for r in engine.asked] == [False, True, True]
+    finally:
+        server.stop()

@@ -177,6 +177,7 @@ class SpeechRequest:
     voice: str
     speed: float = 1.0
     instructions: str | None = None
+    background: bool = False  # nobody waits on it (a batch's line): it yields to all else
 
 
 TranscriptionTask = Literal["transcribe", "translate"]
@@ -194,6 +195,7 @@ class TranscriptionRequest:
     prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    background: bool = False  # nobody waits on it (a batch's line): it yields to all else
 
 
 Capability = Literal[

@@ -169,7 +169,7 @@ class BatchLines:
         async with admitted(
             self.gate, caller, req.model, snapshot, None, estimate, request_id, batch=True
         ) as admission:
-            run = await self.speaker.start(req)
+            run = await self.speaker.start(req, background=True)
             await admission.charge(run)
             audio = b"".join([chunk async for chunk in run.chunks])
         answer = {
@@ -222,7 +222,7 @@ class BatchLines:
             request_id,
             batch=True,
         ) as admission:
-            run = await self.transcriber.start(form, audio, task)
+            run = await self.transcriber.start(form, audio, task, background=True)
             await admission.charge(run)
             text = await transcription.render(run)
         is_json = run.media_type.startswith("application/json")

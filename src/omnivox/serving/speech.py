@@ -78,9 +78,10 @@ class SpeechService:
         self.engine = engine
         self.catalog = catalog
 
-    async def start(self, req: CreateSpeechRequest) -> SpeechRun:
+    async def start(self, req: CreateSpeechRequest, *, background: bool = False) -> SpeechRun:
         """Returns once the first bytes are made: a reading that fails before any sound
-        (the voice's server is down, say) is an ordinary HTTP error, not a cut stream."""
+        (the voice's server is down, say) is an ordinary HTTP error, not a cut stream.
+        ``background``: nobody waits on it (a batch's line; ``SpeechRequest.background``)."""
         self.catalog.get(req.model, "speech")
         engine = speech_engine(self.engine)
         request = SpeechRequest(
@@ -88,6 +89,7 @@ class SpeechService:
             voice=voice_name(req.voice, "voice"),
             speed=req.speed,
             instructions=req.instructions,
+            background=background,
         )
         fmt = ENCODER_NAMES[req.response_format]
         media_type = sse.SSE_MEDIA_TYPE if req.stream_format == "sse" else MIME_TYPES[fmt]

@@ -129,7 +129,10 @@ class TranscriptionService:
         form: CreateTranscriptionForm | CreateTranslationForm,
         audio: bytes,
         task: TranscriptionTask,
+        *,
+        background: bool = False,
     ) -> TranscriptionRun:
+        """``background``: nobody waits on it (a batch's line; see the request's field)."""
         self.catalog.get(form.model, "transcription")
         engine = transcription_engine(self.engine, task)
         words = segments = logprobs = False
@@ -148,6 +151,7 @@ class TranscriptionService:
             prompt=form.prompt or None,
             temperature=form.temperature,
             word_timestamps=words or logprobs,
+            background=background,
         )
         audio_tokens = math.ceil(clip.duration_s * INPUT_AUDIO_TOKENS_PER_S)
         run = TranscriptionRun(

@@ -499,7 +499,7 @@ class CascadeEngine:
         for unit in [*segmenter.feed(request.text), *segmenter.flush()]:
             units.put(unit)
         units.put(None)
-        pace = Pace(speaking=True)
+        pace = Pace(speaking=True, background=request.background)
         slot = self._voice_slot
         bridge: ThreadBridge[AudioDelta] = ThreadBridge(name="omnivox-cascade-speech")
         bridge.spawn(lambda cancel: _speech_work(speaker, units, slot, pace, cancel), name="tts")
@@ -511,7 +511,7 @@ class CascadeEngine:
     async def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptionEvent]:
         """Write down (or translate into English) the speech of ``request.clip``, a piece
         of ~28 s of speech per slot step (``transcription``), or by the upstreams of --asr."""
-        pace = Pace(speaking=False)
+        pace = Pace(speaking=False, background=request.background)
         bridge: ThreadBridge[TranscriptionEvent] = ThreadBridge(
             name="omnivox-cascade-transcription"
         )
