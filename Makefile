@@ -48,8 +48,8 @@ setup-test: $(VENV)/.installed-test $(VENV)/sdk-v1/.openai-$(SDK_V1) $(NODE_TEST
 # ffmpeg decodes test audio independently of omnivox; espeak-ng speaks test questions in
 # a voice other than the server's; redis-server backs the shared rate-limit tests.
 system-deps:
-	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && command -v redis-server >/dev/null || \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg espeak-ng redis-server; }
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && command -v redis-server >/dev/null && command -v chromium >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg espeak-ng redis-server chromium; }
 
 serve: setup
 	$(BIN)/omnivox serve $(ARGS)

@@ -71,6 +71,7 @@ from omnivox.server.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
 from omnivox.server.metrics import ServerMetrics
 from omnivox.server.middleware import OpenAIHeadersMiddleware
 from omnivox.server.openapi import CHAT_PATH, describe_routes
+from omnivox.server.playground import add_playground_routes
 from omnivox.server.realtime_route import REALTIME_PATH, RealtimeEndpoint
 from omnivox.server.responses_routes import RESPONSES_PATH, add_responses_routes
 from omnivox.server.websockets import refuse_websocket
@@ -226,6 +227,7 @@ def create_app(
     add_audio_routes(app, authenticate, gate, catalog, speaker, transcriber)
 
     add_file_routes(app, authenticate, files)
+    add_playground_routes(app)
     add_batch_routes(app, authenticate, batches)
     create_response = add_responses_routes(
         app,
