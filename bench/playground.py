@@ -69,9 +69,9 @@ ANSWER_TIMEOUT_MS = 180_000
 SPOKEN_QUESTION = "Which city is the capital of France?"
 LEAD_SILENCE_S = 0.5
 TALK_S = 3.5
-# Each measured request starts this long after the server's last answer ended: right
-# after a stream, the server's work on it (storing the audio, the ledger, freeing
-# memory) still delays the next request by tens of milliseconds.
+# Each measured request starts this long after the server's last request ended, as after
+# a person's pause: what the server does once a stream is over (storing its audio, the
+# ledger) is not timed in the next request.
 QUIET_S = 1.0
 # Short text requests, one per KV cache the chat model keeps, sent before each measured
 # request so that it finds its question new, as a person's next question is.

@@ -30,7 +30,13 @@ from omnivox.engines.cascade.engine import CascadeEngine
 from tests.engine.conftest import LentEngine, lend
 from tests.support.live_server import LiveServer, start_server
 
-pytestmark = pytest.mark.engine
+CHROMIUM = shutil.which("chromium")
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
+    ),
+]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
@@ -43,13 +49,6 @@ ANSWER_TIMEOUT_MS = 120_000  # a shared 2-core host may be slow; the test only w
 TALK_S = 3.5  # the question lasts about 2 s at espeak-ng's 140 words a minute
 ANSWER_AUDIO = "audio[aria-label='Answer audio']"
 SOUND_WAIT_S = 10.0
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @dataclass
@@ -88,10 +87,9 @@ def server(
 
 @pytest.fixture
 def browser(question_wav: Path) -> Iterator[Browser]:
-    executable = chromium_path()
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=executable,
+            executable_path=CHROMIUM,
             args=[
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
