@@ -344,11 +344,6 @@ class CreateResponseRequest(WireModel):
         return bool(self.include and LOGPROBS_INCLUDE in self.include)
 
 
-KNOWN_PARAMETERS = frozenset(
-    field.alias or name for name, field in CreateResponseRequest.model_fields.items()
-)
-
-
 class ListInputItemsQuery(BaseModel):
     """The query of ``GET /v1/responses/{id}/input_items`` (``include`` concerns images
     only, which omnivox does not take, so it is accepted and has nothing to add)."""

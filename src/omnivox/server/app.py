@@ -33,12 +33,10 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import PurePath
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -51,7 +49,6 @@ from omnivox.errors import InvalidRequestError, OmnivoxError, UnknownURLError
 from omnivox.metrics import subscribed
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import Model, ModelList
-from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, close_run, refused_before_admission
 from omnivox.server.audio_routes import add_audio_routes
 from omnivox.server.batch_routes import (
@@ -61,7 +58,7 @@ from omnivox.server.batch_routes import (
     add_batch_routes,
     batch_store_path,
 )
-from omnivox.server.bodies import OFF_LOOP_BODY_BYTES, read_json_object
+from omnivox.server.bodies import read_request
 from omnivox.server.cors import cors
 from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
@@ -91,8 +88,6 @@ from omnivox.store.files import FileStore
 from omnivox.store.responses import ResponseStore
 
 log = logging.getLogger("omnivox.server")
-
-KNOWN_PARAMETERS = frozenset(CreateChatCompletionRequest.model_fields)
 
 
 def json_response(body: str, status: int = 200) -> Response:
@@ -198,7 +193,9 @@ def create_app(
         async with refused_before_admission(
             gate, caller, request_id, lambda: _requested_model(request), catalog.find_snapshot
         ):
-            req = await _parse_chat_request(request, settings.strict_parameters)
+            req = await read_request(
+                request, CreateChatCompletionRequest, strict=settings.strict_parameters
+            )
             snapshot = catalog.get(req.model).snapshot
             max_output = output_token_limit(req)[0]
         estimate = estimate_prompt_tokens(req) if caller.key is not None else 0
@@ -358,25 +355,9 @@ def _served_by(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
     return serve
 
 
-async def _parse_chat_request(request: Request, strict: bool) -> CreateChatCompletionRequest:
-    raw, data = await read_json_object(request)
-    if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
-        data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
-    if len(raw) > OFF_LOOP_BODY_BYTES:
-        return await asyncio.to_thread(_validate_chat_request, data)
-    return _validate_chat_request(data)
-
-
 def _requested_model(request: Request) -> str:
     """The model a body named, once it was read ("" when it named none)."""
     return getattr(request.state, "model", "")
-
-
-def _validate_chat_request(data: dict[str, Any]) -> CreateChatCompletionRequest:
-    try:
-        return CreateChatCompletionRequest.model_validate(data)
-    except ValidationError as exc:
-        raise to_openai_error(exc, data) from None
 
 
 def _since_s(since: str | None) -> float | None:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from omnivox.errors import InvalidRequestError, UnsupportedMediaTypeError
+from omnivox.protocol.validation import to_openai_error
 from omnivox.server.disconnect import ClientDisconnected
 
 INVALID_JSON_MESSAGE = (
@@ -64,6 +66,29 @@ async def read_json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
     if isinstance(data.get("model"), str):
         request.state.model = data["model"]
     return raw, data
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_request(request: Request, model: type[M], *, strict: bool) -> M:
+    """The body as ``model``, refused in OpenAI's words. Not ``strict``: top-level keys
+    ``model`` does not know are dropped, not refused (the documented leniency). A large
+    body is validated in a worker thread, as it is parsed."""
+    raw, data = await read_json_object(request)
+    if not strict:
+        known = {field.alias or name for name, field in model.model_fields.items()}
+        data = {k: v for k, v in data.items() if k in known}
+    if len(raw) > OFF_LOOP_BODY_BYTES:
+        return await asyncio.to_thread(validated, model, data)
+    return validated(model, data)
+
+
+def validated(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise to_openai_error(exc, data) from None
 
 
 async def parse_json(raw: bytes) -> Any:

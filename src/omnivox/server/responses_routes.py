@@ -16,20 +16,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 from pydantic_core import to_json
 
 from omnivox.access.gate import AccessControl, Caller
 from omnivox.errors import InvalidRequestError, NotFoundError
 from omnivox.protocol.responses_api import (
-    KNOWN_PARAMETERS,
     CreateResponseRequest,
     ListInputItemsQuery,
 )
-from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, close_run, refused_before_admission
 from omnivox.server.batch_routes import InteractiveLoad
-from omnivox.server.bodies import OFF_LOOP_BODY_BYTES, read_json_object
+from omnivox.server.bodies import read_request, validated
 from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
 from omnivox.serving import sse
@@ -73,7 +70,7 @@ def add_responses_routes(
             lambda: getattr(request.state, "model", ""),
             catalog.find_snapshot,
         ):
-            req = await _parse(request, strict_parameters)
+            req = await read_request(request, CreateResponseRequest, strict=strict_parameters)
             plan = await service.plan(req, caller.key_id)
             max_output = output_token_limit(plan.chat.request)[0]
         estimate = service.prompt_estimate(plan) if caller.key is not None else 0
@@ -138,7 +135,7 @@ def add_responses_routes(
     @app.get(RESPONSES_PATH + "/{response_id}/input_items")
     async def list_input_items(request: Request, response_id: str) -> Response:
         owner = authenticate(request).key_id
-        query = _validated_query(dict(request.query_params))
+        query = validated(ListInputItemsQuery, dict(request.query_params))
         stored = await asyncio.to_thread(service.store.get, owner, response_id)
         if stored is None:
             raise _not_found(response_id)
@@ -165,22 +162,6 @@ def add_responses_routes(
     return create_response
 
 
-async def _parse(request: Request, strict: bool) -> CreateResponseRequest:
-    raw, data = await read_json_object(request)
-    if not strict:  # documented leniency: unknown top-level keys are dropped, not rejected
-        data = {k: v for k, v in data.items() if k in KNOWN_PARAMETERS}
-    if len(raw) > OFF_LOOP_BODY_BYTES:
-        return await asyncio.to_thread(_validate, data)
-    return _validate(data)
-
-
-def _validate(data: dict[str, Any]) -> CreateResponseRequest:
-    try:
-        return CreateResponseRequest.model_validate(data)
-    except ValidationError as exc:
-        raise to_openai_error(exc, data) from None
-
-
 async def _events(run: ResponseRun) -> AsyncIterator[bytes]:
     async for event in run.events:
         yield b"event: %s\ndata: %s\n\n" % (event["type"].encode(), to_json(event))
@@ -190,13 +171,6 @@ def _ends_response(chunk: bytes) -> bool:
     """Whether ``chunk`` ends with the response's last event (completed, incomplete or
     failed: nothing follows any of them)."""
     return chunk[chunk.rfind(b"\nevent: ") + 1 :].startswith(FINAL_EVENTS)
-
-
-def _validated_query(data: dict[str, str]) -> ListInputItemsQuery:
-    try:
-        return ListInputItemsQuery.model_validate(data)
-    except ValidationError as exc:
-        raise to_openai_error(exc, data) from None
 
 
 def _json(body: dict[str, Any]) -> Response:
