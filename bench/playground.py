@@ -60,6 +60,7 @@ from bench.cascade import (
     progress,
 )
 from bench.facts import REPO_ROOT, run_facts
+from devtools.first_audio import streamed_first_audio_s
 
 OUT = Path(__file__).with_suffix(".json")
 SCREENSHOT = REPO_ROOT / "docs" / "playground.png"
@@ -124,13 +125,8 @@ def new_question(client: openai.OpenAI) -> None:
 
 def sdk_turn(client: openai.OpenAI, body: dict[str, Any]) -> dict[str, Any]:
     new_question(client)
-    start = time.perf_counter()
-    first_s = None
-    for chunk in client.chat.completions.create(**body):
-        audio = getattr(chunk.choices[0].delta, "audio", None) if chunk.choices else None
-        if first_s is None and audio and getattr(audio, "data", None):
-            first_s = time.perf_counter() - start
-    return {"first_audio_s": first_s, "done_s": time.perf_counter() - start}
+    first_s, done_s = streamed_first_audio_s(client, body)
+    return {"first_audio_s": first_s, "done_s": done_s}
 
 
 def open_page(page: Page, root: str) -> None:

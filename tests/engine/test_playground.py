@@ -23,6 +23,7 @@ from typing import Any
 import openai
 import pytest
 
+from devtools.first_audio import streamed_first_audio_s
 from omnivox.access.keys import SqliteKeyStore
 from omnivox.access.setup import build_access
 from omnivox.access.tiers import Limits
@@ -184,13 +185,7 @@ def test_a_typed_question_is_answered_in_words_and_playable_sound(
 def sdk_first_audio_s(server: LiveServer, body: dict[str, Any]) -> float | None:
     """Seconds from the request to its first audio delta, as the official SDK sees them."""
     with openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as client:
-        start = time.perf_counter()
-        first_s = None
-        for chunk in client.chat.completions.create(**body):
-            audio = getattr(chunk.choices[0].delta, "audio", None) if chunk.choices else None
-            if first_s is None and audio and getattr(audio, "data", None):
-                first_s = time.perf_counter() - start
-    return first_s
+        return streamed_first_audio_s(client, body)[0]
 
 
 def record_first_sound(
