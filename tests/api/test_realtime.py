@@ -275,6 +275,23 @@ def test_an_empty_commit_and_a_cleared_buffer(session: Session) -> None:
     assert error["error"]["code"] == "input_audio_buffer_commit_empty"
 
 
+def test_audio_that_is_not_a_string_or_is_missing_is_named(session: Session) -> None:
+    session.recv()
+    for event, code, message in (
+        ({"audio": 5}, "invalid_type", "expected a string, but got an integer"),
+        ({}, "missing_required_parameter", "Missing required parameter: 'audio'"),
+    ):
+        session.send({"type": "input_audio_buffer.append", **event})
+        error = session.recv()["error"]
+        assert (error["code"], error["param"]) == (code, "audio")
+        assert message in error["message"]
+    session.send(
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\0" * 4800).decode()}
+    )
+    session.send({"type": "input_audio_buffer.clear"})
+    assert session.recv()["type"] == "input_audio_buffer.cleared"
+
+
 def test_cancel_stops_the_response(session: Session, fake_server: LiveServer) -> None:
     session.recv()
     session.send(

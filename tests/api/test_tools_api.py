@@ -637,3 +637,69 @@ def test_invalid_allowed_tools_and_custom_tools_are_400s(
     tool_server: LiveServer, extra: dict[str, Any], code: str, param: str, message: str | None
 ) -> None:
     assert_refused(tool_server, extra, code, param, message)
+
+
+# -- tool messages answer the calls just before them (OpenAI's pairing) -------------------
+
+
+def _call(call_id: str) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+
+
+def _asked(*call_ids: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": None, "tool_calls": [_call(c) for c in call_ids]}
+
+
+def _answer(call_id: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": "sunny"}
+
+
+USER = {"role": "user", "content": "Weather in Paris?"}
+
+
+@pytest.mark.parametrize(
+    ("messages", "param", "words"),
+    [
+        ([_answer("call_a")], "messages.[0].role", "must be a response to a preceeding"),
+        ([USER, _answer("call_a")], "messages.[1].role", "must be a response to a preceeding"),
+        (
+            [USER, _asked("call_a"), _answer("call_b")],
+            "messages.[2].tool_call_id",
+            "'tool_call_id' of 'call_b' not found",
+        ),
+        (
+            [USER, _asked("call_a", "call_b"), _answer("call_b"), USER],
+            "messages.[1].role",
+            "did not have response messages: call_a",
+        ),
+        ([USER, _asked("call_a")], "messages.[1].role", "did not have response messages: call_a"),
+        (
+            [USER, _asked("call_a"), _answer("call_a"), USER, _answer("call_a")],
+            "messages.[4].role",
+            "must be a response to a preceeding",
+        ),
+    ],
+)
+def test_tool_messages_that_answer_no_call_or_calls_left_unanswered_are_400s(
+    tool_client: openai.OpenAI, messages: list[dict[str, Any]], param: str, words: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        tool_client.chat.completions.create(
+            model=MODEL, messages=messages, tools=[WEATHER], max_tokens=5
+        )
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["type"]) == (param, "invalid_request_error")
+    assert words in error["message"]
+
+
+def test_calls_answered_in_any_order_are_accepted(tool_client: openai.OpenAI) -> None:
+    messages = [USER, _asked("call_a", "call_b"), _answer("call_b"), _answer("call_a")]
+    completion = tool_client.chat.completions.create(
+        model=MODEL, messages=messages, tools=[WEATHER], max_tokens=5  # type: ignore[arg-type]
+    )
+    assert completion.choices[0].finish_reason in ("stop", "length")

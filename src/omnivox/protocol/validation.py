@@ -63,7 +63,7 @@ def _depth(path: str) -> int:
     return path.count(".") + path.count("[") + (1 if path else 0)
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -126,7 +126,7 @@ def _one_error(err: ErrorDetails, path: str, same_place: list[ErrorDetails]) -> 
         expected = sorted({_TYPE_NAMES[e["type"]] for e in same_place if e["type"] in _TYPE_NAMES})
         wanted = expected[0] if len(expected) == 1 else "one of " + " or ".join(expected)
         return InvalidRequestError(
-            f"Invalid type for '{path}': expected {wanted}, but got {_describe(value)} instead.",
+            f"Invalid type for '{path}': expected {wanted}, but got {describe(value)} instead.",
             param=path,
             code="invalid_type",
         )
@@ -182,7 +182,7 @@ def _union_member_error(err: ErrorDetails, path: str) -> InvalidRequestError:
     key = str(ctx.get("key", "type"))
     if not isinstance(value, dict):
         return InvalidRequestError(
-            f"Invalid type for '{path}': expected an object, but got {_describe(value)} instead.",
+            f"Invalid type for '{path}': expected an object, but got {describe(value)} instead.",
             param=path,
             code="invalid_type",
         )

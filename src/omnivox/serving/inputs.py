@@ -41,7 +41,7 @@ from omnivox.errors import (
 )
 from omnivox.protocol import requests as wire
 from omnivox.serving.strict_schemas import check_strict_schemas
-from omnivox.serving.tool_choice import check_tool_rules, tool_specs
+from omnivox.serving.tool_choice import check_tool_messages, check_tool_rules, tool_specs
 from omnivox.store.audio import AudioStore
 
 MAX_OUTPUT_TOKENS = 16_384
@@ -116,6 +116,7 @@ def check_request_rules(req: wire.CreateChatCompletionRequest, engine: Engine) -
     if uses_tools and "tools" not in engine.capabilities:
         _unsupported_parameter("tools" if req.tools else "functions")
     check_tool_rules(req)
+    check_tool_messages(req.messages)
     fmt = req.response_format
     if fmt is not None and fmt.type != "text" and "response_format" not in engine.capabilities:
         _unsupported_parameter("response_format")

@@ -10,11 +10,11 @@ the tools, or a tool choice without tools (OpenAI's wording).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
 from omnivox.engines.base import ToolSpec
-from omnivox.errors import InvalidValueError
+from omnivox.errors import InvalidRequestError, InvalidValueError
 from omnivox.protocol import requests as wire
 
 DEFAULT_TOOL_CHOICE_WITH_TOOLS = "auto"
@@ -39,6 +39,48 @@ def check_tool_rules(req: wire.CreateChatCompletionRequest) -> None:
         for j, allowed in enumerate(choice.allowed_tools.tools):
             if isinstance(allowed, wire.ChatCompletionNamedToolChoiceCustomParam):
                 _custom_tools_refused(f"tool_choice.allowed_tools.tools[{j}].type", "'function'")
+
+
+def check_tool_messages(messages: Sequence[wire.ChatCompletionMessageParam]) -> None:
+    """OpenAI's pairing of tool calls and tool messages: a ``tool`` message answers one
+    of the calls of the assistant message just before it (other tool messages between),
+    and every call of an assistant message is answered before anything else follows."""
+    unanswered: list[str] = []  # the open calls of the last assistant message with calls
+    calls: set[str] = set()
+    asked_at = -1
+    for i, message in enumerate(messages):
+        if isinstance(message, wire.ChatCompletionToolMessageParam):
+            if asked_at < 0:
+                raise InvalidRequestError(
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                    param=f"messages.[{i}].role",
+                )
+            if message.tool_call_id not in calls:
+                raise InvalidRequestError(
+                    f"Invalid parameter: 'tool_call_id' of '{message.tool_call_id}' not found "
+                    "in 'tool_calls' of previous message.",
+                    param=f"messages.[{i}].tool_call_id",
+                )
+            if message.tool_call_id in unanswered:
+                unanswered.remove(message.tool_call_id)
+            continue
+        _check_answered(unanswered, asked_at)
+        asked_at = -1
+        if isinstance(message, wire.ChatCompletionAssistantMessageParam) and message.tool_calls:
+            unanswered = [call.id for call in message.tool_calls]
+            calls, asked_at = set(unanswered), i
+    _check_answered(unanswered, asked_at)
+
+
+def _check_answered(unanswered: list[str], asked_at: int) -> None:
+    if unanswered:
+        raise InvalidRequestError(
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            f"response messages: {', '.join(unanswered)}",
+            param=f"messages.[{asked_at}].role",
+        )
 
 
 def _custom_tools_refused(param: str, supported: str) -> NoReturn:

@@ -64,7 +64,7 @@ from omnivox.engines.events import TranscriptionEvent, TranscriptionFinished, Tr
 from omnivox.errors import InvalidRequestError, InvalidValueError, OmnivoxError, ServerError
 from omnivox.ids import new_id
 from omnivox.protocol import realtime as wire
-from omnivox.protocol.validation import to_openai_error
+from omnivox.protocol.validation import describe, to_openai_error
 from omnivox.serving.inputs import InputLimits, voice_name
 from omnivox.serving.realtime.audio_io import InputAudio, OutputAudio, clip_of
 from omnivox.serving.realtime.config import (
@@ -993,9 +993,15 @@ async def _heard_as_events(text: str) -> AsyncIterator[TranscriptionEvent]:
 
 def _required_str(event: dict[str, Any], key: str) -> str:
     value = event.get(key)
-    if not isinstance(value, str):
+    if key not in event or value is None:
         raise InvalidRequestError(
             f"Missing required parameter: '{key}'.", param=key, code="missing_required_parameter"
+        )
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            f"Invalid type for '{key}': expected a string, but got {describe(value)} instead.",
+            param=key,
+            code="invalid_type",
         )
     return value
 
