@@ -1,5 +1,5 @@
-"""``/v1/batches``: batches of Chat Completions requests, through the official SDK with
-strict response validation, on the fake engine.
+"""``/v1/batches``: batches of Chat Completions, Responses and audio requests, through the
+official SDK with strict response validation, on the fake engine.
 
 A batch runs in the server's background; the tests wait for it by polling its status
 with a deadline (never asserting on how long it took).
@@ -16,7 +16,7 @@ import time
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import openai
 import pytest
@@ -38,6 +38,7 @@ DEADLINE_S = 60
 
 SPEECH = "/v1/audio/speech"
 HEARD = "/v1/audio/transcriptions"
+RESPONSES: Final = "/v1/responses"
 
 
 def sdk(server: LiveServer, key: str = "sk-test") -> openai.OpenAI:
@@ -166,6 +167,72 @@ def test_a_malformed_file_fails_validation_naming_each_line(client: openai.OpenA
     assert batch.failed_at is not None and batch.output_file_id is None
 
 
+def test_lines_end_at_newlines_only_and_are_utf8(client: openai.OpenAI) -> None:
+    """JSON strings may hold U+2028 unescaped; a byte order mark before the first line is
+    read past; a line that is not UTF-8 is named, not silently changed."""
+    separated = json.dumps(
+        {
+            "custom_id": "sep",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": text_body("x\u2028y\u0085z"),
+        },
+        ensure_ascii=False,
+    )
+    assert "\u2028" in separated
+    data = b"\xef\xbb\xbf" + "\r\n".join([separated, line("plain", text_body("hi"))]).encode()
+    file_id = client.files.create(file=("b.jsonl", io.BytesIO(data)), purpose="batch").id
+    batch = wait_for(
+        client,
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id,
+    )
+    assert batch.status == "completed", batch.errors.data if batch.errors else None
+    outputs = jsonl(client, batch.output_file_id)
+    assert {k: v["response"]["status_code"] for k, v in outputs.items()} == {
+        "sep": 200,
+        "plain": 200,
+    }
+    cafe = {"custom_id": "cafe", "method": "POST", "url": "/v1/chat/completions"}
+    latin1 = json.dumps({**cafe, "body": text_body("caf\u00e9")}, ensure_ascii=False)
+    assert b"\xe9" in latin1.encode("latin-1")
+    data = b"\n".join([line("ok", text_body("hi")).encode(), latin1.encode("latin-1")])
+    file_id = client.files.create(file=("b.jsonl", io.BytesIO(data)), purpose="batch").id
+    batch = wait_for(
+        client,
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id,
+    )
+    assert batch.status == "failed" and batch.errors is not None and batch.errors.data
+    (error,) = batch.errors.data
+    assert (error.line, error.code) == (2, "invalid_json_line")
+    assert error.message is not None and "UTF-8" in error.message
+
+
+def test_metadata_past_its_limits_and_an_unknown_cursor(client: openai.OpenAI) -> None:
+    file_id = upload(client, [line("one", text_body("hi"))])
+    too_many = {f"k{i}": "v" for i in range(17)}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.batches.create(
+            input_file_id=file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata=too_many,
+        )
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("metadata", "object_above_max_properties")
+    assert "17 properties" in error["message"]
+    made = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    page = client.batches.list(after="batch_never_made", limit=5)
+    assert (page.data, page.has_more) == ([], False)
+    wait_for(client, made.id)
+
+
 def test_a_cancelled_batch_keeps_what_was_answered(client: openai.OpenAI) -> None:
     lines = [line(f"slow-{i}", text_body("slow " + "word " * 10)) for i in range(8)]
     batch = client.batches.create(
@@ -252,8 +319,10 @@ def test_an_unserved_endpoint_and_a_bad_request_are_400s(client: openai.OpenAI) 
 def test_a_batch_survives_kill_9_and_runs_every_line_once(tmp_path: Path) -> None:
     key = make_key(tmp_path, "batch", tier="5")
     lines = [line(f"line-{i}", text_body(f"slow number {i}")) for i in range(12)]
-    with serve_process(FAKE_ENGINE, tmp_path) as served:
-        client = keyed_client(served.base_url, key)
+    with (
+        serve_process(FAKE_ENGINE, tmp_path) as served,
+        keyed_client(served.base_url, key) as client,
+    ):
         file_id = upload(client, lines)
         batch = client.batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
@@ -266,8 +335,10 @@ def test_a_batch_survives_kill_9_and_runs_every_line_once(tmp_path: Path) -> Non
         assert running.status == "in_progress"
         os.kill(served.process.pid, signal.SIGKILL)
         served.process.wait(timeout=10)
-    with serve_process(FAKE_ENGINE, tmp_path) as served:
-        client = keyed_client(served.base_url, key)
+    with (
+        serve_process(FAKE_ENGINE, tmp_path) as served,
+        keyed_client(served.base_url, key) as client,
+    ):
         done = wait_for(client, batch.id)
         assert done.status == "completed"
         rows = [
@@ -481,3 +552,92 @@ def test_audio_batch_lines_yield_to_everyone_else(tmp_path: Path) -> None:
         assert [r.background for r in engine.asked] == [False, True, True]
     finally:
         server.stop()
+
+
+class PreparingEngine(FakeEngine):
+    """The fake engine, keeping every generation it was asked to prepare."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[Any] = []
+
+    async def prepare(self, request: Any) -> Any:
+        self.prepared.append(request)
+        return await super().prepare(request)
+
+
+def test_a_batch_of_responses_answers_as_the_route_and_stores_them(tmp_path: Path) -> None:
+    from omnivox.access.ledger import SqliteLedger
+
+    owner, other = make_key(tmp_path, "owner", tier="5"), make_key(tmp_path, "other")
+    engine = PreparingEngine()
+    server = start_keyed_server(tmp_path, engine)
+    try:
+        with sdk(server, owner) as mine, sdk(server, other) as theirs:
+            mine.responses.create(model=MODEL, input="now")  # a person waits on this one
+            lines = [
+                line(
+                    "text",
+                    {"model": MODEL, "input": "hello there", "metadata": {"job": "nightly"}},
+                    RESPONSES,
+                ),
+                line("unknown", {"model": MODEL, "input": "hi", "colour": "blue"}, RESPONSES),
+                line("unstored", {"model": MODEL, "input": "forget me", "store": False}, RESPONSES),
+            ]
+            batch = mine.batches.create(
+                input_file_id=upload(mine, lines), endpoint=RESPONSES, completion_window="24h"
+            )
+            done = wait_for(mine, batch.id)
+            assert done.status == "completed", done.errors
+            assert done.request_counts is not None
+            assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+            assert done.usage is not None and done.usage.output_tokens > 0
+            outputs = jsonl(mine, done.output_file_id)
+            assert set(outputs) == {"text", "unstored"}
+            assert outputs["text"]["response"]["status_code"] == 200
+            answered = openai.types.responses.Response.model_validate(
+                outputs["text"]["response"]["body"]
+            )
+            assert (answered.object, answered.status) == ("response", "completed")
+            assert answered.output_text and answered.metadata == {"job": "nightly"}
+            assert answered.usage is not None and answered.usage.input_tokens > 0
+            refused = jsonl(mine, done.error_file_id)["unknown"]["response"]
+            assert refused["status_code"] == 400
+            assert refused["body"]["error"]["code"] == "unknown_parameter"
+            assert refused["body"]["error"]["param"] == "colour"
+            retrieved = mine.responses.retrieve(answered.id)
+            assert (retrieved.id, retrieved.output_text) == (answered.id, answered.output_text)
+            with pytest.raises(openai.NotFoundError):
+                theirs.responses.retrieve(answered.id)  # the batch's key's alone
+            with pytest.raises(openai.NotFoundError):
+                mine.responses.retrieve(outputs["unstored"]["response"]["body"]["id"])
+    finally:
+        server.stop()
+    # the interactive response in the foreground, the batch's two lines in the background
+    assert [r.background for r in engine.prepared] == [False, True, True]
+    ledger = SqliteLedger(tmp_path / "access.sqlite3")
+    rows = [e for e in ledger.entries_now() if e.status == "completed"]
+    ledger.close_now()
+    assert sum(1 for e in rows if e.batch) == 2
+
+
+def test_a_responses_batch_refuses_streamed_lines_and_unserved_models(
+    client: openai.OpenAI,
+) -> None:
+    lines = [
+        line("ok", {"model": MODEL, "input": "hello"}, RESPONSES),
+        line("streamed", {"model": MODEL, "input": "hello", "stream": True}, RESPONSES),
+        line("speaker", {"model": "tts-1", "input": "hello"}, RESPONSES),
+        line("chat", text_body("hello")),
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines), endpoint=RESPONSES, completion_window="24h"
+    )
+    failed = wait_for(client, batch.id)
+    assert failed.status == "failed"
+    assert failed.errors is not None and failed.errors.data is not None
+    assert [(e.line, e.code) for e in failed.errors.data] == [
+        (2, "streaming_unsupported"),
+        (3, "model_not_found"),
+        (4, "invalid_url"),
+    ]

@@ -162,11 +162,17 @@ def test_unknown_route_is_unknown_url(fake_server) -> None:
     assert_error(httpx.get(fake_server.base_url + "/chat/completions"), 404, "unknown_url", None)
 
 
-def test_a_trailing_slash_is_redirected_to_the_route(fake_server) -> None:
+def test_a_trailing_slash_is_served_as_the_route(fake_server) -> None:
     response = httpx.post(fake_server.base_url + "/chat/completions/", json={})
-    assert response.status_code == 307
-    assert response.headers["location"].endswith("/v1/chat/completions")
+    error = assert_error(response, 400, "missing_required_parameter", "model")
     assert response.headers["x-request-id"].startswith("req_")
+    assert error["message"]
+    answered = httpx.post(
+        fake_server.base_url + "/chat/completions/?x=1",
+        json={"model": MODEL, "messages": HI, "max_tokens": 3},
+    )
+    assert answered.status_code == 200 and answered.json()["object"] == "chat.completion"
+    assert httpx.get(fake_server.base_url + "/models//").json()["object"] == "list"
 
 
 def test_unknown_voice(client: openai.OpenAI) -> None:

@@ -110,6 +110,7 @@ def test_without_keys_a_foreign_host_is_refused(fake_server, host: str) -> None:
             **{"content-type": "application/json"},
         ),
         httpx.get(fake_server.base_url + "/models", headers={"host": host}),
+        httpx.get(fake_server.base_url + "/files/", headers={"host": host}),
     ):
         assert_openai_error(response, 403, "host_not_allowed")
 

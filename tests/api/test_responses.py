@@ -57,8 +57,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def client(server: LiveServer) -> openai.OpenAI:
-    return sdk_client(server.base_url)
+def client(server: LiveServer) -> Iterator[openai.OpenAI]:
+    with sdk_client(server.base_url) as client:
+        yield client
 
 
 def raw_events(server: LiveServer, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -562,6 +563,7 @@ def test_responses_are_each_keys_own_and_charged_to_it(tmp_path: Path) -> None:
     try:
         owner = keyed_client(server.base_url, make_key(tmp_path, f"a-{secrets.token_hex(3)}"))
         other = keyed_client(server.base_url, make_key(tmp_path, f"b-{secrets.token_hex(3)}"))
+        wrong = keyed_client(server.base_url, "sk-wrong")
         raw = owner.responses.with_raw_response.create(model=MODEL, input="hello there")
         assert raw.headers["x-ratelimit-limit-requests"]
         response = raw.parse()
@@ -572,8 +574,10 @@ def test_responses_are_each_keys_own_and_charged_to_it(tmp_path: Path) -> None:
             other.responses.create(model=MODEL, input="x", previous_response_id=response.id)
         assert owner.responses.retrieve(response.id).id == response.id
         with pytest.raises(openai.AuthenticationError):
-            keyed_client(server.base_url, "sk-wrong").responses.create(model=MODEL, input="x")
+            wrong.responses.create(model=MODEL, input="x")
     finally:
+        for made in (owner, other, wrong):
+            made.close()
         server.stop()
     ledger = SqliteLedger(tmp_path / "access.sqlite3")
     rows = [e for e in ledger.entries_now() if e.completion_id == response.id]
@@ -636,4 +640,5 @@ def test_truncation_cuts_a_long_conversation_in_few_preparations(tmp_path: Path)
         # the whole conversation once, then a bisection over its 41 turns
         assert 2 <= engine.prepared <= 2 + math.ceil(math.log2(42))
     finally:
+        client.close()
         server.stop()

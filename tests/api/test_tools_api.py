@@ -700,6 +700,9 @@ def test_tool_messages_that_answer_no_call_or_calls_left_unanswered_are_400s(
 def test_calls_answered_in_any_order_are_accepted(tool_client: openai.OpenAI) -> None:
     messages = [USER, _asked("call_a", "call_b"), _answer("call_b"), _answer("call_a")]
     completion = tool_client.chat.completions.create(
-        model=MODEL, messages=messages, tools=[WEATHER], max_tokens=5  # type: ignore[arg-type]
+        model=MODEL,
+        messages=messages,
+        tools=[WEATHER],
+        max_tokens=5,  # type: ignore[arg-type]
     )
     assert completion.choices[0].finish_reason in ("stop", "length")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from omnivox.protocol.requests import checked_metadata
 
 BatchEndpoint = Literal[
     "/v1/responses",
@@ -26,7 +28,6 @@ OPENAI_BATCH_ENDPOINTS: tuple[str, ...] = get_args(BatchEndpoint)
 AudioBatchEndpoint = Literal[
     "/v1/audio/speech", "/v1/audio/transcriptions", "/v1/audio/translations"
 ]
-MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 
@@ -40,12 +41,9 @@ class OutputExpiresAfter(_Strict):
     seconds: Annotated[int, Field(ge=3600, le=2_592_000)]
 
 
-Metadata = Annotated[
-    dict[
-        Annotated[str, Field(max_length=MAX_METADATA_KEY_CHARS)],
-        Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)],
-    ],
-    Field(max_length=MAX_METADATA_PAIRS),
+Metadata = dict[
+    Annotated[str, Field(max_length=MAX_METADATA_KEY_CHARS)],
+    Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)],
 ]
 
 
@@ -55,6 +53,8 @@ class CreateBatchRequest(_Strict):
     completion_window: Literal["24h"]
     metadata: Metadata | None = None
     output_expires_after: OutputExpiresAfter | None = None
+
+    _metadata_size = field_validator("metadata")(classmethod(lambda cls, v: checked_metadata(v)))
 
 
 class BatchRequestInput(_Strict):

@@ -131,11 +131,12 @@ def create_app(
     responses_store = ResponseStore(settings.data_dir)
     speaker = SpeechService(engine, catalog)
     transcriber = TranscriptionService(engine, catalog, limits)
+    responder = ResponsesService(service, responses_store, settings.response_ttl_s)
     load = InteractiveLoad()  # batch lines run only while it is idle
     batches = BatchService(
         BatchStore(batch_store_path(settings.data_dir)),
         files,
-        BatchLines(gate, catalog, service, speaker, transcriber).run,
+        BatchLines(gate, catalog, service, speaker, transcriber, responder).run,
         load.wait_idle,
         known_model=lambda name, endpoint: catalog.has(name, BATCH_USES[endpoint]),
         queue=lambda owner, model: (model_class(model), gate.batch_queue_limit(owner, model)),
@@ -231,7 +232,7 @@ def create_app(
         authenticate,
         gate,
         catalog,
-        ResponsesService(service, responses_store, settings.response_ttl_s),
+        responder,
         load,
         strict_parameters=settings.strict_parameters,
     )
@@ -307,7 +308,8 @@ class OmnivoxApp:
     preflights are answered and allowed origins can read answers and OpenAI's
     headers. ``/v1/realtime`` upgrades to OpenAI's Realtime API (``realtime_route``);
     an upgrade anywhere else is refused with 404 in OpenAI's shape, ``x-request-id``
-    included, rather than a bare 403.
+    included, rather than a bare 403. A path with a trailing slash is served as the
+    same path without it.
     """
 
     def __init__(
@@ -333,6 +335,16 @@ class OmnivoxApp:
             self._entry = cors(self._dispatch, settings.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if len(path) > 1 and path.endswith("/"):
+            # ``/v1/files/`` is served as ``/v1/files``, with every check of that route,
+            # rather than redirected (a redirect answers before the route's checks).
+            raw_path = scope.get("raw_path")
+            scope = {
+                **scope,
+                "path": path.rstrip("/") or "/",
+                "raw_path": raw_path.rstrip(b"/") or b"/" if raw_path else raw_path,
+            }
         await self._entry(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -3,12 +3,13 @@
 ``POST /v1/batches`` creates a batch from an uploaded ``batch`` file, ``GET`` shows one
 or lists them (newest first, paged by ``after``), ``POST .../cancel`` cancels one; a
 batch is its creator's key's alone (another key gets 404). ``BatchLines.run`` answers
-one line as ``POST /v1/chat/completions`` (or the audio route of the batch) would
-answer it for the batch's key: the
-body validated, access asked (a ledger row marked ``batch``, at half the price,
-outside the key's RPM and TPM), the engine's answer folded into one completion; what the API would
-refuse is its status and OpenAI's error body. ``InteractiveLoad`` tells the runner when
-the server answers nobody else: batch lines run only then.
+one line as ``POST /v1/chat/completions`` (or ``/v1/responses``, or the audio route of
+the batch) would answer it for the batch's key: the body validated, access asked (a
+ledger row marked ``batch``, at half the price, outside the key's RPM and TPM), the
+engine's answer folded into one completion (or one response object, stored as the
+route stores it); what the API would refuse is its status and OpenAI's error body.
+``InteractiveLoad`` tells the runner when the server answers nobody else: batch lines
+run only then.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from omnivox import ids
 from omnivox.access.gate import AccessControl, Caller
@@ -36,6 +38,7 @@ from omnivox.protocol.audio import (
 )
 from omnivox.protocol.batches import CreateBatchRequest
 from omnivox.protocol.requests import CreateChatCompletionRequest
+from omnivox.protocol.responses_api import CreateResponseRequest
 from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, refused_before_admission
 from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
@@ -46,6 +49,7 @@ from omnivox.serving.batches import BatchService, LineAnswer
 from omnivox.serving.catalog import ModelCatalog, Use
 from omnivox.serving.chat import ChatService
 from omnivox.serving.inputs import output_token_limit
+from omnivox.serving.responses_api import ResponsesService
 from omnivox.serving.speech import SpeechService
 from omnivox.serving.transcription import TranscriptionService
 from omnivox.serving.usage import estimate_prompt_tokens
@@ -55,6 +59,7 @@ DEFAULT_LIST_LIMIT = 20
 # A batch's endpoint -> what its lines' models must serve.
 BATCH_USES: dict[str, Use] = {
     "/v1/chat/completions": "chat",
+    "/v1/responses": "responses",
     "/v1/audio/speech": "speech",
     "/v1/audio/transcriptions": "transcription",
     "/v1/audio/translations": "transcription",
@@ -114,12 +119,14 @@ class BatchLines:
         service: ChatService,
         speaker: SpeechService,
         transcriber: TranscriptionService,
+        responder: ResponsesService,
     ) -> None:
         self.gate = gate
         self.catalog = catalog
         self.service = service
         self.speaker = speaker
         self.transcriber = transcriber
+        self.responder = responder
 
     async def run(self, owner: str, endpoint: str, body: dict[str, Any]) -> LineAnswer:
         request_id = ids.request_id()
@@ -134,6 +141,7 @@ class BatchLines:
                 401,
             )
         answer = {
+            "/v1/responses": self._responses,
             "/v1/audio/speech": self._speech,
             "/v1/audio/transcriptions": self._transcription,
             "/v1/audio/translations": self._translation,
@@ -158,6 +166,32 @@ class BatchLines:
             await admission.charge(run)
             completion = await fold.fold(run, want_logprobs=bool(req.logprobs))
         return LineAnswer(200, json.loads(completion.dump()), request_id)
+
+    async def _responses(self, caller: Caller, body: dict[str, Any], request_id: str) -> LineAnswer:
+        """As ``POST /v1/responses`` answers it, not streamed (a ``stream`` line fails the
+        batch's validation); a stored response is then the key's to retrieve."""
+        async with refused_before_admission(
+            self.gate, caller, request_id, lambda: _model_of(body), self.catalog.find_snapshot
+        ):
+            req = _validated(CreateResponseRequest, body)
+            plan = await self.responder.plan(req, caller.key_id)
+            max_output = output_token_limit(plan.chat.request)[0]
+        estimate = self.responder.prompt_estimate(plan) if caller.key is not None else 0
+        async with admitted(
+            self.gate,
+            caller,
+            req.model,
+            plan.snapshot,
+            max_output,
+            estimate,
+            request_id,
+            batch=True,
+        ) as admission:
+            run = await self.responder.start(plan, streaming=False, background=True)
+            await admission.charge(run.chat)
+            async for _event in run.events:
+                pass
+        return LineAnswer(200, json.loads(to_json(run.response)), request_id)
 
     async def _speech(self, caller: Caller, body: dict[str, Any], request_id: str) -> LineAnswer:
         async with refused_before_admission(

@@ -325,7 +325,7 @@ def _add_batch_routes(document: dict[str, Any]) -> None:
     paths = document["paths"]
     paths[BATCHES_PATH] = {
         "post": {
-            "summary": "Create a batch of Chat Completions requests from an uploaded file",
+            "summary": "Create a batch of chat, Responses or audio requests from a file",
             "operationId": "createBatch",
             "requestBody": {
                 "required": True,

@@ -1,6 +1,9 @@
-"""The Batch API: batches of Chat Completions (and audio) requests, run on spare capacity.
+"""The Batch API: batches of Chat Completions, Responses (and audio) requests, run on
+spare capacity.
 
-Besides ``/v1/chat/completions``, a batch may be of ``/v1/audio/speech`` (a line's body is
+A batch of ``/v1/responses`` is OpenAI's: each line's body is the route's, its answer's
+body the ``response`` object, stored (unless ``store: false``) for the batch's key to
+retrieve. Besides those, a batch may be of ``/v1/audio/speech`` (a line's body is
 the route's JSON; its answer's body is ``{"object": "audio.speech", "model", "format",
 "content_type", "data"}`` with the audio base64-encoded) or ``/v1/audio/transcriptions``
 and ``/translations`` (a line's body is the form's fields as JSON with ``file`` the audio
@@ -46,11 +49,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from omnivox.errors import InvalidRequestError, InvalidValueError, NotFoundError
+from omnivox.errors import InvalidRequestError, InvalidValueError, NotFoundError, OmnivoxError
 from omnivox.ids import new_id
 from omnivox.protocol.batches import BatchRequestInput, CreateBatchRequest
 from omnivox.protocol.requests import CreateChatCompletionRequest
+from omnivox.protocol.responses_api import CreateResponseRequest
 from omnivox.protocol.validation import to_openai_error
+from omnivox.serving.responses_input import chat_request, check_served, input_items
 from omnivox.serving.transcription import estimate_transcription_tokens
 from omnivox.serving.usage import CHARS_PER_TOKEN, estimate_prompt_tokens
 from omnivox.store.batches import FINAL_STATUSES, BatchStore
@@ -61,6 +66,7 @@ MAX_LINES = 50_000
 DEFAULT_OUTPUT_EXPIRY_S = 30 * 24 * 3600
 SERVED_ENDPOINTS = (
     "/v1/chat/completions",
+    "/v1/responses",
     "/v1/audio/speech",
     "/v1/audio/transcriptions",
     "/v1/audio/translations",
@@ -68,6 +74,7 @@ SERVED_ENDPOINTS = (
 TRANSCRIBING_ENDPOINTS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 CANCELLABLE = frozenset({"validating", "in_progress"})
 INTERNAL_FIELDS = frozenset({"output_expires_after", "enqueued"})
+UTF8_BOM = b"\xef\xbb\xbf"
 RETRY_AFTER_FAILURE_S = 30.0  # a batch that could not advance is tried again after this
 
 log = logging.getLogger("omnivox.serving")
@@ -242,7 +249,9 @@ class BatchService:
 
     async def _validate(self, owner: str, batch: dict[str, Any]) -> None:
         data = await asyncio.to_thread(self.files.content, owner, batch["input_file_id"])
-        lines, errors = _read_lines(data, batch["endpoint"], self.known_model)
+        lines, errors = await asyncio.to_thread(
+            _read_lines, data, batch["endpoint"], self.known_model
+        )
         now = int(self.clock())
         if await self._status_now(owner, batch) == "cancelling":
             batch["status"] = "cancelling"
@@ -256,7 +265,9 @@ class BatchService:
             )
             await self._save(owner, batch)
             return
-        enqueued = await asyncio.to_thread(_enqueued_tokens, lines, self.queue, owner)
+        enqueued = await asyncio.to_thread(
+            _enqueued_tokens, lines, batch["endpoint"], self.queue, owner
+        )
         refusal = await self._over_queue_limit(owner, batch, enqueued)
         if refusal is not None:
             batch.update(
@@ -321,7 +332,10 @@ class BatchService:
                 if await self._status_now(owner, batch) != "in_progress":
                     stop.set()
                     return
-                line, custom_id, request = queue.get_nowait()
+                try:  # another worker may have taken the last line meanwhile
+                    line, custom_id, request = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
                 await self._run_line(owner, batch, line, custom_id, request)
 
         async with asyncio.TaskGroup() as group:
@@ -432,8 +446,10 @@ def _read_lines(
     lines: list[tuple[int, str, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
-    raw_lines = [line for line in data.decode("utf-8", "replace").splitlines()]
-    numbered = [(n, text) for n, text in enumerate(raw_lines, 1) if text.strip()]
+    # Lines end at "\n" only: JSON strings may hold U+2028 and other breaks that
+    # str.splitlines() would cut at. A UTF-8 byte order mark before the first line is read past.
+    raw_lines = data.removeprefix(UTF8_BOM).split(b"\n")
+    numbered = [(n, raw) for n, raw in enumerate(raw_lines, 1) if raw.strip()]
     if not numbered:
         return [], [_error("empty_file", "The input file has no request lines.", None, None)]
     if len(numbered) > MAX_LINES:
@@ -445,7 +461,19 @@ def _read_lines(
                 None,
             )
         ]
-    for n, text in numbered:
+    for n, raw in numbered:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(
+                _error(
+                    "invalid_json_line",
+                    f"This line is not UTF-8 text (byte {exc.start + 1} of the line).",
+                    None,
+                    n,
+                )
+            )
+            continue
         try:
             value = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
@@ -524,6 +552,7 @@ def _read_lines(
 
 def _enqueued_tokens(
     lines: list[tuple[int, str, dict[str, Any]]],
+    endpoint: str,
     queue: Callable[[str, str], tuple[str, int | None]],
     owner: str,
 ) -> dict[str, tuple[int, int | None]]:
@@ -532,7 +561,12 @@ def _enqueued_tokens(
     for _, _, request in lines:
         body = request["body"]
         cls, limit = queue(owner, str(body["model"]))
-        tokens = _prompt_estimate(body) if "messages" in body else _audio_estimate(body)
+        if endpoint == "/v1/responses":
+            tokens = _response_estimate(body)
+        elif "messages" in body:
+            tokens = _prompt_estimate(body)
+        else:
+            tokens = _audio_estimate(body)
         out[cls] = (out.get(cls, (0, limit))[0] + tokens, limit)
     return out
 
@@ -544,8 +578,20 @@ def _prompt_estimate(body: dict[str, Any]) -> int:
         return len(json.dumps(body)) // CHARS_PER_TOKEN
 
 
+def _response_estimate(body: dict[str, Any]) -> int:
+    """A Responses line's prompt as the chat request that answers it (without the stored
+    conversation a ``previous_response_id`` continues: that is read when the line runs)."""
+    try:
+        req = CreateResponseRequest.model_validate(body)
+        check_served(req)
+        form = chat_request(req, req.model, [], input_items(req))
+        return estimate_prompt_tokens(form.request)
+    except (ValidationError, OmnivoxError):  # refused when it runs; count its text
+        return len(json.dumps(body)) // CHARS_PER_TOKEN
+
+
 def _tokens_of(result: dict[str, Any]) -> tuple[int, int]:
-    """A line's answer's input and output tokens (chat's or the audio endpoints' names)."""
+    """A line's answer's input and output tokens (chat's names, or Responses' and audio's)."""
     usage = (result.get("response") or {}).get("body", {}).get("usage") or {}
     return (
         int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),

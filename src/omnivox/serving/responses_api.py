@@ -110,11 +110,14 @@ class ResponsesService:
             estimate = min(estimate, self.chat.engine.context_window_tokens)
         return estimate
 
-    async def start(self, plan: ResponsePlan, *, streaming: bool) -> ResponseRun:
+    async def start(
+        self, plan: ResponsePlan, *, streaming: bool, background: bool = False
+    ) -> ResponseRun:
         """The engine's preparation and the context check; raises in OpenAI's shape.
         ``streaming``: a failure once the events have begun fails the response (its
-        last event); otherwise it is raised, as chat's is."""
-        run = await self._start_chat(plan)
+        last event); otherwise it is raised, as chat's is. ``background``: nobody waits
+        on it (a batch's line), so it yields the engine to everyone else, as chat's does."""
+        run = await self._start_chat(plan, background=background)
         response_id = ids.hex_id("resp_")
         run.completion_id = response_id  # the ledger's row names the response
         response = response_object(plan.req, response_id, plan.snapshot, run.created)
@@ -122,12 +125,12 @@ class ResponsesService:
         result.events = self._events(plan, result, streaming)
         return result
 
-    async def _start_chat(self, plan: ResponsePlan) -> CompletionRun:
+    async def _start_chat(self, plan: ResponsePlan, *, background: bool) -> CompletionRun:
         """With ``truncation: "auto"``, a conversation past the context loses its oldest
         turns: the fewest that make it fit, found by bisection (each try is one
         preparation, so a conversation of n turns costs about log2(n) of them)."""
         try:
-            return await self.chat.start(plan.chat.request)
+            return await self.chat.start(plan.chat.request, background=background)
         except ContextLengthExceededError as exc:
             if plan.req.truncation != "auto" or not plan.history:
                 raise plan.chat.error(exc) from None
@@ -141,7 +144,7 @@ class ResponsesService:
             middle = (low + high) // 2
             form = chat_request(plan.req, plan.chat_model, plan.history[cuts[middle] :], plan.given)
             try:
-                run = await self.chat.start(form.request)
+                run = await self.chat.start(form.request, background=background)
             except ContextLengthExceededError as exc:
                 too_long = exc
                 low = middle + 1

@@ -96,9 +96,10 @@ class BatchStore:
                 row = self._db.execute(
                     "SELECT rowid FROM batches WHERE batch_id = ? AND owner = ?", (after, owner)
                 ).fetchone()
-                if row is not None:
-                    query += " AND rowid < ?"
-                    args.append(row[0])
+                if row is None:  # a cursor this owner never had: nothing is after it
+                    return [], False
+                query += " AND rowid < ?"
+                args.append(row[0])
             query += " ORDER BY rowid DESC LIMIT ?"
             rows = self._db.execute(query, (*args, limit + 1)).fetchall()
         batches = [json.loads(r[0]) for r in rows]
