@@ -78,6 +78,15 @@ def wait_for(
         time.sleep(0.05)
 
 
+def run_file(client: openai.OpenAI, data: bytes) -> Any:
+    """A chat batch of the file ``data``, once it has ended."""
+    file_id = client.files.create(file=("b.jsonl", io.BytesIO(data)), purpose="batch").id
+    made = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    return wait_for(client, made.id)
+
+
 def jsonl(client: openai.OpenAI, file_id: str | None) -> dict[str, dict[str, Any]]:
     assert file_id is not None
     text = client.files.content(file_id).text
@@ -181,13 +190,7 @@ def test_lines_end_at_newlines_only_and_are_utf8(client: openai.OpenAI) -> None:
     )
     assert "\u2028" in separated
     data = b"\xef\xbb\xbf" + "\r\n".join([separated, line("plain", text_body("hi"))]).encode()
-    file_id = client.files.create(file=("b.jsonl", io.BytesIO(data)), purpose="batch").id
-    batch = wait_for(
-        client,
-        client.batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-        ).id,
-    )
+    batch = run_file(client, data)
     assert batch.status == "completed", batch.errors.data if batch.errors else None
     outputs = jsonl(client, batch.output_file_id)
     assert {k: v["response"]["status_code"] for k, v in outputs.items()} == {
@@ -198,13 +201,7 @@ def test_lines_end_at_newlines_only_and_are_utf8(client: openai.OpenAI) -> None:
     latin1 = json.dumps({**cafe, "body": text_body("caf\u00e9")}, ensure_ascii=False)
     assert b"\xe9" in latin1.encode("latin-1")
     data = b"\n".join([line("ok", text_body("hi")).encode(), latin1.encode("latin-1")])
-    file_id = client.files.create(file=("b.jsonl", io.BytesIO(data)), purpose="batch").id
-    batch = wait_for(
-        client,
-        client.batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-        ).id,
-    )
+    batch = run_file(client, data)
     assert batch.status == "failed" and batch.errors is not None and batch.errors.data
     (error,) = batch.errors.data
     assert (error.line, error.code) == (2, "invalid_json_line")
