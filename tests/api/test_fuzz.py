@@ -70,6 +70,7 @@ ROUTES = [
     ("DELETE", "/v1/responses/{response_id}"),
     ("POST", "/v1/responses/{response_id}/cancel"),
     ("GET", "/v1/responses/{response_id}/input_items"),
+    ("POST", "/v1/realtime/client_secrets"),
 ]
 ERROR_FIELDS = {"message", "type", "param", "code"}
 

@@ -5,15 +5,22 @@ does not know is refused whole (``unknown_parameter``, its ``param`` the key's p
 under ``session``). A realtime session's update and a transcription session's
 update are told apart by ``session.type``. What the server sends is built as plain
 JSON in ``serving.realtime``, in the shapes of the SDK's ``RealtimeServerEvent``.
+
+``POST /v1/realtime/client_secrets`` (``ClientSecretCreateRequest``) takes a session of
+either type with the same models, so a minted session is checked exactly as an update.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from omnivox.protocol.requests import checked_metadata
+from omnivox.protocol.requests import checked_metadata, tagged_union
+
+MIN_SECRET_TTL_S = 10
+MAX_SECRET_TTL_S = 7200  # two hours
+DEFAULT_SECRET_TTL_S = 600
 
 
 class _Strict(BaseModel):
@@ -129,6 +136,24 @@ class TranscriptionSessionUpdate(_Strict):
     type: Literal["transcription"]
     audio: TranscriptionAudio | None = None
     include: Include | None = None
+
+
+class ExpiresAfter(_Strict):
+    anchor: Literal["created_at"] = "created_at"
+    seconds: Annotated[int, Field(ge=MIN_SECRET_TTL_S, le=MAX_SECRET_TTL_S)] = DEFAULT_SECRET_TTL_S
+
+
+if TYPE_CHECKING:  # the same union, spelled so that type checkers can read it
+    SecretSession = SessionUpdate | TranscriptionSessionUpdate
+else:  # a missing or unknown ``session.type`` is one error naming it
+    SecretSession = tagged_union("type", SessionUpdate, TranscriptionSessionUpdate)
+
+
+class ClientSecretCreateRequest(_Strict):
+    """``POST /v1/realtime/client_secrets``: how long the secret lives, and its session."""
+
+    expires_after: ExpiresAfter | None = None
+    session: SecretSession | None = None
 
 
 class SessionUpdateEvent(_Strict):

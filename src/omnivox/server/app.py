@@ -59,6 +59,7 @@ from omnivox.server.batch_routes import (
     batch_store_path,
 )
 from omnivox.server.bodies import read_request
+from omnivox.server.client_secrets_routes import add_client_secret_routes
 from omnivox.server.cors import cors
 from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
@@ -84,6 +85,7 @@ from omnivox.serving.usage import estimate_prompt_tokens
 from omnivox.settings import Settings
 from omnivox.store.audio import AudioStore
 from omnivox.store.batches import BatchStore
+from omnivox.store.client_secrets import ClientSecretStore
 from omnivox.store.files import FileStore
 from omnivox.store.responses import ResponseStore
 
@@ -129,6 +131,7 @@ def create_app(
     keyless = KeylessTrust(settings.allowed_hosts, settings.cors_origins)
     files = FileStore(settings.data_dir)
     responses_store = ResponseStore(settings.data_dir)
+    client_secrets = ClientSecretStore(settings.data_dir)
     speaker = SpeechService(engine, catalog)
     transcriber = TranscriptionService(engine, catalog, limits)
     responder = ResponsesService(service, responses_store, settings.response_ttl_s)
@@ -168,6 +171,7 @@ def create_app(
                 store.close()
                 files.close()
                 responses_store.close()
+                client_secrets.close()
                 batches.store.close()
                 await gate.close()
 
@@ -227,6 +231,7 @@ def create_app(
     add_file_routes(app, authenticate, files)
     add_playground_routes(app)
     add_batch_routes(app, authenticate, batches)
+    add_client_secret_routes(app, authenticate, catalog, engine, client_secrets)
     create_response = add_responses_routes(
         app,
         authenticate,
@@ -295,7 +300,7 @@ def create_app(
         body_timeout_s=settings.body_timeout_s,
         metrics=metrics,
     )
-    realtime = RealtimeEndpoint(gate, keyless, catalog, engine, limits)
+    realtime = RealtimeEndpoint(gate, keyless, catalog, engine, limits, client_secrets)
     fast_routes = {CHAT_PATH: chat_completions, RESPONSES_PATH: create_response}
     return OmnivoxApp(app, fast_routes, settings, metrics, realtime=realtime)
 

@@ -32,6 +32,7 @@ from omnivox.protocol.files import (
     ListFilesResponse,
     OpenAIFile,
 )
+from omnivox.protocol.realtime import ClientSecretCreateRequest
 from omnivox.protocol.requests import CreateChatCompletionRequest
 from omnivox.protocol.responses import ChatCompletion
 from omnivox.protocol.responses_api import CreateResponseRequest, ListInputItemsQuery
@@ -43,6 +44,7 @@ TRANSLATIONS_PATH = "/v1/audio/translations"
 FILES_PATH = "/v1/files"
 BATCHES_PATH = "/v1/batches"
 RESPONSES_PATH = "/v1/responses"
+CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
 FILE_PATH = "/v1/files/{file_id}"
 FILE_CONTENT_PATH = "/v1/files/{file_id}/content"
 SCHEMAS_REF = "#/components/schemas/{model}"
@@ -87,6 +89,7 @@ def describe_routes(app: FastAPI) -> None:
             _add_file_routes(document)
             _add_batch_routes(document)
             _add_responses_routes(document)
+            _add_client_secrets_route(document)
             _errors_in_openai_shape(document)
             app.openapi_schema = document
         return app.openapi_schema
@@ -403,6 +406,36 @@ def _add_responses_routes(document: dict[str, Any]) -> None:
         *listing.get("parameters", []),
         *({"name": name, "in": "query", "schema": schema} for name, schema in query.items()),
     ]
+
+
+def _add_client_secrets_route(document: dict[str, Any]) -> None:
+    """Its handler reads the body itself (``client_secrets_routes``)."""
+    secret = {
+        "type": "object",
+        "required": ["value", "expires_at", "session"],
+        "properties": {
+            "value": {"type": "string"},
+            "expires_at": {"type": "integer"},
+            "session": {"type": "object", "required": ["type", "object", "id"]},
+        },
+    }
+    document["paths"][CLIENT_SECRETS_PATH]["post"].update(
+        {
+            "summary": "Mint a Realtime client secret (an ephemeral key) and its session",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _schema_ref(document, ClientSecretCreateRequest)}
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The secret, its expiry and its session",
+                    "content": {"application/json": {"schema": secret}},
+                }
+            },
+        }
+    )
 
 
 def _errors_in_openai_shape(document: dict[str, Any]) -> None:

@@ -12,6 +12,14 @@ browsers that can not set headers, the subprotocol ``openai-insecure-api-key.<ke
 (the socket then speaks the subprotocol ``realtime``, which such clients offer too);
 a keyless server refuses a foreign ``Host`` or ``Origin`` (``server.hosts``).
 
+Either may carry a client secret (``ek_...``, ``client_secrets_routes``) instead of a
+key: while it has not expired, the caller is the key that minted it (the keyless
+caller when minted without keys) and ``Host``/``Origin`` are not checked (a backend
+allowed this page by minting it). The session is the secret's: its type (``intent``
+may only repeat it) and its model (``model`` may be left out, and is refused with a
+400 when it names another), and ``session.created`` shows the secret's configuration.
+An unknown or expired secret is refused as a wrong key is, with a 401.
+
 Then ``serving.realtime.RealtimeSession`` reads each text frame as one client event.
 Each response is admitted and charged as a chat request is (``server.admission``),
 with its own request id and ledger row. A session ends after ``SESSION_LIMIT_S``:
@@ -33,9 +41,16 @@ from starlette.types import Message, Receive, Scope, Send
 
 from omnivox import ids
 from omnivox.access.gate import AccessControl, Caller
+from omnivox.access.keys import bearer_token, mask_key
 from omnivox.engines.base import Engine
-from omnivox.errors import InvalidRequestError, OmnivoxError
+from omnivox.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    InvalidValueError,
+    OmnivoxError,
+)
 from omnivox.server.admission import admitted
+from omnivox.server.client_secrets_routes import secret_session
 from omnivox.server.hosts import KeylessTrust
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving.catalog import ModelCatalog
@@ -43,6 +58,7 @@ from omnivox.serving.inputs import InputLimits
 from omnivox.serving.realtime import SESSION_LIMIT_S, RealtimeSession
 from omnivox.serving.realtime.config import SessionType
 from omnivox.serving.runs import MeteredRun
+from omnivox.store.client_secrets import SECRET_PREFIX, ClientSecret, ClientSecretStore
 
 log = logging.getLogger("omnivox.server")
 
@@ -60,9 +76,11 @@ class RealtimeEndpoint:
         catalog: ModelCatalog,
         engine: Engine,
         limits: InputLimits,
+        secrets: ClientSecretStore,
         session_limit_s: float = SESSION_LIMIT_S,
     ) -> None:
         self.gate = gate
+        self.secrets = secrets
         self.keyless = keyless
         self.catalog = catalog
         self.engine = engine
@@ -74,22 +92,26 @@ class RealtimeEndpoint:
         headers = Headers(scope=scope)
         offered: list[str] = list(scope.get("subprotocols") or [])
         try:
-            caller = self._authenticate(headers, offered)
+            caller, secret = await self._authenticate(headers, offered)
         except OmnivoxError as exc:
             await refuse_websocket(scope, receive, send, exc, request_id)
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         model = (query.get("model") or [""])[0]
         intent = (query.get("intent") or [""])[0]
+        preset: dict[str, Any] | None = None
         try:
-            if intent == "transcription":
-                model = model or self.catalog.model_id
-            elif intent:
+            if intent not in ("", "transcription"):
                 raise InvalidRequestError(
                     f"Invalid value: '{intent}'. Supported values are: 'transcription'.",
                     param="intent",
                     code="invalid_value",
                 )
+            if secret is not None:
+                preset = secret.session
+                intent, model = self._secret_session(preset, intent, model)
+            elif intent == "transcription":
+                model = model or self.catalog.model_id
             if not model:
                 raise InvalidRequestError(
                     "Missing required parameter: 'model'.",
@@ -97,6 +119,8 @@ class RealtimeEndpoint:
                     code="missing_required_parameter",
                 )
             self.catalog.get(model, "realtime")
+            if preset is not None:  # still served as it was when minted
+                secret_session(dict(preset), self.catalog, self.engine, "", 0)
         except OmnivoxError as exc:
             await self.gate.refused(caller, model, "", request_id, exc)
             await refuse_websocket(scope, receive, send, exc, request_id)
@@ -112,21 +136,59 @@ class RealtimeEndpoint:
             accept["subprotocol"] = REALTIME_SUBPROTOCOL
         await send(accept)
         kind: SessionType = "transcription" if intent == "transcription" else "realtime"
-        await self._serve(caller, model, kind, receive, send)
+        await self._serve(caller, model, kind, receive, send, preset)
 
-    def _authenticate(self, headers: Headers, offered: list[str]) -> Caller:
+    async def _authenticate(
+        self, headers: Headers, offered: list[str]
+    ) -> tuple[Caller, ClientSecret | None]:
         authorization = headers.get("authorization")
         if authorization is None:
             keys = [p[len(KEY_SUBPROTOCOL) :] for p in offered if p.startswith(KEY_SUBPROTOCOL)]
             if keys:
                 authorization = f"Bearer {keys[0]}"
+        token = bearer_token(authorization)
+        if token is not None and token.startswith(SECRET_PREFIX):
+            secret = await asyncio.to_thread(self.secrets.find, token)
+            minter = self.gate.caller_of(secret.owner) if secret is not None else None
+            if secret is None or minter is None:  # unknown, expired, or its key revoked
+                raise AuthenticationError(
+                    f"Incorrect API key provided: {mask_key(token)}. Ask your backend for a "
+                    "new client secret.",
+                    code="invalid_api_key",
+                )
+            return minter, secret
         caller = self.gate.authenticate(authorization)
         if caller.key is None:  # trusted for being on loopback: no foreign page may use that
             self.keyless.check(headers.get("host"), headers.get("origin"))
-        return caller
+        return caller, None
+
+    def _secret_session(self, preset: dict[str, Any], intent: str, model: str) -> tuple[str, str]:
+        """The intent and model of a session a secret opens: the secret's (the query
+        may only repeat them)."""
+        if preset["type"] == "transcription":
+            return "transcription", model or self.catalog.model_id
+        if intent == "transcription":
+            raise InvalidValueError(
+                "This client secret is for a realtime session: connect without "
+                "'intent=transcription'.",
+                param="intent",
+            )
+        minted = str(preset["model"])
+        if model and model != minted:
+            raise InvalidValueError(
+                f"This client secret's session is for the model '{minted}', not '{model}'.",
+                param="model",
+            )
+        return "", minted
 
     async def _serve(
-        self, caller: Caller, model: str, kind: SessionType, receive: Receive, send: Send
+        self,
+        caller: Caller,
+        model: str,
+        kind: SessionType,
+        receive: Receive,
+        send: Send,
+        preset: dict[str, Any] | None = None,
     ) -> None:
         open_socket = {"open": True}
         sending = asyncio.Lock()
@@ -158,6 +220,7 @@ class RealtimeEndpoint:
             send_event,
             meter,
             kind=kind,
+            preset=preset,
             check_model=lambda name: self.catalog.get(name, "realtime"),
             check_transcription_model=lambda name: self.catalog.get(name, "transcription"),
         )

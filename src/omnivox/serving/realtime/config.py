@@ -11,6 +11,10 @@ Turn detection defaults are OpenAI's documented ones (server VAD, threshold 0.5,
 (OpenAI's prose says 500, its examples 200; 500 does not cut a speaker off at a
 comma). ``semantic_vad`` is served by the same detector, its eagerness choosing the
 silence that ends a turn (``SEMANTIC_SILENCE_MS``).
+
+A session opened with a client secret (``POST /v1/realtime/client_secrets``) starts
+from the secret's session (``preset``: a ``session.update``'s session, validated) over
+the defaults, checked as an update is (``configured``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from omnivox.audio import OUTPUT_SAMPLE_RATE
+from omnivox.engines.base import Engine, TranscribingEngine
 from omnivox.errors import InvalidValueError, OmnivoxError
+from omnivox.serving.inputs import voice_name
 
 SessionType = Literal["realtime", "transcription"]
 
@@ -44,6 +50,8 @@ SEMANTIC_VAD_DEFAULTS: dict[str, Any] = {
     "create_response": True,
     "interrupt_response": True,
 }
+# What a session always has: null for one of these in an update leaves it as it was.
+KEPT_WHEN_NULL = frozenset({"audio", "input", "output", "format", "voice"})
 # semantic_vad's eagerness -> the silence (ms) after which the turn ends.
 SEMANTIC_SILENCE_MS = {"high": 300, "auto": 500, "medium": 500, "low": 1000}
 
@@ -95,9 +103,12 @@ def default_config(
 
 def merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``given``'s keys over it; ``audio``, ``input`` and ``output`` merge
-    key by key (only what is present changes), every other value replaces."""
+    key by key (only what is present changes), every other value replaces, except a
+    null where a session always has a value (``KEPT_WHEN_NULL``), which changes nothing."""
     out = dict(base)
     for key, value in given.items():
+        if value is None and key in KEPT_WHEN_NULL:
+            continue
         if key in ("audio", "input", "output") and isinstance(value, dict):
             out[key] = merged(base.get(key) or {}, value)
         else:
@@ -111,6 +122,29 @@ def merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
         out["audio"] = {**out["audio"], "input": {**out["audio"]["input"]}}
         out["audio"]["input"]["turn_detection"] = completed
     return out
+
+
+def with_preset(config: dict[str, Any], preset: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with a client secret's session over it (its ``type`` is the session's)."""
+    return merged(config, {key: value for key, value in preset.items() if key != "type"})
+
+
+def configured(
+    preset: dict[str, Any],
+    *,
+    session_id: str,
+    model: str,
+    expires_at: int,
+    engine: Engine,
+    check_transcription_model: Any,
+) -> dict[str, Any]:
+    """The session object a session started with ``preset`` shows (``session.created``),
+    refused (``invalid_value`` naming ``session.<path>``) where this server can not serve it."""
+    kind: SessionType = "transcription" if preset["type"] == "transcription" else "realtime"
+    speaks = "speech" in engine.capabilities
+    config = with_preset(default_config(kind, session_id, model, expires_at, speaks), preset)
+    check_config(config, "session", engine, check_transcription_model)
+    return config
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +222,31 @@ def check_served(
                 "specified in the 'tools' parameter.",
                 param=f"{where}.tool_choice",
             )
+
+
+def check_config(
+    config: dict[str, Any], where: str, engine: Engine, check_transcription_model: Any
+) -> None:
+    """Everything ``engine`` must serve of a session's config; the transcription model is
+    asked of ``check_transcription_model`` (a catalog lookup), the voice of OpenAI's list."""
+    check_served(
+        config,
+        where,
+        tools="tools" in engine.capabilities,
+        speaks="speech" in engine.capabilities,
+        transcribes=isinstance(engine, TranscribingEngine),
+    )
+    transcription = config["audio"].get("input", {}).get("transcription")
+    if transcription is not None and transcription.get("model"):
+        checked_model(
+            check_transcription_model,
+            transcription["model"],
+            f"{where}.audio.input.transcription.model",
+        )
+    output = config["audio"].get("output")
+    if output is not None:
+        voice = output.get("voice")
+        voice_name(voice["id"] if isinstance(voice, dict) else voice, f"{where}.audio.output.voice")
 
 
 def checked_model(check: Any, name: str, param: str) -> None:

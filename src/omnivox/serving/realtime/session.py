@@ -65,16 +65,17 @@ from omnivox.errors import InvalidRequestError, InvalidValueError, OmnivoxError,
 from omnivox.ids import new_id
 from omnivox.protocol import realtime as wire
 from omnivox.protocol.validation import describe, to_openai_error
-from omnivox.serving.inputs import InputLimits, voice_name
+from omnivox.serving.inputs import InputLimits
 from omnivox.serving.realtime.audio_io import InputAudio, OutputAudio, clip_of
 from omnivox.serving.realtime.config import (
     TEMPERATURE,
     SessionType,
-    check_served,
+    check_config,
     checked_model,
     default_config,
     merged,
     turn_rules,
+    with_preset,
 )
 from omnivox.serving.realtime.conversation import Item, turns_of
 from omnivox.serving.realtime.conversation import truncate as truncate_item
@@ -178,6 +179,9 @@ class RealtimeSession:
     # raises to refuse the name.
     check_model: Callable[[str], object] = lambda name: None
     check_transcription_model: Callable[[str], object] = lambda name: None
+    # A client secret's session (``config.with_preset``), already checked: the session
+    # starts with it over the defaults.
+    preset: dict[str, Any] | None = None
     session_id: str = field(default_factory=lambda: new_id("sess_", 24))
     created: int = field(default_factory=lambda: int(time.time()))
     config: dict[str, Any] = field(default_factory=dict)
@@ -193,6 +197,8 @@ class RealtimeSession:
         speaks = "speech" in self.engine.capabilities
         expires_at = self.created + SESSION_LIMIT_S
         self.config = default_config(self.kind, self.session_id, self.model, expires_at, speaks)
+        if self.preset is not None:
+            self.config = with_preset(self.config, self.preset)
         self.input = InputAudio(self.config["audio"]["input"]["format"])
 
     # ---- the events --------------------------------------------------------------------
@@ -348,26 +354,7 @@ class RealtimeSession:
         await self.send({"type": "session.updated", "session": self.config})
 
     def _check(self, config: dict[str, Any], where: str) -> None:
-        check_served(
-            config,
-            where,
-            tools="tools" in self.engine.capabilities,
-            speaks="speech" in self.engine.capabilities,
-            transcribes=isinstance(self.engine, TranscribingEngine),
-        )
-        transcription = config["audio"].get("input", {}).get("transcription")
-        if transcription is not None and transcription.get("model"):
-            checked_model(
-                self.check_transcription_model,
-                transcription["model"],
-                f"{where}.audio.input.transcription.model",
-            )
-        output = config["audio"].get("output")
-        if output is not None:
-            voice = output.get("voice")
-            voice_name(
-                voice["id"] if isinstance(voice, dict) else voice, f"{where}.audio.output.voice"
-            )
+        check_config(config, where, self.engine, self.check_transcription_model)
 
     def _configure_turns(self) -> None:
         rules = turn_rules(self.config)
