@@ -365,9 +365,27 @@ def test_items_are_retrieved_and_deleted_and_a_deleted_one_is_not_heard(
     second = session.until("conversation.item.done")[-1]["item"]
     session.send({"type": "conversation.item.delete", "item_id": second["id"]})
     assert session.until("conversation.item.deleted")[-1]["item_id"] == second["id"]
-    session.send({"type": "conversation.item.retrieve", "item_id": second["id"]})
-    error = session.until("error")[-1]
-    assert error["error"]["param"] == "item_id"
+    for doing in ("retrieve", "delete", "truncate"):  # OpenAI's codes, which clients match
+        extra = {"content_index": 0, "audio_end_ms": 0} if doing == "truncate" else {}
+        event_id = f"evt_{doing}"
+        session.send(
+            {
+                "type": f"conversation.item.{doing}",
+                "item_id": second["id"],
+                "event_id": event_id,
+                **extra,
+            }
+        )
+        error = session.until("error")[-1]["error"]
+        assert (error["code"], error["param"], error["event_id"]) == (
+            f"item_{doing}_invalid_item_id",
+            "item_id",
+            event_id,
+        )
+        assert f"the item with id '{second['id']}' does not exist" in error["message"]
+    session.send({**user_text("again"), "item": {**user_text("again")["item"], "id": first["id"]}})
+    error = session.until("error")[-1]["error"]
+    assert (error["code"], error["param"]) == ("item_create_duplicate_item_id", "item.id")
     session.send({"type": "response.create"})
     events = session.until("response.done")
     said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")

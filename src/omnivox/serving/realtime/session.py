@@ -104,6 +104,7 @@ MIN_COMMIT_MS = 100
 MAX_EVENT_CHARS = 15 * 1024 * 1024  # an event's JSON text, as OpenAI limits an append
 OUTPUT_BYTES_PER_MS = 48  # the engines' 24 kHz PCM16
 KEEP_BEFORE_SPEECH_MS = 1_000  # the silence kept in the buffer while nobody speaks
+ITEM_ACTIONS = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}
 CLIENT_EVENTS = (
     "session.update",
     "input_audio_buffer.append",
@@ -300,12 +301,12 @@ class RealtimeSession:
         elif kind == "conversation.item.create":
             await self._item_create(event)
         elif kind == "conversation.item.retrieve":
-            item = self._item(event)
+            item = self._item(event, "retrieve")
             await self.send({"type": "conversation.item.retrieved", "item": item.wire})
         elif kind == "conversation.item.truncate":
             await self._truncate(event)
         elif kind == "conversation.item.delete":
-            item = self._item(event)
+            item = self._item(event, "delete")
             self.items.remove(item)
             self._changed()
             await self.send({"type": "conversation.item.deleted", "item_id": item.id})
@@ -630,7 +631,11 @@ class RealtimeSession:
             )
         item = await self._item_of(create.item, "item")
         if any(known.id == item.id for known in self.items):
-            raise InvalidValueError(f"Item '{item.id}' already exists.", param="item.id")
+            raise InvalidRequestError(
+                f"Error adding item: an item with id '{item.id}' already exists.",
+                param="item.id",
+                code="item_create_duplicate_item_id",
+            )
         await self._add_item(item, previous)
 
     async def _item_of(self, item: Any, param: str) -> Item:
@@ -690,13 +695,19 @@ class RealtimeSession:
             )
         return await clip_of(pcm, self.input.rate)
 
-    def _item(self, event: dict[str, Any]) -> Item:
-        """The conversation's item that ``event["item_id"]`` names (400 when none does)."""
+    def _item(self, event: dict[str, Any], doing: str) -> Item:
+        """The conversation's item that ``event["item_id"]`` names; none is OpenAI's
+        ``item_<doing>_invalid_item_id`` error, which clients tell apart (a truncate
+        that comes after its item was dropped is a benign race to them)."""
         item_id = _required_str(event, "item_id")
         for item in self.items:
             if item.id == item_id:
                 return item
-        raise InvalidValueError(f"Item with item_id not found: {item_id}", param="item_id")
+        raise InvalidRequestError(
+            f"Error {ITEM_ACTIONS[doing]} item: the item with id '{item_id}' does not exist.",
+            param="item_id",
+            code=f"item_{doing}_invalid_item_id",
+        )
 
     def _last_item_id(self) -> str | None:
         return self.items[-1].id if self.items else None
@@ -709,7 +720,7 @@ class RealtimeSession:
 
     async def _truncate(self, event: dict[str, Any]) -> None:
         request = _validated(wire.ItemTruncate, event)
-        item = self._item(event)
+        item = self._item(event, "truncate")
         if item.audio is None or item.wire.get("role") != "assistant":
             raise InvalidValueError(
                 "Only an assistant message with audio can be truncated.", param="item_id"
