@@ -142,9 +142,14 @@ def test_session_created_first_then_update_answers_the_effective_session(
     [
         ({"type": "realtime", "temperature": 0.5}, "unknown_parameter", "session.temperature"),
         (
-            {"type": "realtime", "audio": {"input": {"noise_reduction": {"type": "near_field"}}}},
+            {"type": "realtime", "audio": {"input": {"noise_reduction": {"type": "loud"}}}},
             "invalid_value",
-            "session.audio.input.noise_reduction",
+            "session.audio.input.noise_reduction.type",
+        ),
+        (
+            {"type": "realtime", "audio": {"output": {"speed": 1.5}}},
+            "invalid_value",
+            "session.audio.output.speed",
         ),
         ({"instructions": "x"}, "missing_required_parameter", "session.type"),
         (
@@ -174,6 +179,18 @@ def test_a_refused_session_update_is_an_error_event_and_changes_nothing(
     assert error["error"]["event_id"] == "evt_1"
     session.send({"type": "session.update", "session": {"type": "realtime"}})
     assert session.recv()["session"]["audio"]["input"]["noise_reduction"] is None
+
+
+def test_noise_reduction_is_accepted_and_shown(session: Session) -> None:
+    """Clients such as Pipecat end the session on a refused update; omnivox applies no
+    noise reduction (documented) but keeps and shows the setting, as OpenAI's does."""
+    session.recv()
+    for wanted in ({"type": "near_field"}, {"type": "far_field"}, None):
+        update = {"type": "realtime", "audio": {"input": {"noise_reduction": wanted}}}
+        session.send({"type": "session.update", "session": update})
+        updated = session.recv()
+        assert updated["type"] == "session.updated"
+        assert updated["session"]["audio"]["input"]["noise_reduction"] == wanted
 
 
 def test_a_text_item_with_a_text_response(session: Session) -> None:

@@ -189,10 +189,6 @@ def check_served(
     audio_in = config["audio"].get("input") or {}
     audio_out = config["audio"].get("output") or {}
     unserved: dict[str, tuple[bool, str]] = {
-        f"{where}.audio.input.noise_reduction": (
-            audio_in.get("noise_reduction") is not None,
-            "Noise reduction is not supported; use null.",
-        ),
         f"{where}.audio.input.transcription": (
             audio_in.get("transcription") is not None and not transcribes,
             "This model does not transcribe audio: use null.",
