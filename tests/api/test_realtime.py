@@ -22,7 +22,7 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from tests.access.conftest import make_key, start_keyed_server
-from tests.support.fake_engine import WORD_DURATION_S, word_tone
+from tests.support.fake_engine import CONTEXT_WINDOW_TOKENS, WORD_DURATION_S, word_tone
 from tests.support.live_server import LiveServer
 
 # The SDK opens its socket with websockets' sync ``connect()`` outside a ``with`` (it closes
@@ -549,3 +549,32 @@ def test_an_engine_failure_fails_the_response_and_the_session_goes_on(session: S
     session.send(user_text("fine again"))
     session.send({"type": "response.create"})
     assert session.until("response.done")[-1]["response"]["status"] == "completed"
+
+
+def test_a_conversation_past_the_context_drops_its_oldest_turns(session: Session) -> None:
+    """``truncation: "auto"`` (the default, as OpenAI's): the oldest turns stop being
+    heard once the conversation outgrows the model's context; ``disabled`` fails it."""
+    session.recv()
+    session.send(
+        {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
+    )
+    session.until("session.updated")
+    for turn in range(60):  # ~60 x 14 tokens: past the fake engine's 512
+        session.send(user_text(f"turn {turn} " + "word " * 8))
+        session.until("conversation.item.done")
+    session.send(user_text("the end"))
+    session.until("conversation.item.done")
+    session.send({"type": "response.create"})
+    events = session.until("response.done")
+    done = events[-1]["response"]
+    assert done["status"] == "completed", done["status_details"]
+    assert done["usage"]["input_tokens"] < CONTEXT_WINDOW_TOKENS
+    said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert said == "You said: the end"
+    session.send(
+        {"type": "session.update", "session": {"type": "realtime", "truncation": "disabled"}}
+    )
+    session.until("session.updated")
+    session.send({"type": "response.create"})
+    error = session.until("error")[-1]["error"]
+    assert error["code"] == "context_length_exceeded"

@@ -234,6 +234,53 @@ def test_revoking_the_minting_key_voids_its_secrets(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_sessions_open_when_their_key_is_revoked_answer_no_more(tmp_path: Path) -> None:
+    """Both a session opened with the key and one opened with a secret it minted."""
+    key = make_key(tmp_path, "going")
+    make_key(tmp_path, "staying")
+    server = start_keyed_server(tmp_path)
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+    ask = [
+        json.dumps({"type": "conversation.item.create", "item": item}),
+        json.dumps({"type": "response.create"}),
+    ]
+
+    async def until(ws: Any, kind: str) -> dict[str, Any]:
+        async with asyncio.timeout(30):  # a failure, not a hang, if it never comes
+            while (event := await _recv(ws))["type"] != kind:
+                pass
+        return event
+
+    async def run(secret: str) -> list[str]:
+        url = ws_url(server, "?model=gpt-realtime")
+        async with (
+            websockets.connect(url, **bearer(key)) as by_key,
+            websockets.connect(ws_url(server), **bearer(secret)) as by_secret,
+        ):
+            for ws in (by_key, by_secret):
+                for event in ask:
+                    await ws.send(event)
+                assert (await until(ws, "response.done"))["response"]["status"] == "completed"
+            keys = SqliteKeyStore(tmp_path / "access.sqlite3")
+            try:
+                keys.revoke("going")
+            finally:
+                keys.close()
+            codes = []
+            for ws in (by_key, by_secret):
+                for event in ask:
+                    await ws.send(event)
+                codes.append((await until(ws, "error"))["error"]["code"])
+            return codes
+
+    try:
+        with sdk(server, key) as client:
+            secret = client.realtime.client_secrets.create(session=MINTED)
+        assert asyncio.run(run(secret.value)) == ["invalid_api_key", "invalid_api_key"]
+    finally:
+        server.stop()
+
+
 def bearer_headers(value: str) -> dict[str, Any]:
     return {"headers": {"Authorization": f"Bearer {value}"}}
 

@@ -203,6 +203,14 @@ class RealtimeEndpoint:
                     open_socket["open"] = False
 
         async def meter(run: MeteredRun, max_output: int | None) -> None:
+            # A key revoked while its session is open (or a keyless session's server
+            # given its first key) is refused from the next response on.
+            if await asyncio.to_thread(self.gate.caller_of, caller.key_id) is None:
+                raise AuthenticationError(
+                    "The API key this session was opened with is no longer valid: open a "
+                    "new session with a valid key.",
+                    code="invalid_api_key",
+                )
             snapshot = self.catalog.get(model, "realtime").snapshot
             prompt = run.usage.prompt_text_tokens + run.usage.prompt_audio_tokens
             estimate = prompt if caller.key is not None else 0

@@ -1,7 +1,8 @@
 """One Realtime response: an engine generation, and the server events it becomes.
 
-``Generation`` runs one engine generation as a task: ``prepare`` at once, then
-``generate`` once released, its events waiting in a queue until the response reads
+``Generation`` runs one engine generation as a task: ``prepare`` at once (dropping
+the oldest turns of a conversation past the context, with ``truncation: "auto"``),
+then ``generate`` once released, its events waiting in a queue until the response reads
 them. A response the client asked for releases it once the response is admitted; a
 turn the session recognises speculatively (``turns.SpeechPaused``) releases it at
 once, so the answer is being made while the session waits to know whether the turn
@@ -20,11 +21,12 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from omnivox.engines.base import Engine, GenerationRequest, PreparedGeneration, Turn
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
+from omnivox.errors import ContextLengthExceededError
 from omnivox.ids import new_id
 from omnivox.serving.realtime.audio_io import OutputAudio
 from omnivox.serving.realtime.conversation import AudioTrack, Item, truncate
@@ -47,10 +49,13 @@ class Generation:
         engine: Engine,
         request: GenerationRequest,
         check: Callable[[PreparedGeneration], None],
+        *,
+        truncate: bool = False,
     ) -> None:
         self.request = request
         self._engine = engine
         self._check = check
+        self._truncate = truncate
         self._go = asyncio.Event()
         self._prepared: asyncio.Future[PreparedGeneration] = (
             asyncio.get_running_loop().create_future()
@@ -60,8 +65,7 @@ class Generation:
 
     async def _run(self) -> None:
         try:
-            prepared = await self._engine.prepare(self.request)
-            self._check(prepared)
+            prepared = await self._prepare()
         except Exception as exc:
             self._prepared.set_exception(exc)
             return
@@ -76,6 +80,41 @@ class Generation:
             self._queue.put_nowait(_Failed(exc))
             return
         self._queue.put_nowait(_END)
+
+    async def _prepare(self) -> PreparedGeneration:
+        """The request prepared and checked. With ``truncate`` (the session's
+        ``truncation: "auto"``), a conversation past the context loses its oldest turns
+        (whole turns, from a user's turn on; the instructions stay): the fewest that make
+        it fit, found by bisection (about log2(turns) preparations)."""
+        try:
+            return await self._checked(self.request)
+        except ContextLengthExceededError as exc:
+            cuts = turn_cuts(self.request.turns)
+            if not (self._truncate and cuts):
+                raise
+            too_long = exc
+        head = self.request.turns[: _first_spoken(self.request.turns)]
+        fitted: tuple[GenerationRequest, PreparedGeneration] | None = None
+        low, high = 0, len(cuts) - 1  # the first cut that fits lies in [low, high]
+        while low <= high:
+            middle = (low + high) // 2
+            shorter = replace(self.request, turns=head + self.request.turns[cuts[middle] :])
+            try:
+                fitted = (shorter, await self._checked(shorter))
+            except ContextLengthExceededError as exc:
+                too_long = exc
+                low = middle + 1
+                continue
+            high = middle - 1
+        if fitted is None:
+            raise too_long
+        self.request = fitted[0]
+        return fitted[1]
+
+    async def _checked(self, request: GenerationRequest) -> PreparedGeneration:
+        prepared = await self._engine.prepare(request)
+        self._check(prepared)
+        return prepared
 
     async def prepared(self) -> PreparedGeneration:
         """The prepared generation; raises what ``prepare`` (or the check) raised."""
@@ -109,6 +148,18 @@ class Generation:
             self._prepared.exception()  # retrieved: a refusal nobody waited for is no error
         elif not self._prepared.done():
             self._prepared.cancel()
+
+
+def _first_spoken(turns: tuple[Turn, ...]) -> int:
+    """Where the conversation begins, after the leading instructions."""
+    return next((i for i, turn in enumerate(turns) if turn.role != "system"), len(turns))
+
+
+def turn_cuts(turns: tuple[Turn, ...]) -> list[int]:
+    """Where the conversation may be cut, oldest first: each user turn after its first
+    (a cut there drops whole exchanges, never a call without its output)."""
+    start = _first_spoken(turns)
+    return [i for i in range(start + 1, len(turns)) if turns[i].role == "user"]
 
 
 @dataclass(slots=True)

@@ -833,7 +833,9 @@ class RealtimeSession:
                 self.engine.context_window_tokens, prepared.context_tokens, max_tokens
             )
 
-        return Generation(self.engine, plan.request, check)
+        return Generation(
+            self.engine, plan.request, check, truncate=plan.config.get("truncation") != "disabled"
+        )
 
     async def _start_response(self, plan: _Plan, generation: Generation | None) -> None:
         response = _Response(new_id("resp_"))
