@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from omnivox.protocol.requests import checked_metadata, tagged_union
+from omnivox.protocol.requests import FUNCTION_NAME_PATTERN, checked_metadata, tagged_union
 
 MIN_SECRET_TTL_S = 10
 MAX_SECRET_TTL_S = 7200  # two hours
@@ -86,7 +86,7 @@ class AudioConfig(_Strict):
 
 class FunctionTool(_Strict):
     type: Literal["function"]
-    name: str
+    name: str = Field(pattern=FUNCTION_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
 

@@ -40,6 +40,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ MIN_COMMIT_MS = 100
 MAX_EVENT_CHARS = 15 * 1024 * 1024  # an event's JSON text, as OpenAI limits an append
 OUTPUT_BYTES_PER_MS = 48  # the engines' 24 kHz PCM16
 KEEP_BEFORE_SPEECH_MS = 1_000  # the silence kept in the buffer while nobody speaks
+CHAT_TOOL_PARAM = re.compile(r"^tools\[(\d+)\](?:\.function)?(.*)$")
 ITEM_ACTIONS = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}
 CLIENT_EVENTS = (
     "session.update",
@@ -208,6 +210,10 @@ class RealtimeSession:
         await self.send_event({"event_id": new_id("event_"), **event})
 
     async def error(self, exc: OmnivoxError, client_event_id: str | None = None) -> None:
+        param = exc.param
+        if param is not None and (chat_tool := CHAT_TOOL_PARAM.match(param)):
+            # an engine names a tool as chat does: here it is the session's
+            param = f"session.tools[{chat_tool[1]}]{chat_tool[2]}"
         await self.send(
             {
                 "type": "error",
@@ -215,7 +221,7 @@ class RealtimeSession:
                     "type": exc.error_type(),
                     "code": exc.code,
                     "message": exc.message,
-                    "param": exc.param,
+                    "param": param,
                     "event_id": client_event_id,
                 },
             }
