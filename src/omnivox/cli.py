@@ -100,6 +100,8 @@ _SERVE_OPTIONS: tuple[tuple[str, str | None], ...] = (
     ("body_timeout_s", None),
     ("keep_alive_s", None),
     ("max_header_bytes", None),
+    ("tls_certfile", None),
+    ("tls_keyfile", None),
     ("log_level", None),
 )
 # Fields whose unset default (None) is resolved by a Settings property from --data-dir.
@@ -316,6 +318,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**given)
 
 
+def tls_problem(settings: Settings) -> str | None:
+    """Why the TLS options can not serve (None when they can, or are not given)."""
+    certfile, keyfile = settings.tls_certfile, settings.tls_keyfile
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        return "--tls-certfile and --tls-keyfile go together: give both, or neither"
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        return f"the TLS certificate and key can not be used: {exc}"
+    return None
+
+
 async def _serve(settings: Settings) -> int:
     import uvicorn
 
@@ -326,6 +344,9 @@ async def _serve(settings: Settings) -> int:
     from omnivox.store.audio import SqliteAudioStore
 
     log = logging.getLogger("omnivox")
+    if problem := tls_problem(settings):
+        print(f"omnivox: {problem}", file=sys.stderr)
+        return 1
     try:
         access = build_access(settings)
         await access.limiter.ping()
@@ -377,7 +398,8 @@ async def _serve(settings: Settings) -> int:
     app = create_app(settings, engine, store, access=access, start_engine=False)
     config = uvicorn_config(app, settings)
     raise_open_files_limit()
-    log.info("serving on http://%s:%d/v1", settings.host, settings.port)
+    scheme = "https" if settings.tls_certfile else "http"
+    log.info("serving on %s://%s:%d/v1", scheme, settings.host, settings.port)
     await uvicorn.Server(config).serve()
     return 0
 

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
         gt=0,
         description="idle keep-alive connections close after this many seconds",
     )
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="serve HTTPS and WSS with this PEM certificate (chain), with "
+        "--tls-keyfile; clients that only speak wss:// to /v1/realtime (the OpenAI Node "
+        "SDK) need it or a TLS proxy in front",
+    )
+    tls_keyfile: Path | None = Field(
+        default=None, description="the PEM private key of --tls-certfile"
+    )
     max_header_bytes: int = Field(
         default=32 * 1024,
         ge=1024,

@@ -47,6 +47,8 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         "http": guarded_protocol(settings.header_timeout_s, settings.max_header_bytes),
         "timeout_keep_alive": settings.keep_alive_s,
     }
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        options |= {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
     return uvicorn.Config(app, **(options | overrides))
 
 
