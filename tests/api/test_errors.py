@@ -172,7 +172,9 @@ def test_a_trailing_slash_is_served_as_the_route(fake_server) -> None:
         json={"model": MODEL, "messages": HI, "max_tokens": 3},
     )
     assert answered.status_code == 200 and answered.json()["object"] == "chat.completion"
-    assert httpx.get(fake_server.base_url + "/models//").json()["object"] == "list"
+    assert httpx.get(fake_server.base_url + "/models/").json()["object"] == "list"
+    for odd in ("/models//", "/models/%2F"):  # one slash only: no model is named "" or "/"
+        assert httpx.get(fake_server.base_url + odd).status_code == 404
 
 
 def test_unknown_voice(client: openai.OpenAI) -> None:

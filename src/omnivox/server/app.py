@@ -184,6 +184,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        redirect_slashes=False,  # OmnivoxApp serves a trailing slash as the path without it
     )
     app.state.service = service
     _add_error_handlers(app)
@@ -347,8 +348,8 @@ class OmnivoxApp:
             raw_path = scope.get("raw_path")
             scope = {
                 **scope,
-                "path": path.rstrip("/") or "/",
-                "raw_path": raw_path.rstrip(b"/") or b"/" if raw_path else raw_path,
+                "path": path[:-1],
+                "raw_path": raw_path[:-1] if raw_path and raw_path.endswith(b"/") else raw_path,
             }
         await self._entry(scope, receive, send)
 
