@@ -578,6 +578,11 @@ def test_a_conversation_past_the_context_drops_its_oldest_turns(session: Session
     assert done["usage"]["input_tokens"] < CONTEXT_WINDOW_TOKENS
     said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert said == "You said: the end"
+    ratio = {"type": "retention_ratio", "retention_ratio": 0.8}  # served as auto
+    session.send({"type": "session.update", "session": {"type": "realtime", "truncation": ratio}})
+    assert session.until("session.updated")[-1]["session"]["truncation"] == ratio
+    session.send({"type": "response.create"})
+    assert session.until("response.done")[-1]["response"]["status"] == "completed"
     session.send(
         {"type": "session.update", "session": {"type": "realtime", "truncation": "disabled"}}
     )

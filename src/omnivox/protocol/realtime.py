@@ -102,6 +102,18 @@ Modalities = Annotated[list[Literal["text", "audio"]], Field(min_length=1, max_l
 Include = list[Literal["item.input_audio_transcription.logprobs"]]
 
 
+class TokenLimits(_Strict):
+    post_instructions: Annotated[int, Field(ge=1)] | None = None
+
+
+class RetentionRatio(_Strict):
+    """OpenAI's ``retention_ratio`` truncation (served as ``auto``: see docs/wire-format.md)."""
+
+    type: Literal["retention_ratio"]
+    retention_ratio: Annotated[float, Field(ge=0.0, le=1.0)]
+    token_limits: TokenLimits | None = None
+
+
 class SessionUpdate(_Strict):
     """``session.update``'s ``session`` for a realtime session: only the keys present change it."""
 
@@ -115,7 +127,7 @@ class SessionUpdate(_Strict):
     max_output_tokens: MaxOutputTokens | None = None
     include: Include | None = None
     tracing: Literal["auto"] | dict[str, Any] | None = None
-    truncation: Literal["auto", "disabled"] | None = None
+    truncation: Literal["auto", "disabled"] | RetentionRatio | None = None
     parallel_tool_calls: bool | None = None
 
 
