@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.support.clients import MADE_CLIENTS, tracked
 from tests.support.fake_engine import FakeEngine
 from tests.support.live_server import LiveServer, start_server
 
@@ -36,9 +37,20 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    """Close the clients this test made (those of wider fixtures, made before, stay open)."""
+    mark = len(MADE_CLIENTS)
+    yield
+    while len(MADE_CLIENTS) > mark:
+        MADE_CLIENTS.pop().close()
+
+
 def sdk_client(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=base_url, api_key="sk-test", max_retries=0, _strict_response_validation=True
+    return tracked(
+        openai.OpenAI(
+            base_url=base_url, api_key="sk-test", max_retries=0, _strict_response_validation=True
+        )
     )
 
 

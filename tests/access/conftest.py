@@ -27,6 +27,7 @@ from devtools.serve import serve_process as devtools_serve_process
 from omnivox.access.keys import SqliteKeyStore
 from omnivox.access.setup import build_access
 from omnivox.access.tiers import Limits
+from tests.support.clients import tracked
 from tests.support.fake_engine import FakeEngine
 from tests.support.live_server import (
     LiveServer,
@@ -49,12 +50,14 @@ def make_key(data_dir: Path, name: str, tier: str = "1", **overrides: int) -> st
 
 
 def keyed_client(base_url: str, key: str, max_retries: int = 0, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=base_url,
-        api_key=key,
-        max_retries=max_retries,
-        _strict_response_validation=True,
-        **kwargs,
+    return tracked(
+        openai.OpenAI(
+            base_url=base_url,
+            api_key=key,
+            max_retries=max_retries,
+            _strict_response_validation=True,
+            **kwargs,
+        )
     )
 
 
