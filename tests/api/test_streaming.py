@@ -17,6 +17,7 @@ import pytest
 from omnivox.engines.base import PreparedGeneration
 from omnivox.engines.events import AudioDelta, EngineEvent
 from tests.conftest import sdk_client
+from tests.support.clients import tracked
 from tests.support.fake_engine import WORD_DURATION_S, FakeEngine
 from tests.support.media import ffmpeg_decode
 
@@ -171,7 +172,7 @@ def test_an_error_after_the_first_byte_is_an_sse_error_event(client: openai.Open
 
 
 def test_first_audio_leaves_before_the_answer_is_complete(fake_server) -> None:
-    client = openai.OpenAI(base_url=fake_server.base_url, api_key="sk-test", max_retries=0)
+    client = tracked(openai.OpenAI(base_url=fake_server.base_url, api_key="sk-test", max_retries=0))
     engine = fake_server.engine
     finished_before = engine.finished_generations
     still_generating_at_first_audio = None
