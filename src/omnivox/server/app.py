@@ -68,10 +68,10 @@ from omnivox.server.hosts import KeylessTrust, is_loopback_name
 from omnivox.server.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
 from omnivox.server.metrics import ServerMetrics
 from omnivox.server.middleware import OpenAIHeadersMiddleware
-from omnivox.server.openapi import CHAT_PATH, describe_routes
+from omnivox.server.openapi import CHAT_PATH, RESPONSES_PATH, describe_routes
 from omnivox.server.playground import add_playground_routes
 from omnivox.server.realtime_route import REALTIME_PATH, RealtimeEndpoint
-from omnivox.server.responses_routes import RESPONSES_PATH, add_responses_routes
+from omnivox.server.responses_routes import add_responses_routes
 from omnivox.server.websockets import refuse_websocket
 from omnivox.serving import fold, sse
 from omnivox.serving.batches import BatchService

@@ -43,7 +43,14 @@ from omnivox.protocol.validation import to_openai_error
 from omnivox.server.admission import admitted, refused_before_admission
 from omnivox.server.bodies import INVALID_JSON_MESSAGE, check_json_media_type, parse_json
 from omnivox.server.event_stream import EventStreamResponse
-from omnivox.server.openapi import BATCHES_PATH
+from omnivox.server.openapi import (
+    BATCHES_PATH,
+    CHAT_PATH,
+    RESPONSES_PATH,
+    SPEECH_PATH,
+    TRANSCRIPTIONS_PATH,
+    TRANSLATIONS_PATH,
+)
 from omnivox.serving import fold, speech, transcription
 from omnivox.serving.batches import BatchService, LineAnswer
 from omnivox.serving.catalog import ModelCatalog, Use
@@ -58,11 +65,11 @@ from omnivox.store.batches import STORE_FILE
 DEFAULT_LIST_LIMIT = 20
 # A batch's endpoint -> what its lines' models must serve.
 BATCH_USES: dict[str, Use] = {
-    "/v1/chat/completions": "chat",
-    "/v1/responses": "responses",
-    "/v1/audio/speech": "speech",
-    "/v1/audio/transcriptions": "transcription",
-    "/v1/audio/translations": "transcription",
+    CHAT_PATH: "chat",
+    RESPONSES_PATH: "responses",
+    SPEECH_PATH: "speech",
+    TRANSCRIPTIONS_PATH: "transcription",
+    TRANSLATIONS_PATH: "transcription",
 }
 MAX_LIST_LIMIT = 100
 
@@ -127,6 +134,14 @@ class BatchLines:
         self.speaker = speaker
         self.transcriber = transcriber
         self.responder = responder
+        self._answers: dict[str, Callable[[Caller, dict[str, Any], str], Awaitable[LineAnswer]]]
+        self._answers = {
+            CHAT_PATH: self._answer,
+            RESPONSES_PATH: self._responses,
+            SPEECH_PATH: self._speech,
+            TRANSCRIPTIONS_PATH: self._transcription,
+            TRANSLATIONS_PATH: self._translation,
+        }
 
     async def run(self, owner: str, endpoint: str, body: dict[str, Any]) -> LineAnswer:
         request_id = ids.request_id()
@@ -140,14 +155,8 @@ class BatchLines:
                 request_id,
                 401,
             )
-        answer = {
-            "/v1/responses": self._responses,
-            "/v1/audio/speech": self._speech,
-            "/v1/audio/transcriptions": self._transcription,
-            "/v1/audio/translations": self._translation,
-        }.get(endpoint, self._answer)
         try:
-            return await answer(caller, body, request_id)
+            return await self._answers[endpoint](caller, body, request_id)
         except OmnivoxError as exc:
             return _refused(exc, request_id, exc.status)
 

@@ -29,12 +29,12 @@ from omnivox.server.batch_routes import InteractiveLoad
 from omnivox.server.bodies import read_request, validated
 from omnivox.server.disconnect import cancelled_if_client_leaves
 from omnivox.server.event_stream import EventStreamResponse
+from omnivox.server.openapi import RESPONSES_PATH
 from omnivox.serving import sse
 from omnivox.serving.catalog import ModelCatalog
 from omnivox.serving.inputs import output_token_limit
 from omnivox.serving.responses_api import ResponseRun, ResponsesService
 
-RESPONSES_PATH = "/v1/responses"
 SSE_MEDIA_TYPE = "text/event-stream"
 FINAL_EVENTS = (
     b"event: response.completed",
