@@ -334,6 +334,27 @@ async def test_a_hard_clip_is_heard_without_a_repetition_loop(
     assert max(words.count(w) for w in set(words)) <= 2, text
 
 
+async def test_speech_longer_than_the_short_window_is_heard_to_its_last_words(
+    cascade: CascadeEngine, spoken: Spoken
+) -> None:
+    # Speech that does not end well before 20 s is encoded in Whisper's whole 30 s
+    # window: nothing past the short window may be lost.
+    text = (
+        "The train leaves the station at seven in the morning. "
+        "Please bring an umbrella because it may rain later. "
+        "My sister plays the piano every Sunday afternoon. "
+        "The library is closed on public holidays. "
+        "We planted tomatoes and beans in the garden. "
+        "The meeting has been moved to Thursday. "
+        "Finally, the purple elephant danced."
+    )
+    clip = spoken(text)
+    assert 20.0 < len(clip.samples) / clip.sample_rate < 28.0
+    heard = cascade.transcripts.transcript(clip).lower()
+    assert "elephant" in heard, heard
+    assert "train" in heard, heard
+
+
 async def test_an_answer_hands_back_its_freed_memory(
     cascade: CascadeEngine, spoken: Spoken, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,11 +12,15 @@ import pytest
 from omnivox.engines.base import AudioClip
 from omnivox.engines.cascade.listening.listener import Listener
 from omnivox.engines.cascade.listening.recogniser import (
+    FRAMES_PER_S,
     GAP_S,
     SAMPLE_RATE,
+    SHORT_WINDOW_S,
+    WINDOW_MARGIN_S,
     WINDOW_S,
     assign_segments,
     pack_windows,
+    window_features,
 )
 from omnivox.engines.cascade.listening.transcripts import TranscriptBook
 
@@ -68,6 +72,37 @@ def test_windows_hold_what_fits_in_order_and_a_long_chunk_alone() -> None:
     for window in windows:
         length_s = sum(len(chunk) for _, chunk in window) / SAMPLE_RATE
         assert length_s + GAP_S * (len(window) - 1) <= WINDOW_S or len(window) == 1
+
+
+def padded_features(*sounding_s: float) -> np.ndarray:
+    """Log-mel features of a pass as faster-whisper pads them: sound (never all zeros,
+    silence included), then zeros to 30 s; one item per duration."""
+    features = np.zeros((len(sounding_s), 80, 30 * FRAMES_PER_S), dtype=np.float32)
+    for item, duration_s in enumerate(sounding_s):
+        features[item, :, : int(duration_s * FRAMES_PER_S)] = -0.7
+    return features
+
+
+def test_speech_ending_early_is_encoded_in_the_short_window_with_all_its_frames() -> None:
+    short = SHORT_WINDOW_S * FRAMES_PER_S
+    features = padded_features(3.0)
+    cut = window_features(features)
+    assert cut.shape == (1, 80, short)
+    np.testing.assert_array_equal(cut, features[..., :short])
+    assert cut.flags.c_contiguous
+    assert window_features(features[0]).shape == (80, short)  # unbatched too
+    assert window_features(padded_features(0.0)).shape[-1] == short  # nothing heard
+
+
+def test_speech_near_or_past_the_short_window_keeps_whispers_whole_window() -> None:
+    almost = SHORT_WINDOW_S - WINDOW_MARGIN_S / 2
+    for sounding_s in (almost, 25.0, 30.0):
+        assert window_features(padded_features(sounding_s)).shape[-1] == 30 * FRAMES_PER_S
+    # a batch is cut only if every item fits
+    assert window_features(padded_features(2.0, 25.0)).shape[-1] == 30 * FRAMES_PER_S
+    assert window_features(padded_features(2.0, 5.0)).shape[-1] == SHORT_WINDOW_S * FRAMES_PER_S
+    # a window already short is left alone
+    assert window_features(padded_features(2.0)[..., :1000]).shape[-1] == 1000
 
 
 # how long a test waits for what happens at once on an idle host: only broken batching, never
