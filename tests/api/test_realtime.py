@@ -559,8 +559,10 @@ def test_an_engine_failure_fails_the_response_and_the_session_goes_on(session: S
 
 
 def test_a_conversation_past_the_context_drops_its_oldest_turns(session: Session) -> None:
-    """``truncation: "auto"`` (the default, as OpenAI's): the oldest turns stop being
-    heard once the conversation outgrows the model's context; ``disabled`` fails it."""
+    """``truncation: "auto"`` (the default, as OpenAI's): once the conversation outgrows
+    the model's context, its oldest turns stop being heard, enough of them that the next
+    turns hear the same history (the engine's cache keeps it) until it overflows again;
+    ``retention_ratio`` says how much is kept, and ``disabled`` fails it instead."""
     session.recv()
     session.send(
         {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
@@ -569,20 +571,36 @@ def test_a_conversation_past_the_context_drops_its_oldest_turns(session: Session
     for turn in range(60):  # ~60 x 14 tokens: past the fake engine's 512
         session.send(user_text(f"turn {turn} " + "word " * 8))
         session.until("conversation.item.done")
-    session.send(user_text("the end"))
-    session.until("conversation.item.done")
-    session.send({"type": "response.create"})
-    events = session.until("response.done")
-    done = events[-1]["response"]
-    assert done["status"] == "completed", done["status_details"]
-    assert done["usage"]["input_tokens"] < CONTEXT_WINDOW_TOKENS
-    said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+
+    def answer(text: str) -> tuple[int, str]:
+        session.send(user_text(text))
+        session.until("conversation.item.done")
+        session.send({"type": "response.create"})
+        events = session.until("response.done")
+        done = events[-1]["response"]
+        assert done["status"] == "completed", done["status_details"]
+        said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        return done["usage"]["input_tokens"], said
+
+    # the fake engine counts a turn as its words + 3; an answer without max_output_tokens
+    # keeps a quarter of the window, and auto keeps 3/4 of the rest
+    room = CONTEXT_WINDOW_TOKENS - CONTEXT_WINDOW_TOKENS // 4
+    first, said = answer("the end")
     assert said == "You said: the end"
-    ratio = {"type": "retention_ratio", "retention_ratio": 0.8}  # served as auto
+    assert room // 2 < first <= 0.75 * room
+    second, said = answer("one more")
+    assert said == "You said: one more"
+    assert second == first + (4 + 3) + (2 + 3)  # the answer before and this turn: no new cut
+    ratio = {
+        "type": "retention_ratio",
+        "retention_ratio": 0.5,
+        "token_limits": {"post_instructions": 100},
+    }
     session.send({"type": "session.update", "session": {"type": "realtime", "truncation": ratio}})
     assert session.until("session.updated")[-1]["session"]["truncation"] == ratio
-    session.send({"type": "response.create"})
-    assert session.until("response.done")[-1]["response"]["status"] == "completed"
+    third, said = answer("and again")
+    assert said == "You said: and again"
+    assert 0 < third <= 50
     session.send(
         {"type": "session.update", "session": {"type": "realtime", "truncation": "disabled"}}
     )

@@ -107,7 +107,7 @@ class TokenLimits(_Strict):
 
 
 class RetentionRatio(_Strict):
-    """OpenAI's ``retention_ratio`` truncation (served as ``auto``: see docs/wire-format.md)."""
+    """OpenAI's ``retention_ratio`` truncation (how it cuts: docs/wire-format.md)."""
 
     type: Literal["retention_ratio"]
     retention_ratio: Annotated[float, Field(ge=0.0, le=1.0)]

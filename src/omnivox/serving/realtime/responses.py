@@ -1,9 +1,9 @@
 """One Realtime response: an engine generation, and the server events it becomes.
 
 ``Generation`` runs one engine generation as a task: ``prepare`` at once (dropping
-the oldest turns of a conversation past the context, with ``truncation: "auto"``),
-then ``generate`` once released, its events waiting in a queue until the response reads
-them. A response the client asked for releases it once the response is admitted; a
+the oldest turns of a conversation that overflows, as its ``Truncation`` says),
+then ``generate`` once released, its events waiting in a queue until the response
+reads them. A response the client asked for releases it once the response is admitted; a
 turn the session recognises speculatively (``turns.SpeechPaused``) releases it at
 once, so the answer is being made while the session waits to know whether the turn
 is over, and is thrown away (the task cancelled, the engine stopped) if it is not.
@@ -26,7 +26,7 @@ from typing import Any
 
 from omnivox.engines.base import Engine, GenerationRequest, PreparedGeneration, Turn
 from omnivox.engines.events import AudioDelta, EngineEvent, Finished, TextDelta, ToolCallDelta
-from omnivox.errors import ContextLengthExceededError
+from omnivox.errors import ContextLengthExceededError, OmnivoxError
 from omnivox.ids import new_id
 from omnivox.serving.realtime.audio_io import OutputAudio
 from omnivox.serving.realtime.conversation import AudioTrack, Item, truncate
@@ -43,6 +43,66 @@ class _Failed:
 _END = object()
 
 
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    """When a conversation loses its oldest turns, and how many it loses.
+
+    A prompt overflows when it leaves less than ``reserve_tokens`` of ``window_tokens``
+    for the answer, or when the conversation after the instructions holds more than
+    ``post_instructions_tokens``. It is then cut to the fewest whole turns that bring it
+    within ``retention`` of those limits, so that the turns after it fit too, hearing the
+    same kept history (which the engine's cache still holds), until the next overflow.
+    """
+
+    window_tokens: int
+    reserve_tokens: int
+    retention: float
+    post_instructions_tokens: int | None = None
+
+    @property
+    def room_tokens(self) -> int:
+        """The most tokens a prompt may hold."""
+        return max(1, self.window_tokens - self.reserve_tokens)
+
+    def overflows(self, prompt_tokens: int, instruction_tokens: int) -> bool:
+        limit = self.post_instructions_tokens
+        return prompt_tokens > self.room_tokens or (
+            limit is not None and prompt_tokens - instruction_tokens > limit
+        )
+
+    def kept(self, prompt_tokens: int, instruction_tokens: int) -> bool:
+        """Whether a cut to a prompt of ``prompt_tokens`` leaves it room enough."""
+        limit = self.post_instructions_tokens
+        return prompt_tokens <= self.retention * self.room_tokens and (
+            limit is None or prompt_tokens - instruction_tokens <= self.retention * limit
+        )
+
+
+AUTO_RETENTION = 0.75  # of the room a conversation keeps when ``auto`` cuts it
+ANSWER_SHARE = 0.25  # of the window kept for an answer without max_output_tokens
+
+
+def truncation_of(
+    setting: Any, window_tokens: int, max_output_tokens: int | None
+) -> Truncation | None:
+    """The session's ``truncation`` (``auto``, ``disabled`` or a ``retention_ratio``
+    object) for a response of at most ``max_output_tokens`` (None: ``inf``)."""
+    if setting == "disabled":
+        return None
+    reserve = (
+        max_output_tokens if max_output_tokens is not None else int(window_tokens * ANSWER_SHARE)
+    )
+    if isinstance(setting, dict):
+        limits = setting.get("token_limits") or {}
+        return Truncation(
+            window_tokens,
+            reserve,
+            float(setting["retention_ratio"]),
+            limits.get("post_instructions"),
+        )
+    return Truncation(window_tokens, reserve, AUTO_RETENTION)
+
+
 class Generation:
     def __init__(
         self,
@@ -50,12 +110,13 @@ class Generation:
         request: GenerationRequest,
         check: Callable[[PreparedGeneration], None],
         *,
-        truncate: bool = False,
+        truncation: Truncation | None = None,
     ) -> None:
         self.request = request
+        self.dropped_user_turns = 0  # by a cut (``truncation``) when it was prepared
         self._engine = engine
         self._check = check
-        self._truncate = truncate
+        self._truncation = truncation
         self._go = asyncio.Event()
         self._prepared: asyncio.Future[PreparedGeneration] = (
             asyncio.get_running_loop().create_future()
@@ -82,34 +143,74 @@ class Generation:
         self._queue.put_nowait(_END)
 
     async def _prepare(self) -> PreparedGeneration:
-        """The request prepared and checked. With ``truncate`` (the session's
-        ``truncation: "auto"``), a conversation past the context loses its oldest turns
-        (whole turns, from a user's turn on; the instructions stay): the fewest that make
-        it fit, found by bisection (about log2(turns) preparations)."""
-        try:
+        """The request prepared and checked. With a ``truncation`` (the session's
+        ``truncation`` other than ``disabled``), a conversation that overflows loses its
+        oldest turns (whole turns, from a user's turn on; the instructions stay): the
+        fewest that leave it within the truncation's retention, found by bisection
+        (about log2(turns) preparations); failing that, the most that may be cut."""
+        truncation = self._truncation
+        if truncation is None:
             return await self._checked(self.request)
+        cuts = turn_cuts(self.request.turns)
+        instructions = await self._instruction_tokens(truncation)
+        try:
+            prepared = await self._checked(self.request)
         except ContextLengthExceededError as exc:
-            cuts = turn_cuts(self.request.turns)
-            if not (self._truncate and cuts):
+            if not cuts:
                 raise
-            too_long = exc
+            too_long: ContextLengthExceededError | None = exc
+        else:
+            if not cuts or not truncation.overflows(prepared.context_tokens, instructions):
+                return prepared
+            too_long = None
         head = self.request.turns[: _first_spoken(self.request.turns)]
-        fitted: tuple[GenerationRequest, PreparedGeneration] | None = None
-        low, high = 0, len(cuts) - 1  # the first cut that fits lies in [low, high]
+        fitted: tuple[int, PreparedGeneration] | None = None
+        low, high = 0, len(cuts) - 1  # the first cut that is kept lies in [low, high + 1]
         while low <= high:
             middle = (low + high) // 2
-            shorter = replace(self.request, turns=head + self.request.turns[cuts[middle] :])
             try:
-                fitted = (shorter, await self._checked(shorter))
+                prepared = await self._checked(self._cut(head, cuts[middle]))
             except ContextLengthExceededError as exc:
                 too_long = exc
                 low = middle + 1
                 continue
-            high = middle - 1
-        if fitted is None:
-            raise too_long
-        self.request = fitted[0]
-        return fitted[1]
+            if truncation.kept(prepared.context_tokens, instructions):
+                fitted = (cuts[middle], prepared)
+                high = middle - 1
+            else:
+                low = middle + 1
+        if fitted is None:  # even the last cut holds more than the retention asks
+            try:
+                fitted = (cuts[-1], await self._checked(self._cut(head, cuts[-1])))
+            except ContextLengthExceededError:
+                if too_long is None:
+                    raise
+                raise too_long from None
+        cut, prepared = fitted
+        self.dropped_user_turns = sum(
+            turn.role == "user" for turn in self.request.turns[len(head) : cut]
+        )
+        self.request = prepared.request
+        return prepared
+
+    def _cut(self, head: tuple[Turn, ...], cut: int) -> GenerationRequest:
+        return replace(self.request, turns=head + self.request.turns[cut:])
+
+    async def _instruction_tokens(self, truncation: Truncation) -> int:
+        """The tokens of the instructions alone (only a ``post_instructions`` limit
+        needs them): the prompt of the instructions and the last turn, less that turn."""
+        if truncation.post_instructions_tokens is None:
+            return 0
+        turns = self.request.turns
+        head = turns[: _first_spoken(turns)]
+        if not head or len(turns) == len(head):
+            return 0
+        try:
+            with_head = await self._engine.prepare(replace(self.request, turns=(*head, turns[-1])))
+            alone = await self._engine.prepare(replace(self.request, turns=(turns[-1],)))
+        except OmnivoxError:  # the last turn alone is no request: count the instructions as 0
+            return 0
+        return max(0, with_head.context_tokens - alone.context_tokens)
 
     async def _checked(self, request: GenerationRequest) -> PreparedGeneration:
         prepared = await self._engine.prepare(request)

@@ -83,6 +83,7 @@ from omnivox.serving.realtime.conversation import truncate as truncate_item
 from omnivox.serving.realtime.responses import (
     Generation,
     ResponseWriter,
+    truncation_of,
     usage_json,
     with_instructions,
 )
@@ -168,6 +169,7 @@ class _Plan:
     request: GenerationRequest
     user_audio_s: float
     event_id: str | None = None  # the client's response.create, named in its errors
+    heard: tuple[Item, ...] = ()  # the conversation's items it answers (none: its own input)
 
 
 @dataclass(slots=True)
@@ -189,6 +191,9 @@ class RealtimeSession:
     created: int = field(default_factory=lambda: int(time.time()))
     config: dict[str, Any] = field(default_factory=dict)
     items: list[Item] = field(default_factory=list)
+    # Where the model's view of the conversation begins once a truncation cut it: the
+    # turns after keep hearing the same history, until the next overflow moves it.
+    heard_from: Item | None = None
     response: _Response | None = None
     version: int = 0  # changes whenever the conversation does
     input: InputAudio = field(init=False)
@@ -313,6 +318,8 @@ class RealtimeSession:
             await self._truncate(event)
         elif kind == "conversation.item.delete":
             item = self._item(event, "delete")
+            if item is self.heard_from:
+                self.heard_from = self._user_item_after(item)
             self.items.remove(item)
             self._changed()
             await self.send({"type": "conversation.item.deleted", "item_id": item.id})
@@ -803,7 +810,12 @@ class RealtimeSession:
         inputs: list[Item] | None,
         extra: Item | None = None,
     ) -> _Plan:
-        items = list(self.items if inputs is None else inputs)
+        if inputs is not None:
+            items = list(inputs)
+        elif config.get("truncation") == "disabled":
+            items = list(self.items)  # the whole conversation: it fits or fails
+        else:
+            items = self._heard_items()
         if extra is not None:
             items.append(extra)
         speak = config["output_modalities"] == ["audio"]
@@ -829,10 +841,34 @@ class RealtimeSession:
             parallel_tool_calls=config.get("parallel_tool_calls") is not False,
         )
         user_s = sum(item.user_audio_s for item in items)
-        return _Plan(config, metadata, in_conversation, request, user_s)
+        heard = tuple(items) if inputs is None else ()
+        return _Plan(config, metadata, in_conversation, request, user_s, heard=heard)
+
+    def _heard_items(self) -> list[Item]:
+        """The conversation as the model hears it: from ``heard_from`` on."""
+        for index, item in enumerate(self.items):
+            if item is self.heard_from:
+                return self.items[index:]
+        return self.items
+
+    def _user_item_after(self, item: Item) -> Item | None:
+        """The first user message after ``item`` in the conversation (None: none)."""
+        index = next(i for i, known in enumerate(self.items) if known is item)
+        return next((later for later in self.items[index + 1 :] if _is_user(later)), None)
+
+    def _cut_heard(self, plan: _Plan, generation: Generation) -> float:
+        """After ``generation`` dropped its plan's oldest turns, the model's view begins
+        at its first kept user turn for the turns after; the user audio it heard, in s."""
+        users = [item for item in plan.heard if _is_user(item)]
+        first = users[generation.dropped_user_turns]
+        if any(item is first for item in self.items):  # (a speculated turn's is not, yet)
+            self.heard_from = first
+        kept = plan.heard[next(i for i, item in enumerate(plan.heard) if item is first) :]
+        return sum(item.user_audio_s for item in kept)
 
     def _generation(self, plan: _Plan) -> Generation:
         max_tokens = plan.request.sampling.max_output_tokens
+        window = self.engine.context_window_tokens
 
         def check(prepared: PreparedGeneration) -> None:
             check_context_window(
@@ -840,7 +876,10 @@ class RealtimeSession:
             )
 
         return Generation(
-            self.engine, plan.request, check, truncate=plan.config.get("truncation") != "disabled"
+            self.engine,
+            plan.request,
+            check,
+            truncation=truncation_of(plan.config.get("truncation"), window, max_tokens),
         )
 
     async def _start_response(self, plan: _Plan, generation: Generation | None) -> None:
@@ -918,6 +957,9 @@ class RealtimeSession:
                 raise asyncio.CancelledError
             prepared = await generation.prepared()
             usage.prompt_text_tokens = prepared.prompt_text_tokens
+            if generation.dropped_user_turns and plan.heard:
+                heard_s = self._cut_heard(plan, generation)
+                usage.prompt_audio_tokens = input_audio_tokens(heard_s, 0.0)
             max_tokens = plan.request.sampling.max_output_tokens
             await self.meter(run, max_tokens)
         except asyncio.CancelledError:
@@ -1031,6 +1073,10 @@ def _user_audio_wire(item_id: str) -> dict[str, Any]:
         "status": "completed",
         "content": [{"type": "input_audio", "transcript": None}],
     }
+
+
+def _is_user(item: Item) -> bool:
+    return item.kind == "message" and item.wire.get("role") == "user"
 
 
 def _uncancel() -> None:
