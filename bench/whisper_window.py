@@ -1,0 +1,173 @@
+"""Whisper base's encoder window: word error rate and time of a pass, window by window.
+
+Whisper was trained on 30 s windows, and faster-whisper pads every one to 30 s; the
+recogniser (``engines/cascade/listening/recogniser.py``) encodes speech that ends early
+enough in a shorter window, ``SHORT_WINDOW_S``. This measures what that costs in words
+and saves in time: sentences and questions (1 to 18 s: the twelve questions of
+``bench.cascade``, the twelve sentences of ``bench.audio_endpoints``, nineteen more,
+two of them long) said by several synthetic voices (espeak-ng and flite, none of them the
+server's), each trimmed to its speech with 0.2 s of silence around it, are heard by the
+recogniser as the cascade runs it (int8, 2 threads, a beam of 3, English), once per
+window, with the same clips in the same order. The word error rate counts words after
+lower-casing and dropping punctuation (numerals written as digits count as errors,
+alike in every window).
+
+    .venv/bin/python -m bench.whisper_window [--windows 30 25 20 18 15] [--voices 8]
+
+Prints a table and writes bench/whisper_window.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.audio_endpoints import SENTENCES
+from bench.cascade import QUESTIONS
+from bench.facts import run_facts
+from omnivox.audio import decode_audio
+from omnivox.engines.cascade import assets
+from omnivox.engines.cascade.listening import recogniser as recogniser_module
+from omnivox.engines.cascade.listening.recogniser import SAMPLE_RATE, WhisperRecogniser
+from omnivox.settings import Settings
+
+OUT = Path(__file__).with_name("whisper_window.json")
+MORE = (
+    "Can you remind me to call the dentist tomorrow?",
+    "How many kilometres are there in a mile?",
+    "Set a timer for fifteen minutes.",
+    "What time does the bakery open on Saturday?",
+    "Translate good morning into Spanish.",
+    "Who wrote the novel Pride and Prejudice?",
+    "Turn off the lights in the kitchen.",
+    "Is it going to snow this weekend?",
+    "Book a table for four people at eight o'clock.",
+    "What is the square root of one hundred and forty four?",
+    "Play some quiet music while I read.",
+    "How far away is the nearest hospital?",
+    "Yes.",
+    "No, thank you.",
+    "Stop.",
+    "Hello there.",
+    "I would like to order a large pizza with mushrooms, olives and extra cheese, and "
+    "please deliver it to the back door because the front bell is broken.",
+    "Last summer we drove along the coast for two weeks, stopping in small fishing "
+    "villages, eating fresh bread and swimming in the cold clear sea every single morning.",
+    "The committee will review every application carefully, and the candidates who pass "
+    "the first round will be invited to an interview in the second week of March.",
+)
+TEXTS = (*QUESTIONS, *SENTENCES, *MORE, " ".join(SENTENCES[:5]), " ".join(QUESTIONS[:4]))
+# (name, command before the output path and the text); flite voices by name
+VOICES: tuple[tuple[str, list[str]], ...] = (
+    ("espeak-ng en-us", ["espeak-ng", "-v", "en-us", "-s", "140"]),
+    ("espeak-ng en-gb+f3", ["espeak-ng", "-v", "en-gb+f3", "-s", "165"]),
+    ("flite slt", ["flite", "-voice", "slt"]),
+    ("espeak-ng en-us+m3", ["espeak-ng", "-v", "en-us+m3", "-s", "150"]),
+    ("espeak-ng en-gb", ["espeak-ng", "-v", "en-gb", "-s", "130"]),
+    ("flite awb", ["flite", "-voice", "awb"]),
+    ("flite rms", ["flite", "-voice", "rms"]),
+    ("flite kal16", ["flite", "-voice", "kal16"]),
+)
+PAD_S = 0.2
+
+
+def say(command: list[str], text: str, path: Path) -> np.ndarray:
+    if command[0] == "flite":
+        subprocess.run([*command, "-t", text, "-o", str(path)], check=True)
+    else:
+        subprocess.run([*command, "-w", str(path), text], check=True)
+    samples = decode_audio(path.read_bytes(), sample_rate=SAMPLE_RATE)
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    pad = int(PAD_S * SAMPLE_RATE)
+    return samples[max(0, loud[0] - pad) : loud[-1] + pad]
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def edit_distance(reference: list[str], heard: list[str]) -> int:
+    row = list(range(len(heard) + 1))
+    for i in range(1, len(reference) + 1):
+        diagonal, row[0] = row[0], i
+        for j in range(1, len(heard) + 1):
+            diagonal, row[j] = (
+                row[j],
+                min(row[j] + 1, row[j - 1] + 1, diagonal + (reference[i - 1] != heard[j - 1])),
+            )
+    return row[len(heard)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--windows", type=int, nargs="+", default=[30, 25, 20, 18, 15])
+    parser.add_argument("--voices", type=int, default=len(VOICES), help="the first N voices")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    voices = VOICES[: args.voices]
+    for tool in {command[0] for _, command in voices}:
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (apt-get install {tool})")
+    model_dir = assets.whisper_files("base", Settings().models_dir)
+    recogniser = WhisperRecogniser(model_dir, cpu_threads=2, language="en")
+    with tempfile.TemporaryDirectory() as folder:
+        clips = [
+            (name, text, say(command, text, Path(folder) / f"{v}-{t}.wav"))
+            for v, (name, command) in enumerate(voices)
+            for t, text in enumerate(TEXTS)
+        ]
+    longest_s = max(len(samples) for _, _, samples in clips) / SAMPLE_RATE
+    print(f"{len(clips)} clips in {len(voices)} voices, the longest {longest_s:.1f} s", flush=True)
+    recogniser.transcribe(clips[0][2])  # warm-up
+    rows: list[dict[str, Any]] = []
+    for window_s in args.windows:
+        recogniser_module.SHORT_WINDOW_S = window_s
+        errors = total = 0
+        by_voice: dict[str, list[int]] = {}
+        spent_s = 0.0
+        for name, text, samples in clips:
+            start = time.perf_counter()
+            heard = recogniser.transcribe(samples)
+            spent_s += time.perf_counter() - start
+            wrong, count = edit_distance(words(text), words(heard)), len(words(text))
+            errors += wrong
+            total += count
+            tally = by_voice.setdefault(name, [0, 0])
+            tally[0] += wrong
+            tally[1] += count
+        row = {
+            "window_s": window_s,
+            "word_error_rate": round(errors / total, 4),
+            "words": total,
+            "pass_s_mean": round(spent_s / len(clips), 3),
+            "by_voice": {name: round(e / n, 4) for name, (e, n) in by_voice.items()},
+        }
+        rows.append(row)
+        print(
+            f"window {window_s:>2} s: word error rate {row['word_error_rate']:.3f}, "
+            f"a pass {row['pass_s_mean']:.3f} s",
+            flush=True,
+        )
+    report = {"facts": run_facts(), "clips": len(clips), "voices": [n for n, _ in voices]}
+    report["windows"] = rows
+    print(f"\n  {'window':>7} {'WER':>7} {'pass, mean':>11}")
+    for row in rows:
+        print(
+            f"  {row['window_s']:>5} s {row['word_error_rate']:>7.3f} {row['pass_s_mean']:>9.3f} s"
+        )
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
