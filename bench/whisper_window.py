@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import numpy as np
 from bench.audio_endpoints import SENTENCES
 from bench.cascade import QUESTIONS
 from bench.facts import run_facts
+from devtools.wer import word_error_rate, words
 from omnivox.audio import decode_audio
 from omnivox.engines.cascade import assets
 from omnivox.engines.cascade.listening import recogniser as recogniser_module
@@ -92,22 +92,6 @@ def say(command: list[str], text: str, path: Path) -> np.ndarray:
     return samples[max(0, loud[0] - pad) : loud[-1] + pad]
 
 
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
-
-
-def edit_distance(reference: list[str], heard: list[str]) -> int:
-    row = list(range(len(heard) + 1))
-    for i in range(1, len(reference) + 1):
-        diagonal, row[0] = row[0], i
-        for j in range(1, len(heard) + 1):
-            diagonal, row[j] = (
-                row[j],
-                min(row[j] + 1, row[j - 1] + 1, diagonal + (reference[i - 1] != heard[j - 1])),
-            )
-    return row[len(heard)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", type=int, nargs="+", default=[30, 25, 20, 18, 15])
@@ -139,7 +123,8 @@ def main() -> None:
             start = time.perf_counter()
             heard = recogniser.transcribe(samples)
             spent_s += time.perf_counter() - start
-            wrong, count = edit_distance(words(text), words(heard)), len(words(text))
+            count = len(words(text))
+            wrong = round(word_error_rate(text, heard) * count)
             errors += wrong
             total += count
             tally = by_voice.setdefault(name, [0, 0])
