@@ -27,6 +27,7 @@ from omnivox.engines.base import (
     TranscriptionRequest,
 )
 from omnivox.engines.cascade.engine import CascadeEngine
+from omnivox.engines.cascade.listening.recogniser import SHORT_WINDOW_S
 from omnivox.engines.cascade.speaking.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaking.speaker import PIECE_S, UnitSpeaker
 from omnivox.engines.events import (
@@ -208,6 +209,30 @@ async def test_a_prompt_is_counted(cascade: CascadeEngine, spoken: Spoken) -> No
     finished = events[-1]
     assert isinstance(finished, TranscriptionFinished)
     assert 3 <= finished.prompt_text_tokens <= 10
+
+
+async def test_only_a_conversations_turns_are_encoded_in_the_short_window(
+    cascade: CascadeEngine, spoken: Spoken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A turn is heard in a 20 s window (a third of a second sooner); a transcription, where
+    # every word counts more, in Whisper's own 30 s, short clip or not.
+    from faster_whisper import WhisperModel
+
+    frames: list[int] = []
+    encode = WhisperModel.encode
+
+    def counted(model: Any, features: np.ndarray) -> Any:
+        frames.append(features.shape[-1])
+        return encode(model, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", counted)
+    clip = spoken("Short windows for turns, whole ones for transcriptions.")
+    assert "windows" in words(cascade.transcripts.transcript(clip))
+    assert frames == [SHORT_WINDOW_S * 100]
+    frames.clear()
+    events = await collect(cascade.transcribe(transcription(clip, language="en")))
+    assert "windows" in words(text_of(events))
+    assert frames == [3000]
 
 
 async def test_a_minute_is_heard_in_pieces_with_every_sentence_once(

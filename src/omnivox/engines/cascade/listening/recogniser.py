@@ -7,8 +7,9 @@ temperature 0, no conditioning on earlier text, at most ``TOKENS_PER_S`` tokens
 per second of speech (plus ``TOKEN_ALLOWANCE``) and no retries at higher
 temperatures. ``language`` skips Whisper's language detection (a second encoder
 pass). Whisper was trained on 30 s windows and faster-whisper pads every one to
-30 s, but speech that ends ``WINDOW_MARGIN_S`` before ``SHORT_WINDOW_S`` is encoded
-in a ``SHORT_WINDOW_S`` window instead (``window_features``): a pass takes 0.48 s
+30 s, but in this recogniser's passes (a conversation's turns, where a third of a
+second counts) speech that ends ``WINDOW_MARGIN_S`` before ``SHORT_WINDOW_S`` is
+encoded in a ``SHORT_WINDOW_S`` window instead (``window_features``): a pass takes 0.48 s
 instead of 0.78 s, for a word error rate of 0.086 instead of 0.081 over 360 clips
 (shorter windows mishear more; ``bench/whisper_window.py``, docs/performance.md). Several
 clips share a pass: ``transcribe_clips`` lays their speech one
@@ -21,8 +22,10 @@ This module knows nothing of sample-rate conversion or of caching transcripts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,16 +107,17 @@ class WhisperRecogniser:
         return [(index, text) for (index, _), text in zip(window, assigned, strict=True)]
 
     def _segments(self, audio: np.ndarray) -> list[tuple[float, float, str]]:
-        segments, _info = self._model.transcribe(
-            audio,
-            language=self.language,
-            beam_size=BEAM_SIZE,
-            temperature=0.0,
-            max_new_tokens=max_tokens(len(audio) / SAMPLE_RATE),
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        return [(s.start, s.end, s.text.strip()) for s in segments]
+        with short_windows():  # the segments are decoded as they are read, in here
+            segments, _info = self._model.transcribe(
+                audio,
+                language=self.language,
+                beam_size=BEAM_SIZE,
+                temperature=0.0,
+                max_new_tokens=max_tokens(len(audio) / SAMPLE_RATE),
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
+            return [(s.start, s.end, s.text.strip()) for s in segments]
 
 
 @functools.cache
@@ -123,9 +127,25 @@ def _windowed_model_class() -> type[Any]:
 
     class WindowedWhisperModel(WhisperModel):
         def encode(self, features: np.ndarray) -> Any:
-            return super().encode(window_features(features))
+            if getattr(_windowing, "short", False):
+                features = window_features(features)
+            return super().encode(features)
 
     return WindowedWhisperModel
+
+
+_windowing = threading.local()  # ``short``: this thread's pass may use the short window
+
+
+@contextlib.contextmanager
+def short_windows() -> Iterator[None]:
+    """Let the passes this thread runs meanwhile encode in ``SHORT_WINDOW_S`` windows
+    (a conversation's turns; ``long_form`` transcriptions keep Whisper's 30 s)."""
+    _windowing.short = True
+    try:
+        yield
+    finally:
+        _windowing.short = False
 
 
 def window_features(features: np.ndarray) -> np.ndarray:
