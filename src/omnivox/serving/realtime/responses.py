@@ -165,6 +165,7 @@ class Generation:
             too_long = None
         head = self.request.turns[: _first_spoken(self.request.turns)]
         fitted: tuple[int, PreparedGeneration] | None = None
+        last: PreparedGeneration | None = None  # the last cut's, when it fits the window
         low, high = 0, len(cuts) - 1  # the first cut that is kept lies in [low, high + 1]
         while low <= high:
             middle = (low + high) // 2
@@ -174,18 +175,18 @@ class Generation:
                 too_long = exc
                 low = middle + 1
                 continue
+            if middle == len(cuts) - 1:
+                last = prepared
             if truncation.kept(prepared.context_tokens, instructions):
                 fitted = (cuts[middle], prepared)
                 high = middle - 1
             else:
                 low = middle + 1
         if fitted is None:  # even the last cut holds more than the retention asks
-            try:
-                fitted = (cuts[-1], await self._checked(self._cut(head, cuts[-1])))
-            except ContextLengthExceededError:
-                if too_long is None:
-                    raise
-                raise too_long from None
+            if last is None:  # (the bisection tried the last cut; it did not fit)
+                assert too_long is not None
+                raise too_long
+            fitted = (cuts[-1], last)
         cut, prepared = fitted
         self.dropped_user_turns = sum(
             turn.role == "user" for turn in self.request.turns[len(head) : cut]

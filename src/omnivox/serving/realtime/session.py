@@ -859,11 +859,10 @@ class RealtimeSession:
     def _cut_heard(self, plan: _Plan, generation: Generation) -> float:
         """After ``generation`` dropped its plan's oldest turns, the model's view begins
         at its first kept user turn for the turns after; the user audio it heard, in s."""
-        users = [item for item in plan.heard if _is_user(item)]
-        first = users[generation.dropped_user_turns]
-        if any(item is first for item in self.items):  # (a speculated turn's is not, yet)
-            self.heard_from = first
-        kept = plan.heard[next(i for i, item in enumerate(plan.heard) if item is first) :]
+        users = [index for index, item in enumerate(plan.heard) if _is_user(item)]
+        kept = plan.heard[users[generation.dropped_user_turns] :]
+        if any(item is kept[0] for item in self.items):  # (a speculated turn's is not, yet)
+            self.heard_from = kept[0]
         return sum(item.user_audio_s for item in kept)
 
     def _generation(self, plan: _Plan) -> Generation:
