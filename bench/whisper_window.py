@@ -2,17 +2,19 @@
 
 Whisper was trained on 30 s windows, and faster-whisper pads every one to 30 s; the
 recogniser (``engines/cascade/listening/recogniser.py``) encodes speech that ends early
-enough in a shorter window, ``SHORT_WINDOW_S``. This measures what that costs in words
+enough in a shorter window (``SHORT_WINDOWS_S``). This measures what that costs in words
 and saves in time: sentences and questions (1 to 18 s: the twelve questions of
 ``bench.cascade``, the twelve sentences of ``bench.audio_endpoints``, nineteen more,
 two of them long) said by several synthetic voices (espeak-ng and flite, none of them the
 server's), each trimmed to its speech with 0.2 s of silence around it, are heard by the
 recogniser as the cascade runs it (int8, 2 threads, a beam of 3, English), once per
-window, with the same clips in the same order. The word error rate counts words after
+window (the only short one), with the same clips in the same order; ``--longest`` keeps
+only the clips up to that length (a short turn's windows). The word error rate counts words after
 lower-casing and dropping punctuation (numerals written as digits count as errors,
 alike in every window).
 
     .venv/bin/python -m bench.whisper_window [--windows 30 25 20 18 15] [--voices 8]
+        [--longest 7.5] [--out FILE]
 
 Prints a table and writes bench/whisper_window.json.
 """
@@ -96,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", type=int, nargs="+", default=[30, 25, 20, 18, 15])
     parser.add_argument("--voices", type=int, default=len(VOICES), help="the first N voices")
+    parser.add_argument("--longest", type=float, help="only clips up to this many seconds")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     voices = VOICES[: args.voices]
@@ -110,12 +113,14 @@ def main() -> None:
             for v, (name, command) in enumerate(voices)
             for t, text in enumerate(TEXTS)
         ]
+    if args.longest is not None:
+        clips = [clip for clip in clips if len(clip[2]) <= args.longest * SAMPLE_RATE]
     longest_s = max(len(samples) for _, _, samples in clips) / SAMPLE_RATE
     print(f"{len(clips)} clips in {len(voices)} voices, the longest {longest_s:.1f} s", flush=True)
     recogniser.transcribe(clips[0][2])  # warm-up
     rows: list[dict[str, Any]] = []
     for window_s in args.windows:
-        recogniser_module.SHORT_WINDOW_S = window_s
+        recogniser_module.SHORT_WINDOWS_S = (window_s,)
         errors = total = 0
         by_voice: dict[str, list[int]] = {}
         spent_s = 0.0
@@ -143,7 +148,12 @@ def main() -> None:
             f"a pass {row['pass_s_mean']:.3f} s",
             flush=True,
         )
-    report = {"facts": run_facts(), "clips": len(clips), "voices": [n for n, _ in voices]}
+    report = {
+        "facts": run_facts(),
+        "clips": len(clips),
+        "longest_s": args.longest,
+        "voices": [n for n, _ in voices],
+    }
     report["windows"] = rows
     print(f"\n  {'window':>7} {'WER':>7} {'pass, mean':>11}")
     for row in rows:

@@ -100,6 +100,9 @@ class FakeEngine:
         self.cancelled_generations = 0
         self.finished_generations = 0
         self.released = threading.Event()  # lets a reading go on past the word "hold"
+        self.idle_now = False  # what ``idle`` says: an idle engine answers a turn sooner
+        self.prepares = 0
+        self.began_preparing = threading.Event()  # set by every ``prepare``
 
     def voice_table(self) -> Mapping[str, str]:
         return {"alloy": "a tone"}
@@ -113,7 +116,12 @@ class FakeEngine:
     async def close(self) -> None:
         self.started = False
 
+    def idle(self) -> bool:
+        return self.idle_now
+
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
+        self.prepares += 1
+        self.began_preparing.set()
         words = sum(len(_turn_text(t).split()) + 3 for t in request.turns)
         if "fail in prepare" in _last_user_text(request):
             raise RuntimeError("a bug inside the engine")

@@ -10,6 +10,7 @@ on the host's speed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import shutil
@@ -23,6 +24,7 @@ import pytest
 from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio
 from omnivox.audio.g711 import s16le_to_ulaw
 from omnivox.audio.pcm import float_to_s16le
+from omnivox.serving.realtime.turns import TAIL_MS
 from tests.api.test_realtime import Session, realtime_client, session, types, user_text
 from tests.support.fake_engine import WORD_DURATION_S, FakeEngine
 from tests.support.live_server import LiveServer
@@ -124,7 +126,7 @@ def test_a_spoken_turn_is_detected_committed_and_answered(
     assert done["status"] == "completed"
     # The turn's audio: the padding, the speech, and 160 ms of the silence after it.
     heard_s = float(answer_text(events).split()[2])  # "You said: 2.3 seconds of audio"
-    assert abs(heard_s - (300 + last_ms - first_ms + 160) / 1000) <= 0.3
+    assert abs(heard_s - (300 + last_ms - first_ms + TAIL_MS) / 1000) <= 0.3
     assert done["usage"]["input_token_details"]["audio_tokens"] >= 10
     assert done["usage"]["output_token_details"]["audio_tokens"] > 0
 
@@ -145,6 +147,49 @@ def test_a_pause_shorter_than_the_silence_does_not_end_the_turn(
     assert kinds.count("response.created") == 1
     heard_s = float(answer_text(events).split()[2])
     assert heard_s >= (ms(first) + 500 + ms(second)) / 1000 - 0.3  # both parts, one turn
+
+
+@pytest.mark.parametrize(
+    ("idle", "other_speaking", "early"),
+    [(True, False, True), (False, False, False), (True, True, False)],
+    ids=["idle", "busy", "idle-while-another-speaks"],
+)
+def test_a_turn_is_begun_at_its_first_silent_window_when_nobody_would_wait_for_it(
+    make_server: Callable[..., LiveServer],
+    say: Callable[[str], bytes],
+    idle: bool,
+    other_speaking: bool,
+    early: bool,
+) -> None:
+    engine = FakeEngine()
+    engine.idle_now = idle
+    server = make_server(engine)
+    speech = say("Tell me about the moon.")
+    _, last_ms = sound_span_ms(speech)
+    speech = speech[: (last_ms + 10) * OUTPUT_SAMPLE_RATE // 1000 * 2]
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(realtime_client(server.base_url))
+        if other_speaking:  # a second session whose user has begun to speak
+            other = Session(stack.enter_context(client.realtime.connect(model="gpt-realtime")))
+            other.recv()
+            stream(other, silence(0.5) + speech[: len(speech) // 2])
+            other.until("input_audio_buffer.speech_started")
+        session = Session(stack.enter_context(client.realtime.connect(model="gpt-realtime")))
+        session.recv()
+        session.update(output_modalities=["text"])
+        # Speech, then less silence than PAUSE_MS (160 ms) and the VAD's lag need.
+        stream(session, silence(0.5) + speech + silence(0.14))
+        if early:
+            assert engine.began_preparing.wait(10), "no answer begun at the first silent window"
+        else:  # once the session has read every append, nothing has begun
+            session.send({"type": "conversation.item.retrieve", "item_id": "item_none"})
+            assert session.until("error")[-1]["error"]["param"] is not None
+            assert not engine.began_preparing.is_set()
+        stream(session, silence(1.0))
+        events = session.until("response.done")
+    assert events[-1]["response"]["status"] == "completed"
+    assert "seconds of audio" in answer_text(events)
+    assert engine.prepares == 1  # the answer begun early is the one sent
 
 
 def test_speech_during_an_answer_cancels_it(session: Session, say: Callable[[str], bytes]) -> None:

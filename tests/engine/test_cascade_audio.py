@@ -27,7 +27,7 @@ from omnivox.engines.base import (
     TranscriptionRequest,
 )
 from omnivox.engines.cascade.engine import CascadeEngine
-from omnivox.engines.cascade.listening.recogniser import SHORT_WINDOW_S
+from omnivox.engines.cascade.listening.recogniser import SHORT_WINDOWS_S
 from omnivox.engines.cascade.speaking.segmenter import SpeechSegmenter
 from omnivox.engines.cascade.speaking.speaker import PIECE_S, UnitSpeaker
 from omnivox.engines.events import (
@@ -214,8 +214,8 @@ async def test_a_prompt_is_counted(cascade: CascadeEngine, spoken: Spoken) -> No
 async def test_only_a_conversations_turns_are_encoded_in_the_short_window(
     cascade: CascadeEngine, spoken: Spoken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A turn is heard in a 20 s window (a third of a second sooner); a transcription, where
-    # every word counts more, in Whisper's own 30 s, short clip or not.
+    # A short turn is heard in a 10 s window (0.4 s sooner); a transcription, where every
+    # word counts more, in Whisper's own 30 s, short clip or not.
     from faster_whisper import WhisperModel
 
     frames: list[int] = []
@@ -228,7 +228,7 @@ async def test_only_a_conversations_turns_are_encoded_in_the_short_window(
     monkeypatch.setattr(WhisperModel, "encode", counted)
     clip = spoken("Short windows for turns, whole ones for transcriptions.")
     assert "windows" in words(cascade.transcripts.transcript(clip))
-    assert frames == [SHORT_WINDOW_S * 100]
+    assert frames == [min(SHORT_WINDOWS_S) * 100]
     frames.clear()
     events = await collect(cascade.transcribe(transcription(clip, language="en")))
     assert "windows" in words(text_of(events))

@@ -79,7 +79,7 @@ def test_a_spoken_question_gets_a_spoken_answer_and_a_transcript(
         instructions="Answer in one short sentence.",
         audio={"input": {"transcription": {"model": "whisper-1"}}},
     )
-    stream(session, silence(0.5) + pcm_of(espeak, "What is the capital of France?") + silence(1.5))
+    stream(session, silence(0.5) + pcm_of(espeak, "What is France's capital city?") + silence(1.5))
     events = session.until("response.done")
     kinds = types(events)
     assert kinds.index("input_audio_buffer.speech_started") < kinds.index(

@@ -15,7 +15,7 @@ from omnivox.engines.cascade.listening.recogniser import (
     FRAMES_PER_S,
     GAP_S,
     SAMPLE_RATE,
-    SHORT_WINDOW_S,
+    SHORT_WINDOWS_S,
     WINDOW_MARGIN_S,
     WINDOW_S,
     assign_segments,
@@ -83,24 +83,31 @@ def padded_features(*sounding_s: float) -> np.ndarray:
     return features
 
 
-def test_speech_ending_early_is_encoded_in_the_short_window_with_all_its_frames() -> None:
-    short = SHORT_WINDOW_S * FRAMES_PER_S
+def test_speech_ending_early_is_encoded_in_the_shortest_window_it_fits_with_all_its_frames() -> (
+    None
+):
+    shortest, longest = min(SHORT_WINDOWS_S) * FRAMES_PER_S, max(SHORT_WINDOWS_S) * FRAMES_PER_S
     features = padded_features(3.0)
     cut = window_features(features)
-    assert cut.shape == (1, 80, short)
-    np.testing.assert_array_equal(cut, features[..., :short])
+    assert cut.shape == (1, 80, shortest)
+    np.testing.assert_array_equal(cut, features[..., :shortest])
     assert cut.flags.c_contiguous
-    assert window_features(features[0]).shape == (80, short)  # unbatched too
-    assert window_features(padded_features(0.0)).shape[-1] == short  # nothing heard
+    assert window_features(features[0]).shape == (80, shortest)  # unbatched too
+    assert window_features(padded_features(0.0)).shape[-1] == shortest  # nothing heard
+    # speech too long for the shortest window goes to the next one that holds it
+    past_shortest_s = min(SHORT_WINDOWS_S) - WINDOW_MARGIN_S / 2
+    cut = window_features(padded_features(past_shortest_s))
+    assert cut.shape[-1] == longest > shortest
 
 
-def test_speech_near_or_past_the_short_window_keeps_whispers_whole_window() -> None:
-    almost = SHORT_WINDOW_S - WINDOW_MARGIN_S / 2
+def test_speech_near_or_past_the_short_windows_keeps_whispers_whole_window() -> None:
+    almost = max(SHORT_WINDOWS_S) - WINDOW_MARGIN_S / 2
     for sounding_s in (almost, 25.0, 30.0):
         assert window_features(padded_features(sounding_s)).shape[-1] == 30 * FRAMES_PER_S
-    # a batch is cut only if every item fits
+    # a batch is cut only as far as its longest item allows
     assert window_features(padded_features(2.0, 25.0)).shape[-1] == 30 * FRAMES_PER_S
-    assert window_features(padded_features(2.0, 5.0)).shape[-1] == SHORT_WINDOW_S * FRAMES_PER_S
+    assert window_features(padded_features(2.0, 12.0)).shape[-1] == 20 * FRAMES_PER_S
+    assert window_features(padded_features(2.0, 5.0)).shape[-1] == 10 * FRAMES_PER_S
     # a window already short is left alone
     assert window_features(padded_features(2.0)[..., :1000]).shape[-1] == 1000
 

@@ -8,6 +8,7 @@ moves it, so no test depends on how fast or how busy the host is.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -456,3 +457,34 @@ def test_the_slot_counts_its_waiting_steps_and_the_seconds_it_was_held() -> None
     assert (slot.waiting_count, slot.busy_s) == (0, 3.5)
     clock.advance(10.0)  # a free slot's time is not busy time
     assert slot.busy_s == 3.5
+
+
+def test_the_slot_is_idle_from_when_its_last_step_let_it_go_while_nobody_waits() -> None:
+    clock = FakeClock()
+    slot = WatchedSlot(clock)
+    assert slot.idle_s == math.inf  # no step yet
+    clock.move_to(10.0)
+    with slot.hold(Pace(), Stage.TEXT):
+        clock.move_to(12.0)
+        assert slot.idle_s == 0.0  # held
+    assert slot.idle_s == 0.0
+    clock.move_to(12.3)
+    assert slot.idle_s == pytest.approx(0.3)
+    holding, letting_go = threading.Event(), threading.Event()
+    pace = Pace()  # one conversation's two steps: no reservation to wait out between them
+
+    def step() -> None:
+        with slot.hold(pace, Stage.LISTEN):
+            holding.set()
+            letting_go.wait(DEADLINE_S)
+
+    thread = threading.Thread(target=step, daemon=True)
+    thread.start()
+    assert holding.wait(DEADLINE_S)
+    waiter = queue_step(slot, pace, Stage.TEXT, lambda: None)  # waits behind it
+    assert slot.idle_s == 0.0
+    letting_go.set()
+    thread.join(DEADLINE_S)
+    waiter.join(DEADLINE_S)
+    clock.move_to(13.0)
+    assert slot.idle_s == pytest.approx(0.7)

@@ -253,6 +253,17 @@ class HearingEngine(Protocol):
 
 
 @runtime_checkable
+class IdlingEngine(Protocol):
+    """An engine that knows when it has nothing to do (the cascade, whose steps share the
+    CPU): work that may be thrown away is started sooner while it is idle."""
+
+    def idle(self) -> bool:
+        """True when no work runs or waits, and none has for a moment: work started now
+        delays nobody."""
+        ...
+
+
+@runtime_checkable
 class TranscribingEngine(Protocol):
     """An engine that writes down speech (capability "transcription"; translation into
     English when ``translates`` is true)."""

@@ -86,6 +86,7 @@ class RealtimeEndpoint:
         self.engine = engine
         self.limits = limits
         self.session_limit_s = session_limit_s
+        self.sessions: dict[str, RealtimeSession] = {}  # the open ones, by id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = ids.request_id()
@@ -229,6 +230,7 @@ class RealtimeEndpoint:
             meter,
             kind=kind,
             preset=preset,
+            peers=self.sessions,
             check_model=lambda name: self.catalog.get(name, "realtime"),
             check_transcription_model=lambda name: self.catalog.get(name, "transcription"),
         )

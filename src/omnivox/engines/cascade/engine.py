@@ -115,6 +115,9 @@ if TYPE_CHECKING:
     from omnivox.settings import Settings
 
 UNIT_POLL_S = 0.05
+# A conversation leaves the slot free between its steps for at most ~0.1 s (its prompt
+# built after its transcription): a slot free for longer has nobody's work in progress.
+IDLE_AFTER_S = 0.25
 # Four conversations keep their own KV caches while the slot interleaves their tokens.
 DEFAULT_LLM_INSTANCES = 4
 
@@ -282,6 +285,10 @@ class CascadeEngine:
             "compute_slot_waiting_steps": self.slot.waiting_count,
             "compute_slot_busy_seconds_total": self.slot.busy_s,
         }
+
+    def idle(self) -> bool:
+        """No model step has run or waited for ``IDLE_AFTER_S``."""
+        return self.slot.idle_s >= IDLE_AFTER_S
 
     def voice_table(self) -> Mapping[str, str]:
         if self._synthesizer is not None:

@@ -132,6 +132,7 @@ class ComputeSlot:
         self._reserved_until_s = 0.0
         self._held_since_s: float | None = None  # when the current step got the slot
         self._held_s = 0.0  # the slot's steps so far, added up when each lets it go
+        self._released_at_s: float | None = None  # when the last step let it go
 
     @property
     def waiting_count(self) -> int:
@@ -147,6 +148,17 @@ class ComputeSlot:
             if since_s is None:
                 return self._held_s
             return self._held_s + max(0.0, self._now() - since_s)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last step let the slot go, while nobody holds or waits for it
+        (0.0 otherwise; ``math.inf`` before the first step)."""
+        with self._lock:
+            if self._busy or self._waiting:
+                return 0.0
+            if self._released_at_s is None:
+                return math.inf
+            return max(0.0, self._now() - self._released_at_s)
 
     def _now(self) -> float:
         """The clock that reservations are timed on."""
@@ -232,6 +244,7 @@ class ComputeSlot:
                 self._held_s += max(0.0, now_s - self._held_since_s)
                 self._held_since_s = None
             self._busy = False
+            self._released_at_s = now_s
             self._reserved = self._holder
             self._reserved_until_s = now_s + reserve_s
             self._holder = None

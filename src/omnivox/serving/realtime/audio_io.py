@@ -131,6 +131,13 @@ class InputAudio:
         end = max(0, (end_ms - self.start_ms) * self.rate // 1000) * S16_BYTES
         return bytes(self.buffer[begin : min(end, len(self.buffer))])
 
+    def span_ahead(self, start_ms: int, end_ms: int) -> bytes:
+        """``span``, the part of it not received yet given as silence (zeros): the clip of a
+        turn recognised before all of the silence it keeps has come."""
+        pcm = self.span(start_ms, end_ms)
+        end = max(0, (end_ms - self.start_ms) * self.rate // 1000) * S16_BYTES
+        return pcm + bytes(max(0, end - len(self.buffer)))
+
     def clear(self) -> None:
         self.buffer.clear()
         self.start_ms = self.now_ms

@@ -15,10 +15,14 @@ no responses). What runs when, with server VAD (the default, as OpenAI's):
 2. Speech begins: ``input_audio_buffer.speech_started`` with the id the user item
    will have; an answer still running is cancelled (``interrupt_response``,
    ``status_details.reason: "turn_detected"``).
-3. 160 ms of silence (``turns.PAUSE_MS``): the turn so far becomes a clip and, when
-   the turn will be answered (``create_response``), its answer begins at once: the
-   engine recognises the clip (the cascade's Whisper) and starts writing and
-   speaking, its events held back. Speech again throws it away.
+3. The first silent window (``turns.EARLY_PAUSE_MS``, 32 ms) when the engine is idle
+   (``IdlingEngine``: the cascade's compute slot unused for a moment) and no other
+   session's user is speaking (``peers``), else 160 ms of
+   silence (``turns.PAUSE_MS``): the turn so far becomes a clip (with 160 ms of silence
+   after the speech, as zeros where it has not come yet) and, when the turn will be
+   answered (``create_response``), its answer begins at once: the engine recognises the
+   clip (the cascade's Whisper) and starts writing and speaking, its events held back.
+   Speech again throws it away.
 4. ``silence_duration_ms`` of silence: ``speech_stopped``, ``committed``, the user
    item (the same clip), and the response, which takes over the answer begun at 3
    (the clip and the conversation are unchanged) and sends what it has made so far.
@@ -53,6 +57,7 @@ from omnivox.engines.base import (
     Engine,
     GenerationRequest,
     HearingEngine,
+    IdlingEngine,
     PreparedGeneration,
     SamplingParams,
     SpeechOutput,
@@ -187,6 +192,9 @@ class RealtimeSession:
     # A client secret's session (``config.with_preset``), already checked: the session
     # starts with it over the defaults.
     preset: dict[str, Any] | None = None
+    # The server's open sessions by id (this one's own while it is open): a turn is begun
+    # at its first silent window only while no other session's user is speaking.
+    peers: dict[str, RealtimeSession] = field(default_factory=dict)
     session_id: str = field(default_factory=lambda: new_id("sess_", 24))
     created: int = field(default_factory=lambda: int(time.time()))
     config: dict[str, Any] = field(default_factory=dict)
@@ -233,6 +241,7 @@ class RealtimeSession:
         )
 
     async def open(self) -> None:
+        self.peers[self.session_id] = self
         self._configure_turns()
         await self.send({"type": "session.created", "session": self.config})
 
@@ -246,6 +255,7 @@ class RealtimeSession:
 
     async def close(self) -> None:
         """The client left or the session ended: whatever still runs is stopped."""
+        self.peers.pop(self.session_id, None)
         await self._drop_speculation()
         if self.response is not None and self.response.task is not None:
             task = self.response.task
@@ -421,7 +431,12 @@ class RealtimeSession:
             if rules.interrupt_response and self.response is not None:
                 await self._cancel_response(self.response, "turn_detected")
         elif isinstance(signal, SpeechPaused):
-            if self.turn is not None and rules.create_response and self.kind == "realtime":
+            if (
+                self.turn is not None
+                and rules.create_response
+                and self.kind == "realtime"
+                and (not signal.early or self._may_begin_early())
+            ):
                 await self._speculate(self.turn, signal.end_ms + tail_ms(rules))
         elif isinstance(signal, SpeechResumed):
             await self._drop_speculation()
@@ -483,12 +498,26 @@ class RealtimeSession:
             if rules.create_response and self.kind == "realtime" and self.response is None:
                 await self._start_response(self._plan(self.config, None, True, None), None)
 
+    def _may_begin_early(self) -> bool:
+        """Whether a turn may be begun at its first silent window: the engine is idle and no
+        other session's user is speaking. That speculation is thrown away at every short
+        pause in speech (~20 a minute, against ~4 at 160 ms), each a recognition pass that
+        holds the engine: another speaker's turn that ended meanwhile would wait for it."""
+        if not _engine_idle(self.engine):
+            return False
+        return not any(
+            peer.turn is not None for key, peer in self.peers.items() if key != self.session_id
+        )
+
     async def _speculate(self, turn: _UserTurn, end_ms: int) -> None:
         await self._settle_cancelled()
         if self.response is not None:
             return
+        known = turn.speculation
+        if known is not None and known.end_ms == end_ms and known.version == self.version:
+            return  # begun at this pause's early signal
         await self._drop_speculation()
-        pcm = self.input.span(turn.start_ms, end_ms)
+        pcm = self.input.span_ahead(turn.start_ms, end_ms)
         if len(pcm) / 2 / self.input.rate * 1000 < MIN_COMMIT_MS:
             return
         clip = await clip_of(pcm, self.input.rate)
@@ -1021,6 +1050,11 @@ class RealtimeSession:
                 },
             }
         )
+
+
+def _engine_idle(engine: Engine) -> bool:
+    """Whether work that may be thrown away delays nobody now (False when unknown)."""
+    return isinstance(engine, IdlingEngine) and engine.idle()
 
 
 async def _heard(engine: Engine, clip: AudioClip, answer: Generation | None) -> str | None:

@@ -6,15 +6,17 @@ input audio (the clock OpenAI's ``audio_start_ms``/``audio_end_ms`` count):
 
 - ``SpeechStarted``: a window at or above ``threshold``; ``audio_start_ms`` reaches
   back ``prefix_padding_ms`` before it, so the first sound is kept.
-- ``SpeechPaused``: ``PAUSE_MS`` of silence (probability under ``threshold`` - 0.15,
-  Silero's own hysteresis) after speech. The turn may be over: the session starts
-  recognising and answering it now, speculatively, on the audio up to
-  ``end_ms + PAUSE_MS``.
+- ``SpeechPaused``: silence (probability under ``threshold`` - 0.15, Silero's own
+  hysteresis) after speech, told twice: ``early`` after ``EARLY_PAUSE_MS`` (the first
+  silent window), then after ``PAUSE_MS``. The turn may be over: the session starts
+  recognising and answering it speculatively, at the early signal when the engine has
+  nothing else to do (a speculation thrown away then delays nobody), else at the later.
+  Either hears the audio up to ``end_ms + tail_ms`` (the early one, the part of it not
+  come yet as silence).
 - ``SpeechResumed``: speech again before the turn ended: that speculation is thrown
   away.
 - ``SpeechStopped``: ``silence_duration_ms`` of silence: the turn is over. Its audio
-  ends at ``end_ms + min(PAUSE_MS, silence_duration_ms)``, the same audio a
-  speculation started at the pause has heard.
+  ends at ``end_ms + tail_ms``, the same audio a speculation at the pause has heard.
 - ``IdleTimeout``: no speech for ``idle_timeout_ms`` after ``arm_idle`` (the end of
   the last answer's audio, in the same clock).
 
@@ -28,7 +30,9 @@ from dataclasses import dataclass
 from omnivox.serving.realtime.config import TurnRules
 
 HYSTERESIS = 0.15
-PAUSE_MS = 160  # the silence after which a turn is recognised speculatively
+EARLY_PAUSE_MS = 32  # the silence after which an idle engine recognises a turn speculatively
+PAUSE_MS = 160  # the silence after which a busy one does
+TAIL_MS = PAUSE_MS  # the silence after the speech that a turn's audio keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class SpeechStarted:
 @dataclass(frozen=True, slots=True)
 class SpeechPaused:
     end_ms: int  # where the speech ended
+    early: bool  # told after EARLY_PAUSE_MS (else after PAUSE_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ TurnSignal = SpeechStarted | SpeechPaused | SpeechResumed | SpeechStopped | Idle
 
 def tail_ms(rules: TurnRules) -> int:
     """How much of the silence after the speech a turn's audio keeps."""
-    return min(PAUSE_MS, rules.silence_duration_ms)
+    return min(TAIL_MS, rules.silence_duration_ms)
 
 
 class TurnDetector:
@@ -71,7 +76,7 @@ class TurnDetector:
         self.rules = rules
         self.in_speech = False
         self._silence_from: int | None = None
-        self._paused = False
+        self._pauses_told = 0  # SpeechPaused signals since the speech last sounded
         self._idle_from: int | None = None
 
     def arm_idle(self, from_ms: int) -> None:
@@ -83,7 +88,7 @@ class TurnDetector:
         """Forget the speech in progress (the buffer was committed or cleared)."""
         self.in_speech = False
         self._silence_from = None
-        self._paused = False
+        self._pauses_told = 0
 
     def window(self, probability: float, start_ms: int, end_ms: int) -> list[TurnSignal]:
         rules = self.rules
@@ -93,7 +98,7 @@ class TurnDetector:
                 self.in_speech = True
                 self._idle_from = None
                 self._silence_from = None
-                self._paused = False
+                self._pauses_told = 0
                 padded = max(0, start_ms - rules.prefix_padding_ms)
                 signals.append(SpeechStarted(padded, start_ms))
             elif (
@@ -105,10 +110,10 @@ class TurnDetector:
                 self._idle_from = None
             return signals
         if probability >= rules.threshold:
-            if self._paused:
+            if self._pauses_told:
                 signals.append(SpeechResumed())
             self._silence_from = None
-            self._paused = False
+            self._pauses_told = 0
             return signals
         if probability < rules.threshold - HYSTERESIS and self._silence_from is None:
             self._silence_from = start_ms
@@ -118,7 +123,9 @@ class TurnDetector:
         if silent_ms >= rules.silence_duration_ms:
             signals.append(SpeechStopped(self._silence_from))
             self.reset()
-        elif silent_ms >= PAUSE_MS and not self._paused:
-            self._paused = True
-            signals.append(SpeechPaused(self._silence_from))
+        else:
+            for told, after_ms in enumerate((EARLY_PAUSE_MS, PAUSE_MS)):
+                if silent_ms >= after_ms and self._pauses_told == told:
+                    self._pauses_told += 1
+                    signals.append(SpeechPaused(self._silence_from, early=told == 0))
         return signals

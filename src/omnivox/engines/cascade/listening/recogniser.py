@@ -7,11 +7,13 @@ temperature 0, no conditioning on earlier text, at most ``TOKENS_PER_S`` tokens
 per second of speech (plus ``TOKEN_ALLOWANCE``) and no retries at higher
 temperatures. ``language`` skips Whisper's language detection (a second encoder
 pass). Whisper was trained on 30 s windows and faster-whisper pads every one to
-30 s, but in this recogniser's passes (a conversation's turns, where a third of a
-second counts) speech that ends ``WINDOW_MARGIN_S`` before ``SHORT_WINDOW_S`` is
-encoded in a ``SHORT_WINDOW_S`` window instead (``window_features``): a pass takes 0.48 s
-instead of 0.78 s, for a word error rate of 0.086 instead of 0.081 over 360 clips
-(shorter windows mishear more; ``bench/whisper_window.py``, docs/performance.md). Several
+30 s, but in this recogniser's passes (a conversation's turns, where a tenth of a
+second counts) speech is encoded in the shortest of ``SHORT_WINDOWS_S`` that it ends
+``WINDOW_MARGIN_S`` before (``window_features``): a pass over a turn of up to 19 s takes
+0.48 s instead of 0.78 s (word error rate 0.086 instead of 0.081 over 360 clips), and
+one of up to 9 s 0.29 s instead of 0.41 s in the 20 s window (0.113 instead of 0.109
+over 320 clips; shorter windows mishear more: ``bench/whisper_window.py``,
+docs/performance.md). Several
 clips share a pass: ``transcribe_clips`` lays their speech one
 after another, a second of silence between them, and ``assign_segments`` gives
 each clip the segments in its span; clips run together, or left without words,
@@ -42,8 +44,8 @@ GAP_S = 1.0  # silence between packed clips: Whisper ends a segment there
 WINDOW_S = 29.0  # what one packed pass holds, inside Whisper's 30 s window
 MIN_SHARE_S = 0.3  # a segment overlapping two clips by this much ran them together
 FRAMES_PER_S = 100  # Whisper's log-mel features
-SHORT_WINDOW_S = 20  # what speech that ends early enough is encoded in (Whisper's is 30)
-WINDOW_MARGIN_S = 1.0  # the padding such speech keeps before the short window's end
+SHORT_WINDOWS_S = (10, 20)  # what speech that ends early enough is encoded in (Whisper: 30)
+WINDOW_MARGIN_S = 1.0  # the padding such speech keeps before a short window's end
 
 
 class WhisperRecogniser:
@@ -139,7 +141,7 @@ _windowing = threading.local()  # ``short``: this thread's pass may use the shor
 
 @contextlib.contextmanager
 def short_windows() -> Iterator[None]:
-    """Let the passes this thread runs meanwhile encode in ``SHORT_WINDOW_S`` windows
+    """Let the passes this thread runs meanwhile encode in ``SHORT_WINDOWS_S`` windows
     (a conversation's turns; ``long_form`` transcriptions keep Whisper's 30 s)."""
     _windowing.short = True
     try:
@@ -150,18 +152,19 @@ def short_windows() -> Iterator[None]:
 
 def window_features(features: np.ndarray) -> np.ndarray:
     """The log-mel ``features`` of a pass (``[batch,] mels, frames``, padded with zeros to
-    Whisper's 30 s) cut to ``SHORT_WINDOW_S`` where every item's speech ends at least
-    ``WINDOW_MARGIN_S`` before that; otherwise unchanged. A frame of sound, silence
-    included, is never all zeros: the padding is what is all zeros at the end."""
-    short = SHORT_WINDOW_S * FRAMES_PER_S
-    if features.shape[-1] <= short:
-        return features
+    Whisper's 30 s) cut to the shortest of ``SHORT_WINDOWS_S`` that every item's speech
+    ends at least ``WINDOW_MARGIN_S`` before; unchanged when none is. A frame of sound,
+    silence included, is never all zeros: the padding is what is all zeros at the end."""
     levels = np.abs(features).reshape(-1, features.shape[-1]).max(axis=0)
     sounding = np.flatnonzero(levels)
     content = int(sounding[-1]) + 1 if sounding.size else 0
-    if content + WINDOW_MARGIN_S * FRAMES_PER_S > short:
-        return features
-    return np.ascontiguousarray(features[..., :short])
+    for window_s in sorted(SHORT_WINDOWS_S):
+        frames = window_s * FRAMES_PER_S
+        if frames >= features.shape[-1]:
+            break
+        if content + WINDOW_MARGIN_S * FRAMES_PER_S <= frames:
+            return np.ascontiguousarray(features[..., :frames])
+    return features
 
 
 def max_tokens(speech_s: float) -> int:
