@@ -73,6 +73,12 @@ def sound_span_ms(pcm: bytes) -> tuple[int, int]:
     return int(loud[0]) * 1000 // OUTPUT_SAMPLE_RATE, int(loud[-1]) * 1000 // OUTPUT_SAMPLE_RATE
 
 
+def trimmed(pcm: bytes) -> bytes:
+    """``pcm`` without the silence after its last sound (10 ms of it kept)."""
+    _, last_ms = sound_span_ms(pcm)
+    return pcm[: (last_ms + 10) * OUTPUT_SAMPLE_RATE // 1000 * 2]
+
+
 @pytest.fixture
 def tool_server(make_server: Callable[..., LiveServer]) -> LiveServer:
     return make_server(FakeEngine(tools=True))
@@ -164,9 +170,7 @@ def test_a_turn_is_begun_at_its_first_silent_window_when_nobody_would_wait_for_i
     engine = FakeEngine()
     engine.idle_now = idle
     server = make_server(engine)
-    speech = say("Tell me about the moon.")
-    _, last_ms = sound_span_ms(speech)
-    speech = speech[: (last_ms + 10) * OUTPUT_SAMPLE_RATE // 1000 * 2]
+    speech = trimmed(say("Tell me about the moon."))
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(realtime_client(server.base_url))
         if other_speaking:  # a second session whose user has begun to speak
@@ -190,6 +194,32 @@ def test_a_turn_is_begun_at_its_first_silent_window_when_nobody_would_wait_for_i
     assert events[-1]["response"]["status"] == "completed"
     assert "seconds of audio" in answer_text(events)
     assert engine.prepares == 1  # the answer begun early is the one sent
+
+
+def test_a_busy_engine_still_begins_a_turn_early_when_the_work_is_what_that_turn_threw_away(
+    make_server: Callable[..., LiveServer], say: Callable[[str], bytes]
+) -> None:
+    engine = FakeEngine()
+    engine.idle_now = True
+    server = make_server(engine)
+    first, second = (trimmed(say(words)) for words in ("Tell me", "about the moon."))
+    with (
+        realtime_client(server.base_url) as client,
+        client.realtime.connect(model="gpt-realtime") as connection,
+    ):
+        session = Session(connection)
+        session.recv()
+        session.update(output_modalities=["text"])
+        stream(session, silence(0.5) + first + silence(0.14))  # a pause: begun early
+        assert engine.began_preparing.wait(10)
+        engine.began_preparing.clear()
+        engine.idle_now = False  # busy with the pause's recognition, say
+        stream(session, second + silence(0.14))  # speech again, then the end of the turn
+        assert engine.began_preparing.wait(10), "the turn's end waited for PAUSE_MS"
+        stream(session, silence(1.0))
+        events = session.until("response.done")
+    assert events[-1]["response"]["status"] == "completed"
+    assert engine.prepares == 2
 
 
 def test_speech_during_an_answer_cancels_it(session: Session, say: Callable[[str], bytes]) -> None:

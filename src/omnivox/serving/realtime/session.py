@@ -15,9 +15,10 @@ no responses). What runs when, with server VAD (the default, as OpenAI's):
 2. Speech begins: ``input_audio_buffer.speech_started`` with the id the user item
    will have; an answer still running is cancelled (``interrupt_response``,
    ``status_details.reason: "turn_detected"``).
-3. The first silent window (``turns.EARLY_PAUSE_MS``, 32 ms) when the engine is idle
-   (``IdlingEngine``: the cascade's compute slot unused for a moment) and no other
-   session's user is speaking (``peers``), else 160 ms of
+3. The first silent window (``turns.EARLY_PAUSE_MS``, 32 ms) when no other session's
+   user is speaking (``peers``) and the engine is idle (``IdlingEngine``: the cascade's
+   compute slot unused for a moment) or busy with what this turn threw away at a pause
+   (``OWN_WORK_MS``), else 160 ms of
    silence (``turns.PAUSE_MS``): the turn so far becomes a clip (with 160 ms of silence
    after the speech, as zeros where it has not come yet) and, when the turn will be
    answered (``create_response``), its answer begins at once: the engine recognises the
@@ -108,6 +109,9 @@ from omnivox.serving.usage import INPUT_AUDIO_TOKENS_PER_S, UsageCounter, input_
 
 SESSION_LIMIT_S = 60 * 60  # a session ends after an hour, as OpenAI's do
 MIN_COMMIT_MS = 100
+# After a turn's speculation is thrown away, how long the engine's work may be its own (a
+# recognition pass of 0.3-0.8 s, then the cascade's 0.25 s before it counts as idle).
+OWN_WORK_MS = 1_000
 MAX_EVENT_CHARS = 15 * 1024 * 1024  # an event's JSON text, as OpenAI limits an append
 OUTPUT_BYTES_PER_MS = 48  # the engines' 24 kHz PCM16
 KEEP_BEFORE_SPEECH_MS = 1_000  # the silence kept in the buffer while nobody speaks
@@ -162,6 +166,7 @@ class _UserTurn:
     item_id: str
     start_ms: int
     speculation: _Speculation | None = None
+    dropped_ms: float = -math.inf  # when speech last threw its speculation away
 
 
 @dataclass(slots=True)
@@ -439,6 +444,8 @@ class RealtimeSession:
             ):
                 await self._speculate(self.turn, signal.end_ms + tail_ms(rules))
         elif isinstance(signal, SpeechResumed):
+            if self.turn is not None and self.turn.speculation is not None:
+                self.turn.dropped_ms = self.input.now_ms
             await self._drop_speculation()
         elif isinstance(signal, SpeechStopped):
             turn = self.turn
@@ -499,15 +506,16 @@ class RealtimeSession:
                 await self._start_response(self._plan(self.config, None, True, None), None)
 
     def _may_begin_early(self) -> bool:
-        """Whether a turn may be begun at its first silent window: the engine is idle and no
-        other session's user is speaking. That speculation is thrown away at every short
-        pause in speech (~20 a minute, against ~4 at 160 ms), each a recognition pass that
+        """Whether a turn may be begun at its first silent window: no other session's user is
+        speaking, and the engine is idle or busy with what this turn threw away less than
+        ``OWN_WORK_MS`` ago (its own recognition pass). That speculation is thrown away at
+        every short pause in speech (~20 a minute, against ~4 at 160 ms), each a pass that
         holds the engine: another speaker's turn that ended meanwhile would wait for it."""
-        if not _engine_idle(self.engine):
+        if any(peer.turn is not None for key, peer in self.peers.items() if key != self.session_id):
             return False
-        return not any(
-            peer.turn is not None for key, peer in self.peers.items() if key != self.session_id
-        )
+        turn = self.turn
+        own_work = turn is not None and self.input.now_ms - turn.dropped_ms < OWN_WORK_MS
+        return own_work or _engine_idle(self.engine)
 
     async def _speculate(self, turn: _UserTurn, end_ms: int) -> None:
         await self._settle_cancelled()
