@@ -507,15 +507,22 @@ class RealtimeSession:
 
     def _may_begin_early(self) -> bool:
         """Whether a turn may be begun at its first silent window: no other session's user is
-        speaking, and the engine is idle or busy with what this turn threw away less than
-        ``OWN_WORK_MS`` ago (its own recognition pass). That speculation is thrown away at
+        speaking, and the engine is idle, or busy with what this turn threw away less than
+        ``OWN_WORK_MS`` ago (its own recognition pass) while no other session is being
+        answered. That speculation is thrown away at
         every short pause in speech (~20 a minute, against ~4 at 160 ms), each a pass that
         holds the engine: another speaker's turn that ended meanwhile would wait for it."""
-        if any(peer.turn is not None for key, peer in self.peers.items() if key != self.session_id):
+        others = [peer for key, peer in self.peers.items() if key != self.session_id]
+        if any(peer.turn is not None for peer in others):
             return False
-        turn = self.turn
-        own_work = turn is not None and self.input.now_ms - turn.dropped_ms < OWN_WORK_MS
-        return own_work or _engine_idle(self.engine)
+        if _engine_idle(self.engine):
+            return True
+        turn = self.turn  # busy: with its own work, if nobody else is being answered
+        return (
+            turn is not None
+            and self.input.now_ms - turn.dropped_ms < OWN_WORK_MS
+            and not any(peer.response is not None for peer in others)
+        )
 
     async def _speculate(self, turn: _UserTurn, end_ms: int) -> None:
         await self._settle_cancelled()
