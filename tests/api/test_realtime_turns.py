@@ -24,7 +24,7 @@ import pytest
 from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio
 from omnivox.audio.g711 import s16le_to_ulaw
 from omnivox.audio.pcm import float_to_s16le
-from omnivox.serving.realtime.turns import TAIL_MS
+from omnivox.serving.realtime.turns import PAUSE_MS
 from tests.api.test_realtime import Session, realtime_client, session, types, user_text
 from tests.support.fake_engine import WORD_DURATION_S, FakeEngine
 from tests.support.live_server import LiveServer
@@ -132,7 +132,7 @@ def test_a_spoken_turn_is_detected_committed_and_answered(
     assert done["status"] == "completed"
     # The turn's audio: the padding, the speech, and 160 ms of the silence after it.
     heard_s = float(answer_text(events).split()[2])  # "You said: 2.3 seconds of audio"
-    assert abs(heard_s - (300 + last_ms - first_ms + TAIL_MS) / 1000) <= 0.3
+    assert abs(heard_s - (300 + last_ms - first_ms + PAUSE_MS) / 1000) <= 0.3
     assert done["usage"]["input_token_details"]["audio_tokens"] >= 10
     assert done["usage"]["output_token_details"]["audio_tokens"] > 0
 

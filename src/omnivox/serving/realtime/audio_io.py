@@ -127,16 +127,17 @@ class InputAudio:
 
     def span(self, start_ms: int, end_ms: int) -> bytes:
         """The buffered PCM between two times of the clock (clipped to the buffer)."""
-        begin = max(0, (start_ms - self.start_ms) * self.rate // 1000) * S16_BYTES
-        end = max(0, (end_ms - self.start_ms) * self.rate // 1000) * S16_BYTES
-        return bytes(self.buffer[begin : min(end, len(self.buffer))])
+        return bytes(self.buffer[self._offset(start_ms) : self._offset(end_ms)])
 
     def span_ahead(self, start_ms: int, end_ms: int) -> bytes:
         """``span``, the part of it not received yet given as silence (zeros): the clip of a
         turn recognised before all of the silence it keeps has come."""
-        pcm = self.span(start_ms, end_ms)
-        end = max(0, (end_ms - self.start_ms) * self.rate // 1000) * S16_BYTES
-        return pcm + bytes(max(0, end - len(self.buffer)))
+        missing = max(0, self._offset(end_ms) - len(self.buffer))
+        return self.span(start_ms, end_ms) + bytes(missing)
+
+    def _offset(self, ms: int) -> int:
+        """Where a time of the clock falls in the buffer, in bytes (0 before its start)."""
+        return max(0, (ms - self.start_ms) * self.rate // 1000) * S16_BYTES
 
     def clear(self) -> None:
         self.buffer.clear()

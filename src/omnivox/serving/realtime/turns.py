@@ -31,8 +31,7 @@ from omnivox.serving.realtime.config import TurnRules
 
 HYSTERESIS = 0.15
 EARLY_PAUSE_MS = 32  # the silence after which an idle engine recognises a turn speculatively
-PAUSE_MS = 160  # the silence after which a busy one does
-TAIL_MS = PAUSE_MS  # the silence after the speech that a turn's audio keeps
+PAUSE_MS = 160  # the silence after which a busy one does, and that a turn's audio keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,7 @@ TurnSignal = SpeechStarted | SpeechPaused | SpeechResumed | SpeechStopped | Idle
 
 def tail_ms(rules: TurnRules) -> int:
     """How much of the silence after the speech a turn's audio keeps."""
-    return min(TAIL_MS, rules.silence_duration_ms)
+    return min(PAUSE_MS, rules.silence_duration_ms)
 
 
 class TurnDetector:
