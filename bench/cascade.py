@@ -61,6 +61,7 @@ import tempfile
 import threading
 import time
 import wave
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -366,10 +367,12 @@ def back_to_back(base_url: str, wavs: list[bytes]) -> list[dict]:
 class Server:
     """``omnivox serve`` with the default engine, in a subprocess."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, python_path: Sequence[Path] = ()) -> None:
         self._stack = contextlib.ExitStack()
         args = ["--log-level", "warning"]
-        self.served = self._stack.enter_context(serve_process(args, data_dir, ready_timeout_s=300))
+        self.served = self._stack.enter_context(
+            serve_process(args, data_dir, ready_timeout_s=300, python_path=python_path)
+        )
         self.base_url = self.served.base_url
 
     def peak_rss_mb(self) -> float:

@@ -9,12 +9,14 @@ two of them long) said by several synthetic voices (espeak-ng and flite, none of
 server's), each trimmed to its speech with 0.2 s of silence around it, are heard by the
 recogniser as the cascade runs it (int8, 2 threads, a beam of 3, English), once per
 window (the only short one), with the same clips in the same order; ``--longest`` keeps
-only the clips up to that length (a short turn's windows). The word error rate counts words after
+only the clips up to that length (a short turn's windows); ``--timestamps`` hears each clip
+in each window twice, with and without timestamp tokens (``TIMESTAMPS_ALONE``: a clip heard
+alone decodes none), in that order. The word error rate counts words after
 lower-casing and dropping punctuation (numerals written as digits count as errors,
 alike in every window).
 
     .venv/bin/python -m bench.whisper_window [--windows 30 25 20 18 15] [--voices 8]
-        [--longest 7.5] [--out FILE]
+        [--longest 7.5] [--timestamps] [--out FILE]
 
 Prints a table and writes bench/whisper_window.json.
 """
@@ -94,11 +96,41 @@ def say(command: list[str], text: str, path: Path) -> np.ndarray:
     return samples[max(0, loud[0] - pad) : loud[-1] + pad]
 
 
+class Tally:
+    """Wrong words, words and seconds spent, over the clips heard one way."""
+
+    def __init__(self) -> None:
+        self.by_voice: dict[str, list[int]] = {}
+        self.spent_s = 0.0
+
+    def add(self, voice: str, text: str, heard: str, spent_s: float) -> None:
+        count = len(words(text))
+        tally = self.by_voice.setdefault(voice, [0, 0])
+        tally[0] += round(word_error_rate(text, heard) * count)
+        tally[1] += count
+        self.spent_s += spent_s
+
+    def row(self, n_clips: int) -> dict[str, Any]:
+        errors = sum(e for e, _ in self.by_voice.values())
+        total = sum(n for _, n in self.by_voice.values())
+        return {
+            "word_error_rate": round(errors / total, 4),
+            "words": total,
+            "pass_s_mean": round(self.spent_s / n_clips, 3),
+            "by_voice": {name: round(e / n, 4) for name, (e, n) in self.by_voice.items()},
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", type=int, nargs="+", default=[30, 25, 20, 18, 15])
     parser.add_argument("--voices", type=int, default=len(VOICES), help="the first N voices")
     parser.add_argument("--longest", type=float, help="only clips up to this many seconds")
+    parser.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="each window with and without timestamp tokens (else as the recogniser does)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     voices = VOICES[: args.voices]
@@ -119,35 +151,26 @@ def main() -> None:
     print(f"{len(clips)} clips in {len(voices)} voices, the longest {longest_s:.1f} s", flush=True)
     recogniser.transcribe(clips[0][2])  # warm-up
     rows: list[dict[str, Any]] = []
+    stamping = (True, False) if args.timestamps else (recogniser_module.TIMESTAMPS_ALONE,)
     for window_s in args.windows:
         recogniser_module.SHORT_WINDOWS_S = (window_s,)
-        errors = total = 0
-        by_voice: dict[str, list[int]] = {}
-        spent_s = 0.0
-        for name, text, samples in clips:
-            start = time.perf_counter()
-            heard = recogniser.transcribe(samples)
-            spent_s += time.perf_counter() - start
-            count = len(words(text))
-            wrong = round(word_error_rate(text, heard) * count)
-            errors += wrong
-            total += count
-            tally = by_voice.setdefault(name, [0, 0])
-            tally[0] += wrong
-            tally[1] += count
-        row = {
-            "window_s": window_s,
-            "word_error_rate": round(errors / total, 4),
-            "words": total,
-            "pass_s_mean": round(spent_s / len(clips), 3),
-            "by_voice": {name: round(e / n, 4) for name, (e, n) in by_voice.items()},
-        }
-        rows.append(row)
-        print(
-            f"window {window_s:>2} s: word error rate {row['word_error_rate']:.3f}, "
-            f"a pass {row['pass_s_mean']:.3f} s",
-            flush=True,
-        )
+        tallies = {timestamps: Tally() for timestamps in stamping}
+        for k, (name, text, samples) in enumerate(clips):
+            # both ways on each clip, in alternating order, so that the host's drift is shared
+            for timestamps in stamping[::-1] if k % 2 else stamping:
+                recogniser_module.TIMESTAMPS_ALONE = timestamps
+                start = time.perf_counter()
+                heard = recogniser.transcribe(samples)
+                tallies[timestamps].add(name, text, heard, time.perf_counter() - start)
+        for timestamps, tally in tallies.items():
+            row = {"window_s": window_s, "timestamps": timestamps, **tally.row(len(clips))}
+            rows.append(row)
+            print(
+                f"window {window_s:>2} s, timestamps {'on' if timestamps else 'off'}: "
+                f"word error rate {row['word_error_rate']:.3f}, "
+                f"a pass {row['pass_s_mean']:.3f} s",
+                flush=True,
+            )
     report = {
         "facts": run_facts(),
         "clips": len(clips),
@@ -155,10 +178,11 @@ def main() -> None:
         "voices": [n for n, _ in voices],
     }
     report["windows"] = rows
-    print(f"\n  {'window':>7} {'WER':>7} {'pass, mean':>11}")
+    print(f"\n  {'window':>7} {'timestamps':>10} {'WER':>7} {'pass, mean':>11}")
     for row in rows:
         print(
-            f"  {row['window_s']:>5} s {row['word_error_rate']:>7.3f} {row['pass_s_mean']:>9.3f} s"
+            f"  {row['window_s']:>5} s {'on' if row['timestamps'] else 'off':>10}"
+            f" {row['word_error_rate']:>7.3f} {row['pass_s_mean']:>9.3f} s"
         )
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -103,6 +103,7 @@ class FakeEngine:
         self.idle_now = False  # what ``idle`` says: an idle engine answers a turn sooner
         self.prepares = 0
         self.began_preparing = threading.Event()  # set by every ``prepare``
+        self.user_clips: list[tuple[AudioClip, ...]] = []  # each prepare's last user turn's
 
     def voice_table(self) -> Mapping[str, str]:
         return {"alloy": "a tone"}
@@ -122,6 +123,9 @@ class FakeEngine:
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
         self.prepares += 1
         self.began_preparing.set()
+        users = [turn for turn in request.turns if turn.role == "user"]
+        if users:
+            self.user_clips.append(tuple(p for p in users[-1].parts if isinstance(p, AudioClip)))
         words = sum(len(_turn_text(t).split()) + 3 for t in request.turns)
         if "fail in prepare" in _last_user_text(request):
             raise RuntimeError("a bug inside the engine")

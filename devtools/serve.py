@@ -75,17 +75,19 @@ def serve_process(
     *,
     ready_timeout_s: float = 180,
     log_path: Path | None = None,
+    python_path: Sequence[Path] = (),
 ) -> Iterator[ServedProcess]:
     """Yields the running server once ``/health`` answers 200, and stops it after.
 
-    Its output goes to ``log_path``, or to a temporary file removed afterwards.
+    Its output goes to ``log_path``, or to a temporary file removed afterwards;
+    ``python_path`` comes before the repository on its ``PYTHONPATH``.
     """
     port = free_port()
     with contextlib.ExitStack() as stack:
         if log_path is None:
             log_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "serve.log"
         command = [str(OMNIVOX), "serve", "--port", str(port), "--data-dir", str(data_dir)]
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [*python_path, REPO_ROOT]))}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [*command, *args], env=env, stdout=log, stderr=subprocess.STDOUT

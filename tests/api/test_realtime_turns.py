@@ -24,6 +24,7 @@ import pytest
 from omnivox.audio import OUTPUT_SAMPLE_RATE, decode_audio
 from omnivox.audio.g711 import s16le_to_ulaw
 from omnivox.audio.pcm import float_to_s16le
+from omnivox.serving.realtime.session import PIECE_MIN_MS
 from omnivox.serving.realtime.turns import PAUSE_MS
 from tests.api.test_realtime import Session, realtime_client, session, types, user_text
 from tests.support.fake_engine import WORD_DURATION_S, FakeEngine
@@ -220,6 +221,45 @@ def test_a_busy_engine_still_begins_a_turn_early_when_the_work_is_what_that_turn
         events = session.until("response.done")
     assert events[-1]["response"]["status"] == "completed"
     assert engine.prepares == 2
+
+
+def test_a_long_turn_is_heard_in_pieces_cut_at_its_pauses(
+    make_server: Callable[..., LiveServer], say: Callable[[str], bytes]
+) -> None:
+    engine = FakeEngine()
+    server = make_server(engine)
+    # over PIECE_MIN_MS (6 s) of speech with no pause in it, a pause, then a short end
+    long = trimmed(
+        say(
+            "The quick brown fox jumps over the lazy dog while the old farmer watches them "
+            "from the red barn door"
+        )
+    )
+    short = trimmed(say("Tell me about the moon."))
+    assert ms(long) + 300 + PAUSE_MS >= PIECE_MIN_MS
+    with (
+        realtime_client(server.base_url) as client,
+        client.realtime.connect(model="gpt-realtime") as connection,
+    ):
+        session = Session(connection)
+        session.recv()
+        session.update(output_modalities=["text"])
+        # a pause of 0.3 s: past PAUSE_MS, short of the 500 ms that end the turn
+        stream(session, silence(0.5) + long + silence(0.3) + short + silence(1.0))
+        events = session.until("response.done")
+        final = engine.user_clips[-1]  # what the answer heard
+        stream(session, short + silence(1.0))  # a short turn after it is heard whole
+        session.until("response.done")
+    kinds = types(events)
+    assert kinds.count("input_audio_buffer.committed") == kinds.count("response.created") == 1
+    assert len(final) == 2  # the piece before the pause, then the rest
+    piece, rest = (clip.duration_s * 1000 for clip in final)
+    # the padding, the speech and PAUSE_MS of the pause; the pause's rest, speech, PAUSE_MS
+    assert abs(piece - (300 + ms(long) + PAUSE_MS)) <= 250
+    assert abs(rest - (300 + ms(short))) <= 250
+    heard_s = float(answer_text(events).split()[2])  # the answer heard both
+    assert abs(heard_s - (piece + rest) / 1000) <= 0.1
+    assert len(engine.user_clips[-1]) == 1
 
 
 def test_speech_during_an_answer_cancels_it(session: Session, say: Callable[[str], bytes]) -> None:

@@ -138,3 +138,33 @@ def test_a_spoken_interruption_cancels_the_answer_and_is_answered(
         answer += session.until(kind)
     heard = next(e for e in events + answer if e["type"] == kind)
     assert "capital" in heard["transcript"].lower()
+
+
+def test_a_long_turn_heard_in_pieces_is_written_down_whole(
+    session: Session, espeak: Callable[..., bytes]
+) -> None:
+    session.recv()
+    session.update(
+        output_modalities=["text"],
+        audio={
+            "input": {
+                "transcription": {"model": "whisper-1"},
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 900},
+            }
+        },
+    )
+    # 8 s of speech, a pause that does not end the turn, then the question: two pieces
+    story = pcm_of(
+        espeak, "The quick brown fox jumps over the lazy dog while the old farmer watches them"
+    )
+    question = pcm_of(espeak, "What is the capital of Germany?")
+    stream(session, silence(0.5) + story + silence(0.3) + question + silence(1.5))
+    events = session.until("response.done")
+    kind = "conversation.item.input_audio_transcription.completed"
+    if not any(e["type"] == kind for e in events):
+        events += session.until(kind)
+    assert types(events).count("input_audio_buffer.committed") == 1
+    heard = next(e for e in events if e["type"] == kind)["transcript"].lower()
+    assert heard.count("fox") == 1 and heard.count("germany") == 1  # each piece, once
+    assert heard.index("fox") < heard.index("farmer") < heard.index("germany")
+    assert events[-1]["response"]["status"] == "completed"

@@ -18,6 +18,7 @@ from omnivox.engines.cascade.listening.recogniser import (
     SHORT_WINDOWS_S,
     WINDOW_MARGIN_S,
     WINDOW_S,
+    WhisperRecogniser,
     assign_segments,
     pack_windows,
     window_features,
@@ -115,6 +116,41 @@ def test_speech_near_or_past_the_short_windows_keeps_whispers_whole_window() -> 
 # how long a test waits for what happens at once on an idle host: only broken batching, never
 # a slow host, runs into it
 DEADLINE_S = 10.0
+
+
+class _Segment:
+    def __init__(self, start: float, end: float, text: str) -> None:
+        self.start, self.end, self.text = start, end, text
+
+
+class FakeWhisper:
+    """Whisper's ``transcribe``: one segment per second-long gap-separated piece of sound,
+    written down with the options it was given."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, object]] = []
+
+    def transcribe(self, audio: np.ndarray, **options: object) -> tuple[list[_Segment], None]:
+        self.asked.append(options)
+        if options["without_timestamps"]:
+            return [_Segment(0.0, 30.0, "all of it")], None
+        sound = np.flatnonzero(audio)
+        starts = [sound[0], *sound[1:][np.diff(sound) > 1]]
+        return [
+            _Segment(start / SAMPLE_RATE, start / SAMPLE_RATE + 1.0, f"piece {i}")
+            for i, start in enumerate(starts)
+        ], None
+
+
+def test_a_clip_heard_alone_decodes_no_timestamps_and_clips_heard_together_do() -> None:
+    recogniser = WhisperRecogniser.__new__(WhisperRecogniser)
+    whisper = FakeWhisper()
+    recogniser._model, recogniser.language = whisper, "en"
+    assert recogniser.transcribe_clips([[seconds(2.0)]]) == ["all of it"]
+    assert whisper.asked[-1]["without_timestamps"] is True  # nothing to place: no time tokens
+    # clips in one pass are told apart by their segments' times
+    assert recogniser.transcribe_clips([[seconds(2.0)], [seconds(2.0)]]) == ["piece 0", "piece 1"]
+    assert whisper.asked[-1]["without_timestamps"] is False
 
 
 class FakeRecogniser:

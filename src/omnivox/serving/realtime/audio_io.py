@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +163,13 @@ async def clip_of(pcm: bytes, rate: int) -> AudioClip:
     samples = await asyncio.to_thread(convert)
     digest = hashlib.sha256(pcm + rate.to_bytes(4, "little")).hexdigest()
     return AudioClip(samples, INPUT_SAMPLE_RATE, "realtime:" + digest)
+
+
+def joined(parts: Sequence[AudioClip]) -> AudioClip:
+    """Clips of ``clip_of``, one after another, as one clip (a turn heard in pieces, whole)."""
+    digest = hashlib.sha256("".join(part.sha256 for part in parts).encode()).hexdigest()
+    samples = np.concatenate([part.samples for part in parts])
+    return AudioClip(samples, INPUT_SAMPLE_RATE, "realtime-joined:" + digest)
 
 
 class OutputAudio:

@@ -72,7 +72,7 @@ from omnivox.ids import new_id
 from omnivox.protocol import realtime as wire
 from omnivox.protocol.validation import describe, to_openai_error
 from omnivox.serving.inputs import InputLimits
-from omnivox.serving.realtime.audio_io import InputAudio, OutputAudio, clip_of
+from omnivox.serving.realtime.audio_io import InputAudio, OutputAudio, clip_of, joined
 from omnivox.serving.realtime.config import (
     TEMPERATURE,
     SessionType,
@@ -111,6 +111,11 @@ MIN_COMMIT_MS = 100
 # After a turn's speculation is thrown away, how long the engine's work may be its own (a
 # recognition pass of 0.3-0.8 s, then the cascade's 0.25 s before it counts as idle).
 OWN_WORK_MS = 1_000
+# A long turn is recognised in pieces while it goes on: at a pause of 160 ms, once the speech
+# since the last cut is this long, the pause's speculation hears only that piece, and the piece
+# stays heard if the user goes on. The turn's end then waits for the recognition of its last
+# piece alone, not of all of it (docs/wire-format.md, "Answering early").
+PIECE_MIN_MS = 6_000
 MAX_EVENT_CHARS = 15 * 1024 * 1024  # an event's JSON text, as OpenAI limits an append
 OUTPUT_BYTES_PER_MS = 48  # the engines' 24 kHz PCM16
 KEEP_BEFORE_SPEECH_MS = 1_000  # the silence kept in the buffer while nobody speaks
@@ -154,8 +159,7 @@ class _Speculation:
     """A turn's answer begun before the turn is known to be over."""
 
     end_ms: int
-    pcm: bytes
-    clip: AudioClip
+    parts: tuple[AudioClip, ...]  # the turn's pieces: those cut at its pauses, then the rest
     version: int  # of the conversation it answers
     generation: Generation
 
@@ -166,6 +170,14 @@ class _UserTurn:
     start_ms: int
     speculation: _Speculation | None = None
     dropped_ms: float = -math.inf  # when speech last threw its speculation away
+    pieces: list[AudioClip] = field(default_factory=list)  # cut at pauses, in order
+    pieces_end_ms: int | None = None  # where the last piece ends (None: no piece yet)
+    cut: tuple[int, AudioClip] | None = None  # the piece this pause ends, if speech goes on
+
+    @property
+    def rest_ms(self) -> int:
+        """Where the speech not yet in a piece begins."""
+        return self.start_ms if self.pieces_end_ms is None else self.pieces_end_ms
 
 
 @dataclass(slots=True)
@@ -441,10 +453,17 @@ class RealtimeSession:
                 and self.kind == "realtime"
                 and (not signal.early or self._may_begin_early())
             ):
-                await self._speculate(self.turn, signal.end_ms + tail_ms(rules))
+                await self._speculate(
+                    self.turn, signal.end_ms + tail_ms(rules), may_cut=not signal.early
+                )
         elif isinstance(signal, SpeechResumed):
-            if self.turn is not None and self.turn.speculation is not None:
-                self.turn.dropped_ms = self.input.now_ms
+            turn = self.turn
+            if turn is not None and turn.speculation is not None:
+                turn.dropped_ms = self.input.now_ms
+            if turn is not None and turn.cut is not None:  # the piece before the pause stays
+                turn.pieces_end_ms, piece = turn.cut
+                turn.pieces.append(piece)
+                turn.cut = None
             await self._drop_speculation()
         elif isinstance(signal, SpeechStopped):
             turn = self.turn
@@ -466,17 +485,14 @@ class RealtimeSession:
             ):
                 await speculation.generation.cancel()
                 speculation = None
-            pcm = (
-                speculation.pcm
-                if speculation is not None
-                else self.input.span(turn.start_ms, end_ms)
-            )
+            if speculation is not None:
+                parts = speculation.parts
+            else:
+                rest = await clip_of(self.input.span(turn.rest_ms, end_ms), self.input.rate)
+                parts = (*turn.pieces, rest)
             self.input.clear()
-            clip = (
-                speculation.clip if speculation is not None else await clip_of(pcm, self.input.rate)
-            )
             await self._add_user_audio(
-                turn.item_id, clip, speculation.generation if speculation is not None else None
+                turn.item_id, parts, speculation.generation if speculation is not None else None
             )
             if rules.create_response and self.kind == "realtime":
                 await self._settle_cancelled()
@@ -500,7 +516,7 @@ class RealtimeSession:
             pcm = bytes(self.input.buffer)
             self.input.clear()
             if len(pcm) / 2 / self.input.rate * 1000 >= MIN_COMMIT_MS:
-                await self._add_user_audio(item_id, await clip_of(pcm, self.input.rate))
+                await self._add_user_audio(item_id, (await clip_of(pcm, self.input.rate),))
             if rules.create_response and self.kind == "realtime" and self.response is None:
                 await self._start_response(self._plan(self.config, None, True, None), None)
 
@@ -523,23 +539,26 @@ class RealtimeSession:
             and not any(peer.response is not None for peer in others)
         )
 
-    async def _speculate(self, turn: _UserTurn, end_ms: int) -> None:
+    async def _speculate(self, turn: _UserTurn, end_ms: int, *, may_cut: bool) -> None:
+        """Answer the turn as if it ended at ``end_ms``; with ``may_cut`` (the audio up to
+        there has come), a long enough rest of it becomes a piece if the user goes on."""
         await self._settle_cancelled()
         if self.response is not None:
             return
         known = turn.speculation
-        if known is not None and known.end_ms == end_ms and known.version == self.version:
-            return  # begun at this pause's early signal
-        await self._drop_speculation()
-        pcm = self.input.span_ahead(turn.start_ms, end_ms)
-        if len(pcm) / 2 / self.input.rate * 1000 < MIN_COMMIT_MS:
-            return
-        clip = await clip_of(pcm, self.input.rate)
-        user = Item(_user_audio_wire(turn.item_id), (clip,), clip.duration_s)
-        plan = self._plan(self.config, None, True, None, extra=user)
-        generation = self._generation(plan)
-        generation.release()
-        turn.speculation = _Speculation(end_ms, pcm, clip, self.version, generation)
+        if known is None or known.end_ms != end_ms or known.version != self.version:
+            await self._drop_speculation()  # (else begun at this pause's early signal)
+            pcm = self.input.span_ahead(turn.rest_ms, end_ms)
+            if len(pcm) / 2 / self.input.rate * 1000 < MIN_COMMIT_MS:
+                return
+            parts = (*turn.pieces, await clip_of(pcm, self.input.rate))
+            user = Item(_user_audio_wire(turn.item_id), parts, _duration_s(parts))
+            plan = self._plan(self.config, None, True, None, extra=user)
+            generation = self._generation(plan)
+            generation.release()
+            known = turn.speculation = _Speculation(end_ms, parts, self.version, generation)
+        if may_cut and known.parts[-1].duration_s * 1000 >= PIECE_MIN_MS:
+            turn.cut = (end_ms, known.parts[-1])
 
     async def _settle_cancelled(self) -> None:
         """Wait for a response being cancelled to end (its ``response.done`` sent)."""
@@ -572,13 +591,14 @@ class RealtimeSession:
         await self._forget_turn()
         pcm = bytes(self.input.buffer)
         self.input.clear()
-        await self._add_user_audio(item_id, await clip_of(pcm, self.input.rate))
+        await self._add_user_audio(item_id, (await clip_of(pcm, self.input.rate),))
 
     async def _add_user_audio(
-        self, item_id: str, clip: AudioClip, answer: Generation | None = None
+        self, item_id: str, parts: tuple[AudioClip, ...], answer: Generation | None = None
     ) -> None:
-        """The committed audio as a user item; its transcript written down when the session
-        asks, by ``answer``'s recognition of it when it has one (a cascade)."""
+        """The committed audio (in ``parts``, the pieces it was heard in) as a user item; its
+        transcript written down when the session asks, by ``answer``'s recognition of it
+        when it has one (a cascade)."""
         previous = self._last_item_id()
         await self.send(
             {
@@ -587,11 +607,11 @@ class RealtimeSession:
                 "item_id": item_id,
             }
         )
-        item = Item(_user_audio_wire(item_id), (clip,), clip.duration_s)
+        item = Item(_user_audio_wire(item_id), parts, _duration_s(parts))
         await self._add_item(item, previous)
         transcription = self.config["audio"]["input"]["transcription"]
         if transcription is not None and isinstance(self.engine, TranscribingEngine):
-            self._side_task(self._transcribe(item, clip, transcription, answer))
+            self._side_task(self._transcribe(item, parts, transcription, answer))
 
     def _side_task(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -604,12 +624,13 @@ class RealtimeSession:
     async def _transcribe(
         self,
         item: Item,
-        clip: AudioClip,
+        parts: tuple[AudioClip, ...],
         transcription: dict[str, Any],
         answer: Generation | None,
     ) -> None:
         engine = self.engine
         assert isinstance(engine, TranscribingEngine)
+        clip = parts[0] if len(parts) == 1 else joined(parts)
         request = TranscriptionRequest(
             clip, language=transcription.get("language"), prompt=transcription.get("prompt")
         )
@@ -617,7 +638,7 @@ class RealtimeSession:
         pieces: list[str] = []
         output_tokens = 0
         try:
-            heard = await _heard(engine, clip, answer)  # the answer's own recognition
+            heard = await _heard(engine, parts, answer)  # the answer's own recognition
             events = _heard_as_events(heard) if heard is not None else engine.transcribe(request)
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
@@ -1071,14 +1092,24 @@ def _engine_idle(engine: Engine) -> bool:
     return isinstance(engine, IdlingEngine) and engine.idle()
 
 
-async def _heard(engine: Engine, clip: AudioClip, answer: Generation | None) -> str | None:
-    """What an engine that recognises speech for its prompts heard in ``clip``, once the
-    answer being prepared on it has recognised it; None when there is no such answer."""
+async def _heard(
+    engine: Engine, parts: tuple[AudioClip, ...], answer: Generation | None
+) -> str | None:
+    """What an engine that recognises speech for its prompts heard in ``parts`` (a turn's
+    pieces), once the answer being prepared on it has recognised them; None when there is
+    no such answer."""
     if answer is None or not isinstance(engine, HearingEngine):
         return None
     if not await answer.was_prepared():  # the answer's refusal is the answer's to report
         return None
-    return engine.heard(clip)
+    heard = [engine.heard(part) for part in parts]
+    if any(words is None for words in heard):
+        return None
+    return " ".join(words.strip() for words in heard if words and words.strip())
+
+
+def _duration_s(parts: tuple[AudioClip, ...]) -> float:
+    return sum(part.duration_s for part in parts)
 
 
 async def _heard_as_events(text: str) -> AsyncIterator[TranscriptionEvent]:
