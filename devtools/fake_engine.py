@@ -120,6 +120,11 @@ class FakeEngine:
     def idle(self) -> bool:
         return self.idle_now
 
+    def heard(self, clip: AudioClip) -> str | None:
+        """It hears a clip's length, not its words: nothing to reuse (input transcription
+        goes through ``transcribe``)."""
+        return None
+
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
         self.prepares += 1
         self.began_preparing.set()

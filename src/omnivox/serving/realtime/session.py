@@ -116,6 +116,9 @@ OWN_WORK_MS = 1_000
 # stays heard if the user goes on. The turn's end then waits for the recognition of its last
 # piece alone, not of all of it (docs/wire-format.md, "Answering early").
 PIECE_MIN_MS = 6_000
+# The VAD hears speech begin a window or two late: a piece is kept only when speech came back
+# this long after its end, so that the first sound of the next word is not in it.
+PIECE_MARGIN_MS = 100
 MAX_EVENT_CHARS = 15 * 1024 * 1024  # an event's JSON text, as OpenAI limits an append
 OUTPUT_BYTES_PER_MS = 48  # the engines' 24 kHz PCM16
 KEEP_BEFORE_SPEECH_MS = 1_000  # the silence kept in the buffer while nobody speaks
@@ -460,10 +463,12 @@ class RealtimeSession:
             turn = self.turn
             if turn is not None and turn.speculation is not None:
                 turn.dropped_ms = self.input.now_ms
-            if turn is not None and turn.cut is not None:  # the piece before the pause stays
-                turn.pieces_end_ms, piece = turn.cut
-                turn.pieces.append(piece)
+            if turn is not None and turn.cut is not None:
+                cut_ms, piece = turn.cut
                 turn.cut = None
+                if self.input.now_ms - cut_ms >= PIECE_MARGIN_MS:  # the piece before it stays
+                    turn.pieces_end_ms = cut_ms
+                    turn.pieces.append(piece)
             await self._drop_speculation()
         elif isinstance(signal, SpeechStopped):
             turn = self.turn
@@ -557,7 +562,11 @@ class RealtimeSession:
             generation = self._generation(plan)
             generation.release()
             known = turn.speculation = _Speculation(end_ms, parts, self.version, generation)
-        if may_cut and known.parts[-1].duration_s * 1000 >= PIECE_MIN_MS:
+        if (
+            may_cut
+            and isinstance(self.engine, HearingEngine)  # (it keeps what it heard, clip by clip)
+            and known.parts[-1].duration_s * 1000 >= PIECE_MIN_MS
+        ):
             turn.cut = (end_ms, known.parts[-1])
 
     async def _settle_cancelled(self) -> None:
@@ -630,16 +639,19 @@ class RealtimeSession:
     ) -> None:
         engine = self.engine
         assert isinstance(engine, TranscribingEngine)
-        clip = parts[0] if len(parts) == 1 else joined(parts)
-        request = TranscriptionRequest(
-            clip, language=transcription.get("language"), prompt=transcription.get("prompt")
-        )
         at = {"item_id": item.id, "content_index": 0}
         pieces: list[str] = []
         output_tokens = 0
         try:
             heard = await _heard(engine, parts, answer)  # the answer's own recognition
-            events = _heard_as_events(heard) if heard is not None else engine.transcribe(request)
+            if heard is not None:
+                events = _heard_as_events(heard)
+            else:
+                clip = parts[0] if len(parts) == 1 else joined(parts)
+                language, prompt = transcription.get("language"), transcription.get("prompt")
+                events = engine.transcribe(
+                    TranscriptionRequest(clip, language=language, prompt=prompt)
+                )
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
                     if isinstance(event, TranscriptSegment) and event.text:
@@ -676,9 +688,9 @@ class RealtimeSession:
         if item.wire["content"]:
             item.wire["content"][0]["transcript"] = transcript
         if transcription.get("model") in DURATION_BILLED_MODELS:
-            usage: dict[str, Any] = {"type": "duration", "seconds": round(clip.duration_s, 3)}
+            usage: dict[str, Any] = {"type": "duration", "seconds": round(item.user_audio_s, 3)}
         else:
-            audio_tokens = math.ceil(clip.duration_s * INPUT_AUDIO_TOKENS_PER_S)
+            audio_tokens = math.ceil(item.user_audio_s * INPUT_AUDIO_TOKENS_PER_S)
             usage = {
                 "type": "tokens",
                 "input_tokens": audio_tokens,
