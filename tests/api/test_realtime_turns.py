@@ -94,6 +94,19 @@ def tool_session(tool_server: LiveServer) -> Iterator[Session]:
         yield Session(connection)
 
 
+@contextlib.contextmanager
+def text_session(server: LiveServer) -> Iterator[Session]:
+    """A new session of ``server`` that answers in text, its ``session.created`` read."""
+    with (
+        realtime_client(server.base_url) as client,
+        client.realtime.connect(model="gpt-realtime") as connection,
+    ):
+        session = Session(connection)
+        session.recv()
+        session.update(output_modalities=["text"])
+        yield session
+
+
 def answer_text(events: list[dict[str, Any]]) -> str:
     kinds = ("response.output_text.delta", "response.output_audio_transcript.delta")
     return "".join(e["delta"] for e in events if e["type"] in kinds)
@@ -204,13 +217,7 @@ def test_a_busy_engine_still_begins_a_turn_early_when_the_work_is_what_that_turn
     engine.idle_now = True
     server = make_server(engine)
     first, second = (trimmed(say(words)) for words in ("Tell me", "about the moon."))
-    with (
-        realtime_client(server.base_url) as client,
-        client.realtime.connect(model="gpt-realtime") as connection,
-    ):
-        session = Session(connection)
-        session.recv()
-        session.update(output_modalities=["text"])
+    with text_session(server) as session:
         stream(session, silence(0.5) + first + silence(0.14))  # a pause: begun early
         assert engine.began_preparing.wait(10)
         engine.began_preparing.clear()
@@ -245,13 +252,7 @@ def test_a_long_turn_is_heard_in_pieces_cut_at_its_pauses(
     )
     short = trimmed(say("Tell me about the moon."))
     assert ms(long) + 300 + PAUSE_MS >= PIECE_MIN_MS
-    with (
-        realtime_client(server.base_url) as client,
-        client.realtime.connect(model="gpt-realtime") as connection,
-    ):
-        session = Session(connection)
-        session.recv()
-        session.update(output_modalities=["text"])
+    with text_session(server) as session:
         # a pause past PAUSE_MS, short of the 500 ms that end the turn; a piece is cut there
         # when speech comes back PIECE_MARGIN_MS after it (the VAD hears an onset late)
         stream(session, silence(0.5) + long + silence(pause_s) + short + silence(1.0))
