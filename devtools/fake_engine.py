@@ -104,6 +104,7 @@ class FakeEngine:
         self.prepares = 0
         self.began_preparing = threading.Event()  # set by every ``prepare``
         self.user_clips: list[tuple[AudioClip, ...]] = []  # each prepare's last user turn's
+        self.roles: list[tuple[str, ...]] = []  # each prepare's turns' roles
 
     def voice_table(self) -> Mapping[str, str]:
         return {"alloy": "a tone"}
@@ -128,6 +129,7 @@ class FakeEngine:
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
         self.prepares += 1
         self.began_preparing.set()
+        self.roles.append(tuple(turn.role for turn in request.turns))
         users = [turn for turn in request.turns if turn.role == "user"]
         if users:
             self.user_clips.append(tuple(p for p in users[-1].parts if isinstance(p, AudioClip)))

@@ -230,6 +230,26 @@ def test_a_busy_engine_still_begins_a_turn_early_when_the_work_is_what_that_turn
     assert engine.prepares == 2
 
 
+def test_answers_begun_and_thrown_away_leave_nothing_in_the_conversation(
+    make_server: Callable[..., LiveServer], say: Callable[[str], bytes]
+) -> None:
+    engine = FakeEngine()
+    server = make_server(engine)
+    first, second = (trimmed(say(words)) for words in ("Tell me", "about the moon."))
+    with text_session(server) as session:
+        # a pause that begins an answer and is thrown away, then the end of the turn
+        stream(session, silence(0.5) + first + silence(0.3) + second + silence(1.0))
+        events = session.until("response.done")
+        assert engine.roles[-1] == ("user",)  # the turn, once
+        stream(session, first + second + silence(1.0))
+        events += session.until("response.done")
+        assert engine.roles[-1] == ("user", "assistant", "user")
+    # the client's conversation: each turn and its answer, once
+    items = [e["item"] for e in events if e["type"] == "conversation.item.done"]
+    assert [item["role"] for item in items] == ["user", "assistant", "user", "assistant"]
+    assert len({item["id"] for item in items}) == 4
+
+
 @pytest.mark.parametrize(
     ("pause_s", "n_parts"),
     [(0.3, 2), (0.12, 1)],

@@ -921,11 +921,12 @@ class RealtimeSession:
         return _Plan(config, metadata, in_conversation, request, user_s, heard=heard)
 
     def _heard_items(self) -> list[Item]:
-        """The conversation as the model hears it: from ``heard_from`` on."""
+        """The conversation as the model hears it, from ``heard_from`` on: a list of its own
+        (a speculated turn is added to it, never to the conversation)."""
         for index, item in enumerate(self.items):
             if item is self.heard_from:
                 return self.items[index:]
-        return self.items
+        return list(self.items)
 
     def _user_item_after(self, item: Item) -> Item | None:
         """The first user message after ``item`` in the conversation (None: none)."""
