@@ -461,14 +461,13 @@ class RealtimeSession:
                 )
         elif isinstance(signal, SpeechResumed):
             turn = self.turn
-            if turn is not None and turn.speculation is not None:
-                turn.dropped_ms = self.input.now_ms
-            if turn is not None and turn.cut is not None:
-                cut_ms, piece = turn.cut
-                turn.cut = None
-                if self.input.now_ms - cut_ms >= PIECE_MARGIN_MS:  # the piece before it stays
-                    turn.pieces_end_ms = cut_ms
-                    turn.pieces.append(piece)
+            if turn is not None:
+                if turn.speculation is not None:
+                    turn.dropped_ms = self.input.now_ms
+                cut, turn.cut = turn.cut, None
+                if cut is not None and self.input.now_ms - cut[0] >= PIECE_MARGIN_MS:
+                    turn.pieces_end_ms = cut[0]  # the piece before the pause stays
+                    turn.pieces.append(cut[1])
             await self._drop_speculation()
         elif isinstance(signal, SpeechStopped):
             turn = self.turn
