@@ -24,10 +24,27 @@ PCM16 mono 24 kHz) are put to ``omnivox serve`` (the embedded cascade) two ways:
 
 Both paths cap answers at the same 200 tokens and sample alike: a GA session has no
 temperature and the server samples its answers at 0.6, so the chat requests ask for
-0.6. Question by question the two paths alternate (realtime, then chat), every
-question ``--rounds`` times, so that a drift in the host's speed enters both alike.
-Then ``--sessions`` realtime sessions at once, starting 0.5 s apart, each putting the
-twelve questions one after another (a fresh session each), for the p95 under load.
+0.6. Question by question the two paths alternate, every question ``--rounds`` times,
+so that a drift in the host's speed enters both alike: realtime first in odd rounds, chat
+first in even ones. The path asked second finds the question's prompt in the chat
+model's KV cache when both clips are heard alike (traced: its first chat step took
+0.01-0.05 s, the first path's 0.03-0.17 s); with an even number of rounds each path is
+asked second as often.
+
+Then ``--sessions`` realtime sessions at once, each putting the twelve questions one
+after another (a fresh session each), for the p95 under load, two ways (as
+``bench.cascade`` loads its server):
+
+- *turn-taking* (the goal's measure): each session begins at a random moment of the
+  first 8 s (seeded) and, like a person, listens to the whole answer (from its first
+  audio delta, at the audio's real rate, with any gaps) before it says the next question;
+- *back to back* (a saturation test): each session says its next question the moment
+  the previous answer's ``response.done`` has come, the sessions starting 0.5 s apart,
+  so that the two cores hardly rest.
+
+Every answer is also played as a listener would hear it, from its first audio delta at
+the audio's real rate: its *gaps* are the time that listener waits for audio not yet
+arrived.
 
 ``--client-commit`` measures the realtime socket with the client's end of turn instead
 (``turn_detection`` null; ``input_audio_buffer.commit`` and ``response.create`` sent
@@ -37,8 +54,8 @@ Goals on the 2-core machine: the single session's p50 at most silence_duration_m
 0.6 s, and at most 0.7 x the chat path's p50; with 4 sessions, the p95 at most 2 x the
 single session's p50.
 
-    .venv/bin/python -m bench.realtime [--rounds 2] [--sessions 4] [--client-commit]
-        [--base-url http://127.0.0.1:8000/v1 [--api-key KEY]] [--out FILE]
+    .venv/bin/python -m bench.realtime [--rounds 2] [--sessions 4] [--no-back-to-back]
+        [--client-commit] [--base-url http://127.0.0.1:8000/v1 [--api-key KEY]] [--out FILE]
 
 Prints a table and writes bench/realtime.json (with the run's facts).
 """
@@ -63,7 +80,20 @@ import numpy as np
 import openai
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.cascade import MAX_ANSWER_TOKENS, QUESTIONS, VOICE, Server, espeak, percentile, progress
+from bench.cascade import (
+    MAX_ANSWER_TOKENS,
+    OUTPUT_BYTES_PER_S,
+    QUESTIONS,
+    START_SPREAD_S,
+    VOICE,
+    Playback,
+    Server,
+    base64_bytes,
+    espeak,
+    percentile,
+    progress,
+    stalls,
+)
 from bench.facts import run_facts
 from omnivox.audio import decode_audio
 from omnivox.audio.pcm import float_to_s16le
@@ -78,7 +108,8 @@ SILENCE_MS = 500  # the end-of-turn rule: server VAD's silence_duration_ms, and 
 SPEECH_LEVEL = 1e-3  # |sample| above this is speech (espeak-ng's silence is near 0)
 NO_AUDIO_S = 20.0  # after the end of speech: a session with no audio by then has failed
 ANSWER_LIMIT_S = 120.0  # after the first audio: the answer must be done by then
-STAGGER_S = 0.5  # concurrent sessions start this far apart
+STAGGER_S = 0.5  # back-to-back sessions start this far apart
+START_SEED = 7  # turn-taking sessions' start moments
 ROTATE = 3  # concurrent session i starts at question ROTATE * i
 REALTIME_MODEL = "gpt-realtime"
 CHAT_MODEL = "gpt-4o-audio-preview"
@@ -279,6 +310,8 @@ async def realtime_turn(
     problems: list[str] = []
     answer_id: str | None = None
     early: list[str] = []  # responses created before the end of speech
+    playback = Playback()
+    audio_bytes = 0
     try:
         deadline = speech_end + NO_AUDIO_S
         while True:
@@ -308,10 +341,13 @@ async def realtime_turn(
                     answer_id = response_id
                     row["response_created_s"] = round(at, 3)
             elif event.get("response_id") == answer_id and answer_id is not None:
-                if kind == "response.output_audio.delta" and "first_audio_s" not in row:
-                    row["first_audio_s"] = round(at, 3)
-                    heard.set()
-                    deadline = time.perf_counter() + ANSWER_LIMIT_S
+                if kind == "response.output_audio.delta":
+                    if "first_audio_s" not in row:
+                        row["first_audio_s"] = round(at, 3)
+                        heard.set()
+                        deadline = time.perf_counter() + ANSWER_LIMIT_S
+                    playback.arrived(at, audio_bytes / OUTPUT_BYTES_PER_S)
+                    audio_bytes += base64_bytes(event.get("delta") or "")
                 elif kind == "response.output_audio_transcript.delta":
                     row.setdefault("first_transcript_s", round(at, 3))
                 elif kind == "response.output_audio_transcript.done":
@@ -341,6 +377,8 @@ async def realtime_turn(
         if name in seen:
             row[key] = round(seen[name], 3)
     row["send_lag_max_ms"] = round(lag[0] * 1000, 1)
+    row["answer_audio_s"] = round(audio_bytes / OUTPUT_BYTES_PER_S, 3)
+    row["stall_s"] = round(playback.stall_s, 3)
     if early:
         problems.append(f"{len(early)} response(s) created before the end of speech")
     problems += check_order(order, client_commit)
@@ -476,8 +514,12 @@ async def single(target: Target, clips: list[Clip], rounds: int) -> list[dict[st
     rows = []
     for round_ in range(1, rounds + 1):
         for i, clip in enumerate(clips):
-            rt = await target.realtime(target.fresh(clip))
-            chat = await chat_turn(client, target.fresh(clip))
+            if round_ % 2:
+                rt = await target.realtime(target.fresh(clip))
+                chat = await chat_turn(client, target.fresh(clip))
+            else:  # the path asked second finds the first one's prompt in the chat model's cache
+                chat = await chat_turn(client, target.fresh(clip))
+                rt = await target.realtime(target.fresh(clip))
             rows += [{"round": round_, "index": i, **row} for row in (rt, chat)]
             progress(
                 f"round {round_}, question {i + 1}/{len(clips)}: first audio realtime "
@@ -489,19 +531,32 @@ async def single(target: Target, clips: list[Clip], rounds: int) -> list[dict[st
     return rows
 
 
-async def concurrent(target: Target, clips: list[Clip], sessions: int) -> list[dict[str, Any]]:
+async def concurrent(
+    target: Target, clips: list[Clip], sessions: int, *, turn_taking: bool
+) -> list[dict[str, Any]]:
+    """``sessions`` at once, taking turns with their listeners or back to back."""
+    load = "turn-taking" if turn_taking else "back to back"
+    if turn_taking:
+        tenths = random.Random(START_SEED).sample(range(int(START_SPREAD_S * 10)), sessions)
+        starts = [t / 10 for t in tenths]
+    else:
+        starts = [s * STAGGER_S for s in range(sessions)]
+
     async def conversation(s: int) -> list[dict[str, Any]]:
-        await asyncio.sleep(s * STAGGER_S)
+        await asyncio.sleep(starts[s])
         rows = []
         for j in range(len(clips)):
             i = (j + ROTATE * s) % len(clips)
             row = await target.realtime(target.fresh(clips[i]))
             rows.append({"session": s, "index": i, **row})
             progress(
-                f"session {s + 1}/{sessions}, question {i + 1}: first audio "
-                f"{row.get('first_audio_s')} s"
+                f"{load}, session {s + 1}/{sessions}, question {i + 1}: first audio "
+                f"{row.get('first_audio_s')} s, gaps {row['stall_s']} s"
                 + (f"; {row['problems']}" if row["problems"] else "")
             )
+            if turn_taking and "first_audio_s" in row and "done_s" in row:
+                heard_s = row["first_audio_s"] + row["answer_audio_s"] + row["stall_s"]
+                await asyncio.sleep(max(0.0, heard_s - row["done_s"]))  # the rest plays
         return rows
 
     return [r for rows in await asyncio.gather(*map(conversation, range(sessions))) for r in rows]
@@ -517,12 +572,17 @@ def spread(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(statistics.median(values), 3), "p95": percentile(values, 0.95)}
 
 
+LOADS = ("turn_taking", "back_to_back")  # the keys of the loaded runs, the goal's first
+
+
 def summarise(
-    rows: list[dict[str, Any]], loaded: list[dict[str, Any]], sessions: int
+    rows: list[dict[str, Any]], loaded: dict[str, list[dict[str, Any]]], sessions: int
 ) -> dict[str, Any]:
     realtime = [r for r in rows if r["path"] == "realtime"]
     chat = [r for r in rows if r["path"] == "chat"]
-    rt, ch, ld = spread(timed(realtime)), spread(timed(chat)), spread(timed(loaded))
+    rt, ch = spread(timed(realtime)), spread(timed(chat))
+    under = {load: spread(timed(loaded.get(load, []))) for load in LOADS}
+    ld = under["turn_taking"]
     paired = [
         a["first_audio_s"] / b["first_audio_s"]
         for a, b in zip(realtime, chat, strict=True)
@@ -531,13 +591,20 @@ def summarise(
     failed = {
         "realtime": sum("first_audio_s" not in r for r in realtime),
         "chat": sum("first_audio_s" not in r for r in chat),
-        "concurrent": sum("first_audio_s" not in r for r in loaded),
+        **{load: sum("first_audio_s" not in r for r in loaded.get(load, [])) for load in LOADS},
     }
-    with_problems = sum(bool(r.get("problems")) for r in realtime + loaded)
+    every_loaded = [r for load in LOADS for r in loaded.get(load, [])]
+    with_problems = sum(bool(r.get("problems")) for r in realtime + every_loaded)
     summary: dict[str, Any] = {
         "realtime_first_audio_s": {"n": len(timed(realtime)), **rt},
         "chat_first_audio_s": {"n": len(timed(chat)), **ch},
-        f"realtime_{sessions}_sessions_first_audio_s": {"n": len(timed(loaded)), **ld},
+        **{
+            f"realtime_{sessions}_sessions_{load}_first_audio_s": {
+                "n": len(timed(loaded.get(load, []))),
+                **under[load],
+            }
+            for load in LOADS
+        },
         "realtime_speech_stopped_s": spread(timed(realtime, "speech_stopped_s")),
         "realtime_committed_s": spread(timed(realtime, "committed_s")),
         "realtime_response_created_s": spread(timed(realtime, "response_created_s")),
@@ -548,12 +615,18 @@ def summarise(
             round(rt["p50"] / ch["p50"], 3) if rt["p50"] and ch["p50"] else None
         ),
         "realtime_over_chat_paired_p50": (round(statistics.median(paired), 3) if paired else None),
-        f"{sessions}_sessions_p95_over_single_p50": (
-            round(ld["p95"] / rt["p50"], 3) if ld["p95"] and rt["p50"] else None
-        ),
+        **{
+            f"{sessions}_sessions_{load}_p95_over_single_p50": (
+                round(p95 / rt["p50"], 3) if (p95 := under[load]["p95"]) and rt["p50"] else None
+            )
+            for load in LOADS
+        },
         "failed": failed,
         "realtime_sessions_with_problems": with_problems,
     }
+    for name, answers in (("single", realtime), *((load, loaded.get(load)) for load in LOADS)):
+        if answers:
+            summary |= stalls(name, answers)
     ok = not any(failed.values())
 
     def goal(value: float | None, limit: float | None, failures: bool) -> dict[str, Any]:
@@ -567,8 +640,8 @@ def summarise(
         "single_p50_at_most_0.7_x_chat_p50": goal(
             rt["p50"], 0.7 * ch["p50"] if ch["p50"] else None, not ok
         ),
-        f"{sessions}_sessions_p95_at_most_2_x_single_p50": goal(
-            ld["p95"], 2 * rt["p50"] if rt["p50"] else None, failed["concurrent"] > 0
+        f"{sessions}_sessions_turn_taking_p95_at_most_2_x_single_p50": goal(
+            ld["p95"], 2 * rt["p50"] if rt["p50"] else None, failed["turn_taking"] > 0
         ),
     }
     return summary
@@ -595,7 +668,11 @@ def print_table(report: dict[str, Any]) -> None:
     for name, key in (
         ("realtime, 1 session", "realtime_first_audio_s"),
         ("chat completions, upload after 500 ms", "chat_first_audio_s"),
-        (f"realtime, {sessions} sessions", f"realtime_{sessions}_sessions_first_audio_s"),
+        *(
+            (f"realtime, {sessions} sessions, {load.replace('_', ' ')}", key)
+            for load in LOADS
+            if (key := f"realtime_{sessions}_sessions_{load}_first_audio_s") in summary
+        ),
     ):
         s = summary[key]
         print(f"  {name:<44}{s['n']:>4}{fmt(s['p50']):>8}{fmt(s['p95']):>8}")
@@ -610,8 +687,16 @@ def print_table(report: dict[str, Any]) -> None:
     print(
         f"  realtime p50 / chat p50: {summary['realtime_over_chat_p50']} (paired, p50: "
         f"{summary['realtime_over_chat_paired_p50']}); {sessions} sessions p95 / single p50: "
-        f"{summary[f'{sessions}_sessions_p95_over_single_p50']}"
+        f"turn-taking {summary[f'{sessions}_sessions_turn_taking_p95_over_single_p50']}, "
+        f"back to back {summary[f'{sessions}_sessions_back_to_back_p95_over_single_p50']}"
     )
+    gaps = [
+        f"{name.replace('_', ' ')} {summary[f'{name}_answers_with_gaps']}"
+        f" (longest {summary[f'{name}_gap_s_max']} s)"
+        for name in ("single", *LOADS)
+        if f"{name}_answers_with_gaps" in summary
+    ]
+    print(f"  answers with gaps: {', '.join(gaps)}")
     print(
         f"  answers' output tokens, p50: realtime {summary['realtime_output_tokens_p50']}, "
         f"chat {summary['chat_output_tokens_p50']}"
@@ -623,17 +708,23 @@ def print_table(report: dict[str, Any]) -> None:
     print("goals:")
     for name, g in summary["goals"].items():
         met = "met" if g["met"] else "NOT met"
-        print(f"  {name:<46} {fmt(g['value'])} <= {fmt(g['limit'])}: {met}")
+        print(f"  {name:<52} {fmt(g['value'])} <= {fmt(g['limit'])}: {met}")
 
 
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-async def run(target: Target, clips: list[Clip], rounds: int, sessions: int) -> dict[str, Any]:
+async def run(
+    target: Target, clips: list[Clip], rounds: int, sessions: int, back_to_back: bool
+) -> dict[str, Any]:
     rows = await single(target, clips, rounds)
-    loaded = await concurrent(target, clips, sessions) if sessions > 0 else []
-    return {"per_question": rows, "concurrent": loaded}
+    loaded: dict[str, list[dict[str, Any]]] = {}
+    if sessions > 0:
+        loaded["turn_taking"] = await concurrent(target, clips, sessions, turn_taking=True)
+        if back_to_back:
+            loaded["back_to_back"] = await concurrent(target, clips, sessions, turn_taking=False)
+    return {"per_question": rows, **loaded}
 
 
 def main() -> None:
@@ -648,6 +739,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="times each question is asked alone")
     parser.add_argument(
         "--sessions", type=int, default=4, help="concurrent realtime sessions (0: none)"
+    )
+    parser.add_argument(
+        "--no-back-to-back",
+        action="store_true",
+        help="leave out the back-to-back sessions (the saturation test)",
     )
     parser.add_argument(
         "--questions", type=int, default=len(QUESTIONS), help="the first N of the twelve"
@@ -668,7 +764,9 @@ def main() -> None:
             base_url = args.base_url or server.base_url  # type: ignore[union-attr]
             target = Target(base_url, args.api_key, args.client_commit)
             try:
-                measured = asyncio.run(run(target, clips, args.rounds, args.sessions))
+                measured = asyncio.run(
+                    run(target, clips, args.rounds, args.sessions, not args.no_back_to_back)
+                )
             except ServerRefused as exc:
                 raise SystemExit(f"the server refused the {mode} session: {exc}") from None
             peak_rss_mb = server.peak_rss_mb() if server else None
@@ -694,7 +792,8 @@ def main() -> None:
         ],
         "server_peak_rss_mb": peak_rss_mb,
     }
-    report["summary"] = summarise(measured["per_question"], measured["concurrent"], args.sessions)
+    loaded = {load: measured[load] for load in LOADS if load in measured}
+    report["summary"] = summarise(measured["per_question"], loaded, args.sessions)
     report |= measured
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
