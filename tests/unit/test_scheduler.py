@@ -8,7 +8,6 @@ moves it, so no test depends on how fast or how busy the host is.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import Counter
@@ -459,32 +458,29 @@ def test_the_slot_counts_its_waiting_steps_and_the_seconds_it_was_held() -> None
     assert slot.busy_s == 3.5
 
 
-def test_the_slot_is_idle_from_when_its_last_step_let_it_go_while_nobody_waits() -> None:
-    clock = FakeClock()
+def test_the_slot_is_calm_while_nothing_near_its_deadline_holds_waits_or_just_let_go() -> None:
+    clock = FakeClock(10.0)
     slot = WatchedSlot(clock)
-    assert slot.idle_s == math.inf  # no step yet
-    clock.move_to(10.0)
-    with slot.hold(Pace(), Stage.TEXT):
-        clock.move_to(12.0)
-        assert slot.idle_s == 0.0  # held
-    assert slot.idle_s == 0.0
-    clock.move_to(12.3)
-    assert slot.idle_s == pytest.approx(0.3)
-    holding, letting_go = threading.Event(), threading.Event()
-    pace = Pace()  # one conversation's two steps: no reservation to wait out between them
-
-    def step() -> None:
-        with slot.hold(pace, Stage.LISTEN):
-            holding.set()
-            letting_go.wait(DEADLINE_S)
-
-    thread = threading.Thread(target=step, daemon=True)
-    thread.start()
-    assert holding.wait(DEADLINE_S)
-    waiter = queue_step(slot, pace, Stage.TEXT, lambda: None)  # waits behind it
-    assert slot.idle_s == 0.0
-    letting_go.set()
-    thread.join(DEADLINE_S)
-    waiter.join(DEADLINE_S)
-    clock.move_to(13.0)
-    assert slot.idle_s == pytest.approx(0.7)
+    horizon_s, quiet_s = 0.5, 0.25
+    assert slot.calm(horizon_s, quiet_s)  # no step yet
+    ahead = Pace(arrived_s=0.0)  # an answer heard until 15.0: due at 15.0 less the margin
+    ahead.first_audio_s, ahead.audio_s = 5.0, 10.0
+    due_s = 15.0 - SPEECH_MARGIN_S
+    answering = Pace(arrived_s=9.9)  # before its first sound: due since it came
+    batch_line = Pace(arrived_s=9.0, background=True)
+    with slot.hold(ahead, Stage.SPEECH):
+        assert slot.calm(horizon_s, quiet_s)
+        assert not slot.calm(due_s - clock.now_s + 0.01, quiet_s)  # a step that long delays it
+        waiter = queue_step(slot, answering, Stage.LISTEN, lambda: None)
+        assert not slot.calm(horizon_s, quiet_s)  # a conversation waits for its first sound
+    finish(waiter)
+    assert not slot.calm(horizon_s, quiet_s)  # it let go just now: it may be between steps
+    clock.advance(quiet_s)
+    assert slot.calm(horizon_s, quiet_s)
+    with slot.hold(batch_line, Stage.TEXT):
+        assert slot.calm(horizon_s, quiet_s)
+    text = Pace(arrived_s=10.0, speaking=False)  # a written answer, read at 20 tokens a second
+    with slot.hold(text, Stage.TEXT):
+        assert not slot.calm(horizon_s, quiet_s)
+        text.wrote(round(TEXT_TOKENS_PER_S))  # a second of text ahead of its reader
+        assert slot.calm(horizon_s, quiet_s)

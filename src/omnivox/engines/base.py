@@ -254,12 +254,13 @@ class HearingEngine(Protocol):
 
 @runtime_checkable
 class IdlingEngine(Protocol):
-    """An engine that knows when it has nothing to do (the cascade, whose steps share the
-    CPU): work that may be thrown away is started sooner while it is idle."""
+    """An engine that knows when it has nothing urgent to do (the cascade, whose steps share
+    the CPU): work that may be thrown away is started sooner while it is idle."""
 
     def idle(self) -> bool:
-        """True when no work runs or waits, and none has for a moment: work started now
-        delays nobody."""
+        """True when work started now, for a fraction of a second, makes nobody late:
+        nothing runs or waits, or has for a moment, but work well ahead of when it is
+        needed (an answer ahead of its listener)."""
         ...
 
 

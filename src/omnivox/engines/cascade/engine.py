@@ -116,8 +116,10 @@ if TYPE_CHECKING:
 
 UNIT_POLL_S = 0.05
 # A conversation leaves the slot free between its steps for at most ~0.1 s (its prompt
-# built after its transcription): a slot free for longer has nobody's work in progress.
+# built after its transcription): one that let it go longer ago has no step in progress.
 IDLE_AFTER_S = 0.25
+# The longest step that ``idle`` lets begin: a recognition pass in a 10 s window (0.3-0.5 s).
+SPARE_STEP_S = 0.5
 # Four conversations keep their own KV caches while the slot interleaves their tokens.
 DEFAULT_LLM_INSTANCES = 4
 
@@ -287,8 +289,10 @@ class CascadeEngine:
         }
 
     def idle(self) -> bool:
-        """No model step has run or waited for ``IDLE_AFTER_S``."""
-        return self.slot.idle_s >= IDLE_AFTER_S
+        """No step runs, waits or ran in the last ``IDLE_AFTER_S`` but those of answers
+        more than ``SPARE_STEP_S`` ahead of their deadlines (spoken answers ahead of their
+        listeners by the scheduler's margin and more; background work)."""
+        return self.slot.calm(SPARE_STEP_S, IDLE_AFTER_S)
 
     def voice_table(self) -> Mapping[str, str]:
         if self._synthesizer is not None:

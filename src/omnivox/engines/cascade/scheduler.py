@@ -46,6 +46,7 @@ RESERVE_S = 0.005
 # (traced), longer than ``RESERVE_S``, and a waiting transcription of a later conversation
 # took the slot for its whole pass in that moment.
 RESERVE_AFTER_LISTEN_S = 0.1
+RECENT_KEPT = 16  # the conversations that let the slot go last, for ``calm``
 
 
 class Stage(enum.IntEnum):
@@ -132,7 +133,7 @@ class ComputeSlot:
         self._reserved_until_s = 0.0
         self._held_since_s: float | None = None  # when the current step got the slot
         self._held_s = 0.0  # the slot's steps so far, added up when each lets it go
-        self._released_at_s: float | None = None  # when the last step let it go
+        self._recent: list[tuple[Pace, float]] = []  # who let it go lately, and when
 
     @property
     def waiting_count(self) -> int:
@@ -149,16 +150,18 @@ class ComputeSlot:
                 return self._held_s
             return self._held_s + max(0.0, self._now() - since_s)
 
-    @property
-    def idle_s(self) -> float:
-        """Seconds since the last step let the slot go, while nobody holds or waits for it
-        (0.0 otherwise; ``math.inf`` before the first step)."""
+    def calm(self, horizon_s: float, quiet_s: float) -> bool:
+        """Whether a step begun now and holding the slot for up to ``horizon_s`` would make
+        no conversation late: none that holds the slot, waits for it or let it go less than
+        ``quiet_s`` ago (it may be between two steps) has a deadline within ``horizon_s``.
+        Background work, and an answer well ahead of its listener, are never late so."""
         with self._lock:
-            if self._busy or self._waiting:
-                return 0.0
-            if self._released_at_s is None:
-                return math.inf
-            return max(0.0, self._now() - self._released_at_s)
+            now_s = self._now()
+            paces = [waiter.pace for waiter in self._waiting]
+            if self._holder is not None:
+                paces.append(self._holder[0])
+            paces += [pace for pace, at_s in self._recent if now_s - at_s < quiet_s]
+        return all(pace.background or pace.deadline_s() >= now_s + horizon_s for pace in paces)
 
     def _now(self) -> float:
         """The clock that reservations are timed on."""
@@ -244,7 +247,10 @@ class ComputeSlot:
                 self._held_s += max(0.0, now_s - self._held_since_s)
                 self._held_since_s = None
             self._busy = False
-            self._released_at_s = now_s
+            if self._holder is not None:
+                self._recent = [(p, at_s) for p, at_s in self._recent if p is not self._holder[0]]
+                self._recent.append((self._holder[0], now_s))
+                del self._recent[:-RECENT_KEPT]
             self._reserved = self._holder
             self._reserved_until_s = now_s + reserve_s
             self._holder = None

@@ -16,13 +16,14 @@ no responses). What runs when, with server VAD (the default, as OpenAI's):
    will have; an answer still running is cancelled (``interrupt_response``,
    ``status_details.reason: "turn_detected"``).
 3. The first silent window (``turns.EARLY_PAUSE_MS``, 32 ms) when no other session's
-   user is speaking (``peers``) and the engine is idle (``IdlingEngine``: the cascade's
-   compute slot unused for a moment) or busy with what this turn threw away at a pause
-   (``OWN_WORK_MS``), else 160 ms of silence (``turns.PAUSE_MS``): the turn so far
-   becomes a clip (with 160 ms of silence after the speech, as zeros where it has not
-   come yet) and, when the turn will be answered (``create_response``), its answer
-   begins at once: the engine recognises the clip (the cascade's Whisper) and starts
-   writing and speaking, its events held back. Speech again throws it away.
+   user is speaking (``peers``) and the engine is idle (``IdlingEngine``: nothing in the
+   cascade's compute slot for a moment but answers well ahead of their listeners) or
+   busy with what this turn threw away at a pause (``OWN_WORK_MS``), else 160 ms of
+   silence (``turns.PAUSE_MS``): the turn so far becomes a clip (with 160 ms of silence
+   after the speech, as zeros where it has not come yet) and, when the turn will be
+   answered (``create_response``), its answer begins at once: the engine recognises the
+   clip (the cascade's Whisper) and starts writing and speaking, its events held back.
+   Speech again throws it away.
 4. ``silence_duration_ms`` of silence: ``speech_stopped``, ``committed``, the user
    item (the same clip), and the response, which takes over the answer begun at 3
    (the clip and the conversation are unchanged) and sends what it has made so far.
@@ -526,11 +527,12 @@ class RealtimeSession:
 
     def _may_begin_early(self) -> bool:
         """Whether a turn may be begun at its first silent window: no other session's user is
-        speaking, and the engine is idle, or busy with what this turn threw away less than
-        ``OWN_WORK_MS`` ago (its own recognition pass) while no other session is being
-        answered. That speculation is thrown away at every short pause in speech (~20 a
-        minute, against ~4 at 160 ms), each a pass that holds the engine: another
-        speaker's turn that ended meanwhile would wait for it."""
+        speaking, and the engine is idle (answers ahead of their listeners may be running),
+        or busy with what this turn threw away less than ``OWN_WORK_MS`` ago (its own
+        recognition pass) while no other session is being answered. That speculation is
+        thrown away at every short pause in speech (~20 a minute, against ~4 at 160 ms),
+        each a pass that holds the engine: another speaker's turn that ended meanwhile
+        would wait for it."""
         others = [peer for key, peer in self.peers.items() if key != self.session_id]
         if any(peer.turn is not None for peer in others):
             return False
