@@ -682,6 +682,12 @@ USER = {"role": "user", "content": "Weather in Paris?"}
             "messages.[4].role",
             "must be a response to a preceeding",
         ),
+        (
+            [USER, {"role": "assistant", "content": "Sunny.", "tool_calls": []}, USER],
+            "messages[1].tool_calls",
+            "Invalid 'messages[1].tool_calls': empty array. Expected an array with minimum "
+            "length 1, but got an empty array instead.",
+        ),
     ],
 )
 def test_tool_messages_that_answer_no_call_or_calls_left_unanswered_are_400s(

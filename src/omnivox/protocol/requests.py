@@ -213,7 +213,7 @@ class ChatCompletionAssistantMessageParam(WireModel):
     refusal: str | None = None
     name: str | None = None
     audio: AssistantAudio | None = None
-    tool_calls: list[ChatCompletionMessageToolCallParam] | None = None
+    tool_calls: list[ChatCompletionMessageToolCallParam] | None = Field(default=None, min_length=1)
     function_call: FunctionCall | None = None
     # Echoed back when a client appends a response message to its history; ignored.
     annotations: list[dict[str, Any]] | None = None
