@@ -537,7 +537,8 @@ async def concurrent(
     """``sessions`` at once, taking turns with their listeners or back to back."""
     load = "turn-taking" if turn_taking else "back to back"
     if turn_taking:
-        tenths = random.Random(START_SEED).sample(range(int(START_SPREAD_S * 10)), sessions)
+        moments = range(max(int(START_SPREAD_S * 10), sessions))
+        tenths = random.Random(START_SEED).sample(moments, sessions)
         starts = [t / 10 for t in tenths]
     else:
         starts = [s * STAGGER_S for s in range(sessions)]
@@ -671,7 +672,7 @@ def print_table(report: dict[str, Any]) -> None:
         *(
             (f"realtime, {sessions} sessions, {load.replace('_', ' ')}", key)
             for load in LOADS
-            if (key := f"realtime_{sessions}_sessions_{load}_first_audio_s") in summary
+            if summary[key := f"realtime_{sessions}_sessions_{load}_first_audio_s"]["n"]
         ),
     ):
         s = summary[key]

@@ -12,11 +12,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 
 from omnivox.audio import OUTPUT_BYTES_PER_S
 from omnivox.engines.cascade import scheduler
+from omnivox.engines.cascade.engine import IDLE_AFTER_S, SPARE_STEP_S, CascadeEngine
 from omnivox.engines.cascade.scheduler import (
     RESERVE_AFTER_LISTEN_S,
     RESERVE_S,
@@ -479,8 +481,21 @@ def test_the_slot_is_calm_while_nothing_near_its_deadline_holds_waits_or_just_le
     assert slot.calm(horizon_s, quiet_s)
     with slot.hold(batch_line, Stage.TEXT):
         assert slot.calm(horizon_s, quiet_s)
+    assert slot.calm(horizon_s, quiet_s)  # and just after it let go
     text = Pace(arrived_s=10.0, speaking=False)  # a written answer, read at 20 tokens a second
     with slot.hold(text, Stage.TEXT):
         assert not slot.calm(horizon_s, quiet_s)
         text.wrote(round(TEXT_TOKENS_PER_S))  # a second of text ahead of its reader
         assert slot.calm(horizon_s, quiet_s)
+
+
+def test_the_cascade_is_idle_while_its_slot_is_calm_for_a_recognition_pass() -> None:
+    asked: list[tuple[float, float]] = []
+
+    class Slot:
+        def calm(self, horizon_s: float, quiet_s: float) -> bool:
+            asked.append((horizon_s, quiet_s))
+            return True
+
+    assert CascadeEngine.idle(SimpleNamespace(slot=Slot()))  # type: ignore[arg-type]
+    assert asked == [(SPARE_STEP_S, IDLE_AFTER_S)]

@@ -118,7 +118,9 @@ UNIT_POLL_S = 0.05
 # A conversation leaves the slot free between its steps for at most ~0.1 s (its prompt
 # built after its transcription): one that let it go longer ago has no step in progress.
 IDLE_AFTER_S = 0.25
-# The longest step that ``idle`` lets begin: a recognition pass in a 10 s window (0.3-0.5 s).
+# The longest step that ``idle`` lets begin: a recognition pass in a 10 s window (0.3-0.5 s),
+# the window of a turn begun early unless it is over 9 s long (longer passes eat into the
+# scheduler's 1.5 s margin of the answers ahead of their listeners).
 SPARE_STEP_S = 0.5
 # Four conversations keep their own KV caches while the slot interleaves their tokens.
 DEFAULT_LLM_INSTANCES = 4

@@ -164,7 +164,8 @@ class ComputeSlot:
         return all(pace.background or pace.deadline_s() >= now_s + horizon_s for pace in paces)
 
     def _now(self) -> float:
-        """The clock that reservations are timed on."""
+        """The clock that reservations are timed on: the paces' own (``time.monotonic``),
+        as ``calm`` compares the two."""
         return time.monotonic()
 
     @contextlib.contextmanager
@@ -247,7 +248,7 @@ class ComputeSlot:
                 self._held_s += max(0.0, now_s - self._held_since_s)
                 self._held_since_s = None
             self._busy = False
-            if self._holder is not None:
+            if self._holder is not None and not self._holder[0].background:
                 self._recent = [(p, at_s) for p, at_s in self._recent if p is not self._holder[0]]
                 self._recent.append((self._holder[0], now_s))
                 del self._recent[:-RECENT_KEPT]
