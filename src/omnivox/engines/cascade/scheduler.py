@@ -133,7 +133,7 @@ class ComputeSlot:
         self._reserved_until_s = 0.0
         self._held_since_s: float | None = None  # when the current step got the slot
         self._held_s = 0.0  # the slot's steps so far, added up when each lets it go
-        self._recent: list[tuple[Pace, float]] = []  # who let it go lately, and when
+        self._recent: dict[Pace, float] = {}  # who let it go lately, and when, oldest first
 
     @property
     def waiting_count(self) -> int:
@@ -160,7 +160,7 @@ class ComputeSlot:
             paces = [waiter.pace for waiter in self._waiting]
             if self._holder is not None:
                 paces.append(self._holder[0])
-            paces += [pace for pace, at_s in self._recent if now_s - at_s < quiet_s]
+            paces += [pace for pace, at_s in self._recent.items() if now_s - at_s < quiet_s]
         return all(pace.background or pace.deadline_s() >= now_s + horizon_s for pace in paces)
 
     def _now(self) -> float:
@@ -249,9 +249,10 @@ class ComputeSlot:
                 self._held_since_s = None
             self._busy = False
             if self._holder is not None and not self._holder[0].background:
-                self._recent = [(p, at_s) for p, at_s in self._recent if p is not self._holder[0]]
-                self._recent.append((self._holder[0], now_s))
-                del self._recent[:-RECENT_KEPT]
+                self._recent.pop(self._holder[0], None)  # (to the end: the newest)
+                self._recent[self._holder[0]] = now_s
+                if len(self._recent) > RECENT_KEPT:
+                    del self._recent[next(iter(self._recent))]
             self._reserved = self._holder
             self._reserved_until_s = now_s + reserve_s
             self._holder = None

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from omnivox.engines.base import Part, ToolCall, Turn
+from omnivox.engines.base import AudioClip, Part, ToolCall, Turn
 
 
 @dataclass(slots=True)
@@ -34,9 +34,13 @@ class AudioTrack:
 class Item:
     wire: dict[str, Any]  # as the client is shown it
     parts: tuple[Part, ...] = ()
-    user_audio_s: float = 0.0
     audio: AudioTrack | None = None
     cut_bytes: int | None = None  # truncated while still being spoken: applied at its end
+
+    @property
+    def user_audio_s(self) -> float:
+        """Seconds of the input audio in its parts (the user's speech it holds)."""
+        return sum(part.duration_s for part in self.parts if isinstance(part, AudioClip))
 
     @property
     def id(self) -> str:

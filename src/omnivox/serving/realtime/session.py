@@ -558,7 +558,7 @@ class RealtimeSession:
             if len(pcm) / 2 / self.input.rate * 1000 < MIN_COMMIT_MS:
                 return
             parts = (*turn.pieces, await clip_of(pcm, self.input.rate))
-            user = Item(_user_audio_wire(turn.item_id), parts, _duration_s(parts))
+            user = Item(_user_audio_wire(turn.item_id), parts)
             plan = self._plan(self.config, None, True, None, extra=user)
             generation = self._generation(plan)
             generation.release()
@@ -617,7 +617,7 @@ class RealtimeSession:
                 "item_id": item_id,
             }
         )
-        item = Item(_user_audio_wire(item_id), parts, _duration_s(parts))
+        item = Item(_user_audio_wire(item_id), parts)
         await self._add_item(item, previous)
         transcription = self.config["audio"]["input"]["transcription"]
         if transcription is not None and isinstance(self.engine, TranscribingEngine):
@@ -753,12 +753,9 @@ class RealtimeSession:
             )
         content: list[dict[str, Any]] = []
         parts: list[str | AudioClip] = []
-        user_audio_s = 0.0
         for part in item.content:
             if isinstance(part, wire.InputAudioContent):
-                clip = await self._clip(part.audio, f"{param}.content")
-                user_audio_s += clip.duration_s
-                parts.append(clip)
+                parts.append(await self._clip(part.audio, f"{param}.content"))
                 content.append({"type": "input_audio", "transcript": part.transcript})
             elif isinstance(part, wire.InputText):
                 parts.append(part.text)
@@ -770,9 +767,7 @@ class RealtimeSession:
                 parts.append(part.transcript or "")
                 content.append({"type": "output_audio", "transcript": part.transcript})
         return Item(
-            {**base, "type": "message", "role": item.role, "content": content},
-            tuple(parts),
-            user_audio_s,
+            {**base, "type": "message", "role": item.role, "content": content}, tuple(parts)
         )
 
     async def _clip(self, audio_b64: str, param: str) -> AudioClip:
@@ -1120,10 +1115,6 @@ async def _heard(
     if any(words is None for words in heard):
         return None
     return " ".join(words.strip() for words in heard if words and words.strip())
-
-
-def _duration_s(parts: tuple[AudioClip, ...]) -> float:
-    return sum(part.duration_s for part in parts)
 
 
 async def _heard_as_events(text: str) -> AsyncIterator[TranscriptionEvent]:
